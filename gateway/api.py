@@ -1,0 +1,329 @@
+"""The HTTP API under /api/v1: one route per user-facing RPC of the three services.
+
+Bodies and responses are the protos' JSON (proto field names, every field
+present); streams are server-sent events (`gateway.sse`); uploads are streamed
+multipart (`gateway.upload`). Routes hold no logic beyond the mapping.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi.sse import EventSourceResponse
+from google.protobuf import field_mask_pb2
+
+from gateway.clients import ServiceClients, parse, to_dict
+from gateway.errors import ApiError
+from gateway.security import require_api_key
+from gateway.sse import sse_response
+from gateway.upload import model_type, stream_upload
+from modelmanager.v1 import civitai_pb2, inference_pb2, model_pb2, registry_pb2
+
+STREAM_TIMEOUT = 24 * 3600.0  # a watch or a generate may run long; the client's disconnect ends it sooner
+
+
+def get_clients(request: Request) -> ServiceClients:
+    return request.app.state.clients
+
+
+Clients = Annotated[ServiceClients, Depends(get_clients)]
+CivitaiToken = Annotated[str | None, Header(alias="x-civitai-token", description="overrides CIVITAI_TOKEN")]
+JsonBody = Annotated[dict[str, Any], Body()]
+
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_key)])
+
+SSE_DOC = {
+    "description": "text/event-stream: one event per upstream message, `event: error` with the error body "
+    "if the stream fails midway, `event: end` when it finishes."
+}
+
+# ---------------------------------------------------------------- health
+
+
+@router.get("/health", tags=["gateway"], summary="Each service's grpc.health.v1 status")
+async def health(clients: Clients) -> dict[str, Any]:
+    services = await clients.health()
+    return {"status": "ok" if all(v == "SERVING" for v in services.values()) else "degraded",
+            "services": services}
+
+
+# ---------------------------------------------------------------- registry
+
+
+@router.get("/models", tags=["models"], summary="List installed models (ListModels)")
+async def list_models(
+    clients: Clients,
+    type: Annotated[str, Query(description="lora or checkpoint; empty for all")] = "",
+    base_model: str = "",
+    query: Annotated[str, Query(description="free text over names, tags and trigger words")] = "",
+    page_size: int = 0,
+    page_token: str = "",
+) -> dict[str, Any]:
+    req = registry_pb2.ListModelsRequest(
+        page_size=page_size, page_token=page_token, type=model_type(type), base_model=base_model, query=query
+    )
+    return to_dict(await clients.unary("registry", clients.registry.ListModels, req))
+
+
+@router.post("/models", tags=["models"], status_code=201,
+             summary="Register a file already under loras/ or checkpoints/ (CreateModel)")
+async def create_model(clients: Clients, body: JsonBody) -> dict[str, Any]:
+    model = parse(body.get("model", body), model_pb2.Model())
+    resp = await clients.unary("registry", clients.registry.CreateModel, registry_pb2.CreateModelRequest(model=model))
+    return to_dict(resp.model)
+
+
+@router.post(
+    "/models/upload",
+    tags=["models"],
+    status_code=201,
+    summary="Upload a model file (multipart, streamed into UploadModel)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file", "type"],
+                        "properties": {
+                            "type": {"type": "string", "enum": ["lora", "checkpoint"]},
+                            "filename": {"type": "string"},
+                            "display_name": {"type": "string"},
+                            "short_name": {"type": "string"},
+                            "trigger_words": {"type": "string", "description": "comma-separated"},
+                            "tags": {"type": "string", "description": "comma-separated"},
+                            "recommended_weight": {"type": "number"},
+                            "base_model": {"type": "string"},
+                            "description": {"type": "string"},
+                            "expected_sha256": {"type": "string"},
+                            "size": {"type": "integer"},
+                            "file": {"type": "string", "format": "binary",
+                                     "description": "last part: fields after it are ignored"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def upload_model(request: Request, clients: Clients) -> dict[str, Any]:
+    resp = await stream_upload(request, clients, request.app.state.settings.max_upload_bytes)
+    return to_dict(resp.model)
+
+
+@router.post("/models/rescan", tags=["models"], summary="Register files found on the volume (RescanModels)")
+async def rescan_models(clients: Clients) -> dict[str, Any]:
+    resp = await clients.unary("registry", clients.registry.RescanModels, registry_pb2.RescanModelsRequest(),
+                               deadline=600)
+    return to_dict(resp)
+
+
+@router.get("/models/{filename}", tags=["models"], summary="Get one model (GetModel)")
+async def get_model(filename: str, clients: Clients) -> dict[str, Any]:
+    resp = await clients.unary("registry", clients.registry.GetModel, registry_pb2.GetModelRequest(filename=filename))
+    return to_dict(resp.model)
+
+
+@router.patch("/models/{filename}", tags=["models"],
+              summary="Edit metadata (UpdateModel); the body's keys are the update mask unless update_mask is given")
+async def update_model(
+    filename: str,
+    clients: Clients,
+    body: JsonBody,
+    update_mask: Annotated[str, Query(description="comma-separated field names")] = "",
+) -> dict[str, Any]:
+    fields = body.get("model", body)
+    model = parse({**fields, "filename": filename}, model_pb2.Model())
+    paths = [p.strip() for p in update_mask.split(",") if p.strip()] or [k for k in fields if k != "filename"]
+    req = registry_pb2.UpdateModelRequest(model=model, update_mask=field_mask_pb2.FieldMask(paths=paths))
+    resp = await clients.unary("registry", clients.registry.UpdateModel, req)
+    return to_dict(resp.model)
+
+
+@router.delete("/models/{filename}", tags=["models"], summary="Delete a model and its file (DeleteModel)")
+async def delete_model(filename: str, clients: Clients, keep_file: bool = False) -> dict[str, Any]:
+    req = registry_pb2.DeleteModelRequest(filename=filename, keep_file=keep_file)
+    resp = await clients.unary("registry", clients.registry.DeleteModel, req)
+    return to_dict(resp.model)
+
+
+@router.get("/active-checkpoint", tags=["checkpoints"], summary="The active checkpoint (GetActiveCheckpoint)")
+async def get_active_checkpoint(clients: Clients) -> dict[str, Any]:
+    req = registry_pb2.GetActiveCheckpointRequest()
+    return to_dict(await clients.unary("registry", clients.registry.GetActiveCheckpoint, req))
+
+
+@router.put("/active-checkpoint", tags=["checkpoints"],
+            summary="Set the active checkpoint (SetActiveCheckpoint); body {\"checkpoint\": NAME}")
+async def set_active_checkpoint(clients: Clients, body: JsonBody) -> dict[str, Any]:
+    req = parse(body, registry_pb2.SetActiveCheckpointRequest())
+    return to_dict(await clients.unary("registry", clients.registry.SetActiveCheckpoint, req))
+
+
+@router.post("/prompt/compose", tags=["models"],
+             summary="Final prompt with the LoRAs' trigger words (ComposePrompt)")
+async def compose_prompt(clients: Clients, body: JsonBody) -> dict[str, Any]:
+    req = parse(body, registry_pb2.ComposePromptRequest())
+    return to_dict(await clients.unary("registry", clients.registry.ComposePrompt, req))
+
+
+# ---------------------------------------------------------------- civitai
+
+
+@router.get("/civitai/parse", tags=["civitai"], summary="Parse a URL, id or AIR offline (ParseReference)")
+async def parse_reference(reference: str, clients: Clients) -> dict[str, Any]:
+    req = civitai_pb2.ParseReferenceRequest(reference=reference)
+    return to_dict(await clients.unary("civitai", clients.civitai.ParseReference, req))
+
+
+@router.get("/civitai/info", tags=["civitai"], summary="Model metadata from CivitAI (GetModelInfo)")
+async def model_info(
+    clients: Clients,
+    token: CivitaiToken = None,
+    reference: str | None = None,
+    model_id: int | None = None,
+    version_id: int | None = None,
+    sha256: str | None = None,
+) -> dict[str, Any]:
+    req = civitai_pb2.GetModelInfoRequest(token=token or "")
+    if reference:
+        req.reference = reference
+    elif model_id:
+        req.model_id = model_id
+    elif version_id:
+        req.version_id = version_id
+    elif sha256:
+        req.sha256 = sha256
+    else:
+        raise ApiError.local(400, "give one of reference, model_id, version_id, sha256", "INVALID_REQUEST")
+    return to_dict(await clients.unary("civitai", clients.civitai.GetModelInfo, req, deadline=120))
+
+
+@router.get("/civitai/search", tags=["civitai"], summary="Search the CivitAI catalogue (SearchModels)")
+async def search_models(
+    clients: Clients,
+    token: CivitaiToken = None,
+    query: str = "",
+    types: Annotated[list[str] | None, Query()] = None,
+    base_models: Annotated[list[str] | None, Query()] = None,
+    sort: str = "",
+    period: str = "",
+    nsfw: bool = False,
+    page_size: int = 0,
+    page_token: str = "",
+) -> dict[str, Any]:
+    req = civitai_pb2.SearchModelsRequest(
+        query=query, types=types or [], base_models=base_models or [], sort=sort, period=period, nsfw=nsfw,
+        page_size=page_size, page_token=page_token, token=token or "",
+    )
+    return to_dict(await clients.unary("civitai", clients.civitai.SearchModels, req, deadline=120))
+
+
+@router.post("/civitai/identify", tags=["civitai"],
+             summary="Identify a local file or sha256 on CivitAI (IdentifyFile); body {filename|sha256}")
+async def identify_file(clients: Clients, body: JsonBody, token: CivitaiToken = None) -> dict[str, Any]:
+    req = parse(body, civitai_pb2.IdentifyFileRequest())
+    if token:
+        req.token = token
+    return to_dict(await clients.unary("civitai", clients.civitai.IdentifyFile, req, deadline=600))
+
+
+@router.post("/civitai/check-updates", tags=["civitai"],
+             summary="Newer versions of installed CivitAI models (CheckUpdates); body {filenames: [...]}")
+async def check_updates(clients: Clients, token: CivitaiToken = None,
+                        body: Annotated[dict[str, Any] | None, Body()] = None) -> dict[str, Any]:
+    req = parse(body or {}, civitai_pb2.CheckUpdatesRequest())
+    if token:
+        req.token = token
+    return to_dict(await clients.unary("civitai", clients.civitai.CheckUpdates, req, deadline=300))
+
+
+@router.post("/downloads", tags=["downloads"], status_code=201,
+             summary="Start a download job (StartDownload); body {reference, file_id?}")
+async def start_download(clients: Clients, body: JsonBody, token: CivitaiToken = None) -> dict[str, Any]:
+    req = parse(body, civitai_pb2.StartDownloadRequest())
+    if token:
+        req.token = token
+    resp = await clients.unary("civitai", clients.civitai.StartDownload, req, deadline=120)
+    return to_dict(resp.job)
+
+
+@router.get("/downloads", tags=["downloads"], summary="List download jobs, newest first (ListDownloads)")
+async def list_downloads(clients: Clients, active_only: bool = False, page_size: int = 0,
+                         page_token: str = "") -> dict[str, Any]:
+    req = civitai_pb2.ListDownloadsRequest(active_only=active_only, page_size=page_size, page_token=page_token)
+    return to_dict(await clients.unary("civitai", clients.civitai.ListDownloads, req))
+
+
+@router.get("/downloads/{job_id}", tags=["downloads"], summary="One download job (GetDownload)")
+async def get_download(job_id: str, clients: Clients) -> dict[str, Any]:
+    resp = await clients.unary("civitai", clients.civitai.GetDownload, civitai_pb2.GetDownloadRequest(job_id=job_id))
+    return to_dict(resp.job)
+
+
+@router.post("/downloads/{job_id}/cancel", tags=["downloads"], summary="Cancel a download job (CancelDownload)")
+async def cancel_download(job_id: str, clients: Clients) -> dict[str, Any]:
+    req = civitai_pb2.CancelDownloadRequest(job_id=job_id)
+    resp = await clients.unary("civitai", clients.civitai.CancelDownload, req)
+    return to_dict(resp.job)
+
+
+def _job_event(msg: civitai_pb2.WatchDownloadResponse) -> tuple[str, str | None, Any]:
+    return "job", None, to_dict(msg.job)
+
+
+@router.get("/downloads/{job_id}/events", tags=["downloads"], response_class=EventSourceResponse,
+            responses={200: SSE_DOC},
+            summary="Watch a download job as SSE (`event: job` per change). Disconnecting does not cancel the job")
+async def watch_download(job_id: str, clients: Clients) -> EventSourceResponse:
+    call = clients.civitai.WatchDownload(civitai_pb2.WatchDownloadRequest(job_id=job_id), timeout=STREAM_TIMEOUT)
+    return await sse_response(clients, "civitai", call, _job_event)
+
+
+# ---------------------------------------------------------------- inference
+
+
+def _job_stream_event(msg: Any) -> tuple[str, str | None, Any]:
+    kind = msg.WhichOneof("event")
+    return kind or "message", None, to_dict(getattr(msg, kind)) if kind else {}
+
+
+@router.post("/generate", tags=["inference"], response_class=EventSourceResponse, responses={200: SSE_DOC},
+             summary="Text to image as SSE: `queued`, `progress`, then `result` (png base64). "
+             "Disconnecting cancels the job")
+async def generate(clients: Clients, body: JsonBody) -> EventSourceResponse:
+    req = parse(body, inference_pb2.GenerateRequest())
+    call = clients.inference.Generate(req, timeout=STREAM_TIMEOUT)
+    return await sse_response(clients, "inference", call, _job_stream_event)
+
+
+@router.post("/upscale", tags=["inference"], response_class=EventSourceResponse, responses={200: SSE_DOC},
+             summary="Upscale as SSE (body: UpscaleRequest JSON, image base64): `queued`, `progress`, `result`. "
+             "Disconnecting cancels the job")
+async def upscale(clients: Clients, body: JsonBody) -> EventSourceResponse:
+    req = parse(body, inference_pb2.UpscaleRequest())
+    call = clients.inference.Upscale(req, timeout=STREAM_TIMEOUT)
+    return await sse_response(clients, "inference", call, _job_stream_event)
+
+
+@router.post("/checkpoints/load", tags=["checkpoints"], response_class=EventSourceResponse,
+             responses={200: SSE_DOC},
+             summary="Load a checkpoint ahead of time as SSE (LoadCheckpoint); body {checkpoint?}")
+async def load_checkpoint(clients: Clients, body: Annotated[dict[str, Any] | None, Body()] = None) -> EventSourceResponse:
+    req = parse(body or {}, inference_pb2.LoadCheckpointRequest())
+    call = clients.inference.LoadCheckpoint(req, timeout=STREAM_TIMEOUT)
+    return await sse_response(clients, "inference", call, _job_stream_event)
+
+
+@router.get("/inference/status", tags=["inference"], summary="Device, cache and queue state (GetStatus)")
+async def inference_status(clients: Clients) -> dict[str, Any]:
+    req = inference_pb2.GetStatusRequest()
+    return to_dict(await clients.unary("inference", clients.inference.GetStatus, req))
+
+
+@router.get("/inference/schedulers", tags=["inference"], summary="Scheduler names (ListSchedulers)")
+async def list_schedulers(clients: Clients) -> dict[str, Any]:
+    req = inference_pb2.ListSchedulersRequest()
+    return to_dict(await clients.unary("inference", clients.inference.ListSchedulers, req))

@@ -1,0 +1,65 @@
+"""Composition root: `create_app(settings)` builds the FastAPI app (API, docs, web UI)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from gateway import errors
+from gateway.api import router
+from gateway.clients import ServiceClients
+from gateway.config import GatewaySettings
+from gateway.security import RequestIdMiddleware
+from service_kit.logs import get_logger
+
+log = get_logger("gateway.app")
+
+DESCRIPTION = """HTTP front door of the model manager: every user-facing call of the registry, the CivitAI
+service and the inference service. Streams are server-sent events. Errors are
+`{"error": {"code", "status", "message", "details"}}` (AIP-193) with the services' `ErrorInfo`.
+When `MODELMGR_API_KEY` is set, send it as `x-api-key` or `Authorization: Bearer`."""
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        clients = ServiceClients.connect(settings)
+        app.state.clients = clients
+        log.info("gateway.started", registry=settings.registry, civitai=settings.civitai,
+                 inference=settings.inference, auth=bool(settings.api_key))
+        try:
+            yield
+        finally:
+            await clients.close()
+
+    app = FastAPI(
+        title="Model Manager API",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["x-request-id"],
+        )
+    app.add_middleware(RequestIdMiddleware)
+    if settings.ui:
+        from gateway.ui import mount_ui
+
+        mount_ui(app, settings)
+    return app

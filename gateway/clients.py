@@ -1,0 +1,107 @@
+"""One grpc.aio channel per service, made once; helpers that turn call failures into ApiError.
+
+Both the HTTP routes and the web UI use the same `ServiceClients`, so the UI
+never goes over HTTP to its own process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway.config import GatewaySettings
+from gateway.errors import ApiError, from_rpc_error
+from modelmanager.v1 import civitai_pb2_grpc, inference_pb2_grpc, registry_pb2_grpc
+from service_kit import insecure_channel
+
+T = TypeVar("T")
+
+SERVICES = ("registry", "civitai", "inference")
+
+
+def to_dict(msg: Message) -> dict[str, Any]:
+    """Proto → JSON-able dict with the proto's field names and every field present."""
+    return json_format.MessageToDict(
+        msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def parse(data: dict[str, Any], msg: T) -> T:
+    """JSON dict → proto; unknown fields and bad values are a 400 naming the problem."""
+    try:
+        json_format.ParseDict(data, msg, ignore_unknown_fields=False)  # type: ignore[arg-type]
+    except json_format.ParseError as exc:
+        raise ApiError.local(400, f"invalid request body: {exc}", "INVALID_REQUEST") from exc
+    return msg
+
+
+@dataclass
+class ServiceClients:
+    """Stubs for the three services, over channels made at start-up and closed at shutdown."""
+
+    settings: GatewaySettings
+    registry: registry_pb2_grpc.ModelRegistryServiceStub
+    civitai: civitai_pb2_grpc.CivitaiServiceStub
+    inference: inference_pb2_grpc.InferenceServiceStub
+    _channels: dict[str, grpc.aio.Channel]
+
+    @classmethod
+    def connect(cls, settings: GatewaySettings) -> ServiceClients:
+        channels = {name: insecure_channel(getattr(settings, name)) for name in SERVICES}
+        return cls(
+            settings=settings,
+            registry=registry_pb2_grpc.ModelRegistryServiceStub(channels["registry"]),
+            civitai=civitai_pb2_grpc.CivitaiServiceStub(channels["civitai"]),
+            inference=inference_pb2_grpc.InferenceServiceStub(channels["inference"]),
+            _channels=channels,
+        )
+
+    async def close(self) -> None:
+        await asyncio.gather(*(ch.close() for ch in self._channels.values()))
+
+    def address(self, service: str) -> str:
+        return str(getattr(self.settings, service))
+
+    def error(self, exc: grpc.aio.AioRpcError, service: str) -> ApiError:
+        return from_rpc_error(exc, service, self.address(service))
+
+    async def unary(self, service: str, method: Callable[..., Awaitable[T]], request: Any,
+                    deadline: float | None = None) -> T:
+        """`await method(request)`; a failed call becomes ApiError naming the service."""
+        try:
+            return await method(request, timeout=deadline or self.settings.rpc_timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise self.error(exc, service) from None
+
+    async def stream(self, service: str, call: grpc.aio.UnaryStreamCall) -> AsyncIterator[Any]:
+        """Iterate a server stream; failures become ApiError; leaving early cancels the call."""
+        try:
+            async for msg in call:
+                yield msg
+        except grpc.aio.AioRpcError as exc:
+            raise self.error(exc, service) from None
+        finally:
+            call.cancel()
+
+    def channel(self, service: str) -> grpc.aio.Channel:
+        return self._channels[service]
+
+    async def health(self, deadline: float = 2.0) -> dict[str, str]:
+        """Each service's grpc.health.v1 status: SERVING, NOT_SERVING or UNAVAILABLE."""
+
+        async def check(name: str) -> tuple[str, str]:
+            stub = health_pb2_grpc.HealthStub(self._channels[name])
+            try:
+                resp = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=deadline)
+            except grpc.aio.AioRpcError as exc:
+                return name, exc.code().name
+            return name, health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+
+        return dict(await asyncio.gather(*(check(n) for n in SERVICES)))

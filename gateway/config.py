@@ -1,0 +1,83 @@
+"""Gateway settings: flags with `MODELMGR_*` environment defaults (see service_kit.config)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+
+from service_kit.config import (
+    DEFAULT_CIVITAI,
+    DEFAULT_GATEWAY,
+    DEFAULT_INFERENCE,
+    DEFAULT_REGISTRY,
+    add_common_settings,
+    add_setting,
+    env,
+)
+
+DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024**3  # 32 GiB: larger than any SDXL checkpoint in the wild.
+
+
+@dataclass
+class GatewaySettings:
+    listen: str = DEFAULT_GATEWAY
+    registry: str = DEFAULT_REGISTRY
+    civitai: str = DEFAULT_CIVITAI
+    inference: str = DEFAULT_INFERENCE
+    # When set, every /api call and the web UI need it (x-api-key or Authorization: Bearer).
+    api_key: str | None = None
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    # Origins allowed by CORS; empty means no CORS headers at all.
+    cors_origins: list[str] = field(default_factory=list)
+    # Deadline of unary calls to the services, seconds.
+    rpc_timeout: float = 30.0
+    # Mount the Gradio web UI at "/".
+    ui: bool = True
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+    @classmethod
+    def from_args(cls, argv: list[str] | None = None) -> GatewaySettings:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        origins = [o.strip() for o in (args.cors_origins or "").split(",") if o.strip()]
+        return cls(
+            listen=args.listen,
+            registry=args.registry,
+            civitai=args.civitai,
+            inference=args.inference,
+            api_key=env("API_KEY"),
+            max_upload_bytes=args.max_upload_bytes,
+            cors_origins=origins,
+            rpc_timeout=args.rpc_timeout,
+            ui=not args.no_ui,
+            log_level=args.log_level,
+            log_format=args.log_format,
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway",
+        description="HTTP API (/api/v1, OpenAPI at /docs) and web UI over the model manager's gRPC services. "
+        "Set MODELMGR_API_KEY to require an API key (x-api-key header or Authorization: Bearer) "
+        "for every API call and for the UI.",
+    )
+    add_common_settings(parser, listen_env="GATEWAY_LISTEN", default_listen=DEFAULT_GATEWAY)
+    add_setting(parser, "--registry", "REGISTRY", DEFAULT_REGISTRY, "registry service address")
+    add_setting(parser, "--civitai", "CIVITAI", DEFAULT_CIVITAI, "CivitAI service address")
+    add_setting(parser, "--inference", "INFERENCE", DEFAULT_INFERENCE, "inference service address")
+    add_setting(parser, "--max-upload-bytes", "MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES,
+                "largest accepted upload, bytes", type=int)
+    add_setting(parser, "--cors-origins", "CORS_ORIGINS", "", "comma-separated origins allowed by CORS (none if empty)")
+    add_setting(parser, "--rpc-timeout", "RPC_TIMEOUT", 30.0, "deadline of unary service calls, seconds", type=float)
+    parser.add_argument("--no-ui", action="store_true", help="serve the API only, without the web UI")
+    return parser
