@@ -33,9 +33,12 @@ JsonBody = Annotated[dict[str, Any], Body()]
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_key)])
 
+# The routes return an EventSourceResponse themselves (after the first upstream message, so that an
+# immediate failure is a real HTTP error); FastAPI's generator-SSE mode would commit to 200 first.
 SSE_DOC = {
-    "description": "text/event-stream: one event per upstream message, `event: error` with the error body "
-    "if the stream fails midway, `event: end` when it finishes."
+    "description": "Server-sent events: one event per upstream message, `event: error` with the error body "
+    "if the stream fails midway, `event: end` when it finishes.",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
 }
 
 # ---------------------------------------------------------------- health
@@ -274,8 +277,7 @@ def _job_event(msg: civitai_pb2.WatchDownloadResponse) -> tuple[str, str | None,
     return "job", None, to_dict(msg.job)
 
 
-@router.get("/downloads/{job_id}/events", tags=["downloads"], response_class=EventSourceResponse,
-            responses={200: SSE_DOC},
+@router.get("/downloads/{job_id}/events", tags=["downloads"], responses={200: SSE_DOC},
             summary="Watch a download job as SSE (`event: job` per change). Disconnecting does not cancel the job")
 async def watch_download(job_id: str, clients: Clients) -> EventSourceResponse:
     call = clients.civitai.WatchDownload(civitai_pb2.WatchDownloadRequest(job_id=job_id), timeout=STREAM_TIMEOUT)
@@ -290,7 +292,7 @@ def _job_stream_event(msg: Any) -> tuple[str, str | None, Any]:
     return kind or "message", None, to_dict(getattr(msg, kind)) if kind else {}
 
 
-@router.post("/generate", tags=["inference"], response_class=EventSourceResponse, responses={200: SSE_DOC},
+@router.post("/generate", tags=["inference"], responses={200: SSE_DOC},
              summary="Text to image as SSE: `queued`, `progress`, then `result` (png base64). "
              "Disconnecting cancels the job")
 async def generate(clients: Clients, body: JsonBody) -> EventSourceResponse:
@@ -299,7 +301,7 @@ async def generate(clients: Clients, body: JsonBody) -> EventSourceResponse:
     return await sse_response(clients, "inference", call, _job_stream_event)
 
 
-@router.post("/upscale", tags=["inference"], response_class=EventSourceResponse, responses={200: SSE_DOC},
+@router.post("/upscale", tags=["inference"], responses={200: SSE_DOC},
              summary="Upscale as SSE (body: UpscaleRequest JSON, image base64): `queued`, `progress`, `result`. "
              "Disconnecting cancels the job")
 async def upscale(clients: Clients, body: JsonBody) -> EventSourceResponse:
@@ -308,8 +310,7 @@ async def upscale(clients: Clients, body: JsonBody) -> EventSourceResponse:
     return await sse_response(clients, "inference", call, _job_stream_event)
 
 
-@router.post("/checkpoints/load", tags=["checkpoints"], response_class=EventSourceResponse,
-             responses={200: SSE_DOC},
+@router.post("/checkpoints/load", tags=["checkpoints"], responses={200: SSE_DOC},
              summary="Load a checkpoint ahead of time as SSE (LoadCheckpoint); body {checkpoint?}")
 async def load_checkpoint(clients: Clients, body: Annotated[dict[str, Any] | None, Body()] = None) -> EventSourceResponse:
     req = parse(body or {}, inference_pb2.LoadCheckpointRequest())

@@ -1,0 +1,76 @@
+"""Gateway test helpers: a real uvicorn server on port 0 in the test's event loop, SSE reading."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+
+import httpx
+import uvicorn
+
+from gateway.app import create_app
+from gateway.config import GatewaySettings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def dead_address() -> str:
+    """An address where nothing listens."""
+    return f"127.0.0.1:{free_port()}"
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(settings: GatewaySettings) -> AsyncIterator[httpx.AsyncClient]:
+    """Serve create_app(settings) over real HTTP on 127.0.0.1:<free port>; yield a client for it."""
+    app = create_app(settings)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        await task
+
+
+def settings_for(registry: str | None = None, civitai: str | None = None, inference: str | None = None,
+                 **kw: object) -> GatewaySettings:
+    return GatewaySettings(
+        listen="127.0.0.1:0",
+        registry=registry or dead_address(),
+        civitai=civitai or dead_address(),
+        inference=inference or dead_address(),
+        ui=bool(kw.pop("ui", False)),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def read_sse(response: httpx.Response, limit: int | None = None) -> list[tuple[str, str]]:
+    """(event, data) pairs of an SSE response, up to `limit` events."""
+    events: list[tuple[str, str]] = []
+    event, data = "message", []
+    async for line in response.aiter_lines():
+        if line == "":
+            if data:
+                events.append((event, "\n".join(data)))
+                if limit is not None and len(events) >= limit:
+                    return events
+            event, data = "message", []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+    return events
