@@ -1,0 +1,74 @@
+"""Composition root: settings -> device, loader, cache, LoRA manager, queue, registry client -> server."""
+
+from __future__ import annotations
+
+import os
+
+from inference_svc.checkpoint_cache import CheckpointCache
+from inference_svc.checkpoint_loader import CheckpointLoader
+from inference_svc.config import InferenceSettings
+from inference_svc.device import default_budgets, resolve_device
+from inference_svc.engine import InferenceEngine
+from inference_svc.errors import DOMAIN
+from inference_svc.job_queue import JobQueue
+from inference_svc.lora_manager import LoraManager
+from inference_svc.registry_client import RegistryClient
+from inference_svc.servicer import InferenceServicer
+from inference_svc.upscaler import ControlNetTile
+from modelmanager.v1 import inference_pb2, inference_pb2_grpc
+from service_kit import GrpcServer, ServiceBinding, get_logger
+
+log = get_logger("inference_svc")
+
+# Everything the loader needs ships with the project; never reach for the hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+async def create_server(settings: InferenceSettings) -> GrpcServer:
+    """The inference server, not started. Nothing is loaded until a request needs it."""
+    device = resolve_device(settings.device)
+    device_budget, park_budget = default_budgets(device, settings.device_cache_bytes, settings.cpu_park_bytes)
+    loader = CheckpointLoader(device, sdxl_config_dir=settings.sdxl_config_dir, config_cache_dir=settings.config_cache_dir)
+    cache = CheckpointCache(loader, device, device_budget=device_budget, park_budget=park_budget)
+    registry = RegistryClient(
+        settings.registry, default_checkpoint_path=settings.default_checkpoint_path, timeout_s=settings.registry_timeout_s
+    )
+    queue = JobQueue(settings.max_queue)
+    engine = InferenceEngine(
+        device=device,
+        cache=cache,
+        loras=LoraManager(settings.max_adapters),
+        registry=registry,
+        queue=queue,
+        controlnet=ControlNetTile(settings.controlnet_tile_dir, device),
+    )
+    server = GrpcServer(
+        name="inference",
+        listen=settings.listen,
+        bindings=[
+            ServiceBinding.of(
+                inference_pb2.DESCRIPTOR.services_by_name["InferenceService"],
+                InferenceServicer(engine),
+                inference_pb2_grpc.add_InferenceServiceServicer_to_server,
+            )
+        ],
+        error_domain=DOMAIN,
+    )
+
+    async def shutdown() -> None:
+        await queue.close()
+        await registry.close()
+        cache.clear()
+
+    server.on_shutdown.append(shutdown)
+    log.info(
+        "inference.configured",
+        device=str(device.device),
+        dtype=device.dtype_name,
+        attention=device.attention,
+        device_budget_bytes=device_budget,
+        park_budget_bytes=park_budget,
+    )
+    return server

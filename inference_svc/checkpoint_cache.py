@@ -1,0 +1,182 @@
+"""Loaded pipelines, bounded by a memory budget, with a host-memory parking tier.
+
+The most recently used pipelines stay on the device while their weights fit
+the device budget. Older ones are parked in host memory when the park budget
+allows (switching back is then a host-to-device copy, not a disk read and a
+rebuild), or dropped. A load that fails leaves every cached pipeline usable.
+
+Not thread-safe on purpose: only the job worker thread mutates it (one GPU
+job at a time); `snapshot()` is what other threads read.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inference_svc.checkpoint_loader import CheckpointLoader, LoadProgress, pipeline_bytes
+from inference_svc.device import DeviceInfo, empty_cache
+from inference_svc.errors import CheckpointNotFound, OutOfMemory
+from service_kit import get_logger
+
+log = get_logger("inference_svc.checkpoint_cache")
+
+
+@dataclass
+class CachedCheckpoint:
+    name: str
+    path: Path
+    signature: tuple[int, int]
+    pipe: Any
+    size_bytes: int
+    load_seconds: float
+    # "device" or "cpu" (parked).
+    location: str = "device"
+    # The checkpoint's own scheduler config, restored when a request names none.
+    scheduler_config: dict[str, Any] = field(default_factory=dict)
+    # LoRA path -> adapter name, least recently used first (kept by LoraManager).
+    adapters: dict[str, str] = field(default_factory=dict)
+    last_used: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class Acquired:
+    entry: CachedCheckpoint
+    # "disk" (cold load), "cpu" (was parked), "device" (already resident).
+    loaded_from: str
+    seconds: float
+
+
+def _signature(path: Path) -> tuple[int, int]:
+    """Changes when the file is replaced, so a stale pipeline is never served."""
+    target = path / "model_index.json" if path.is_dir() else path
+    try:
+        st = target.stat()
+    except FileNotFoundError as exc:
+        raise CheckpointNotFound(f"checkpoint file {path} does not exist", metadata={"path": path}) from exc
+    return st.st_mtime_ns, st.st_size
+
+
+class CheckpointCache:
+    def __init__(self, loader: CheckpointLoader, device: DeviceInfo, *, device_budget: int, park_budget: int):
+        self.loader = loader
+        self.device = device
+        self.device_budget = device_budget
+        self.park_budget = park_budget
+        self._entries: dict[str, CachedCheckpoint] = {}
+        self.current: CachedCheckpoint | None = None
+
+    def snapshot(self) -> list[CachedCheckpoint]:
+        return sorted(self._entries.values(), key=lambda e: e.last_used, reverse=True)
+
+    def _bytes(self, location: str) -> int:
+        return sum(e.size_bytes for e in self._entries.values() if e.location == location)
+
+    def acquire(self, name: str, path: Path, progress: LoadProgress | None = None) -> Acquired:
+        """The pipeline of `path` on the device, loading or unparking it as needed."""
+        started = time.perf_counter()
+        key = str(path.resolve())
+        signature = _signature(path)
+        entry = self._entries.get(key)
+        if entry is not None and entry.signature != signature:
+            log.info("checkpoint.file_changed", checkpoint=name)
+            self._drop(entry)
+            entry = None
+        if entry is not None:
+            entry.name = name
+            loaded_from = entry.location
+            if entry.location == "cpu":
+                if progress:
+                    progress("moving_to_device", 0.0)
+                self._make_room(entry.size_bytes, keep=entry)
+                self._move(entry, "device")
+                if progress:
+                    progress("moving_to_device", 1.0)
+            self._touch(entry)
+            return Acquired(entry, loaded_from, time.perf_counter() - started)
+
+        if self.device.is_cuda:
+            # Park others first so that the new weights have room; parked ones stay usable
+            # even if this load fails. (On the CPU there is nothing to gain: same memory.)
+            self._make_room(self._estimate(path), keep=None)
+        try:
+            pipe = self.loader.load(path, progress)
+        except torch.OutOfMemoryError as exc:
+            empty_cache(self.device)
+            raise OutOfMemory(f"out of memory loading {name}", metadata={"checkpoint": name}) from exc
+        seconds = time.perf_counter() - started
+        entry = CachedCheckpoint(
+            name=name,
+            path=path,
+            signature=signature,
+            pipe=pipe,
+            size_bytes=pipeline_bytes(pipe),
+            load_seconds=seconds,
+            scheduler_config=dict(pipe.scheduler.config),
+        )
+        self._entries[key] = entry
+        self._touch(entry)
+        self._make_room(0, keep=entry)
+        log.info("checkpoint.loaded", checkpoint=name, seconds=round(seconds, 3), size_bytes=entry.size_bytes)
+        return Acquired(entry, "disk", seconds)
+
+    def _estimate(self, path: Path) -> int:
+        """Device bytes a checkpoint will take: file size scaled from float16 to the target dtype."""
+        if path.is_dir():
+            return 0
+        return path.stat().st_size * torch.finfo(self.device.dtype).bits // 16
+
+    def _touch(self, entry: CachedCheckpoint) -> None:
+        entry.last_used = time.monotonic()
+        self.current = entry
+
+    def _make_room(self, incoming: int, keep: CachedCheckpoint | None) -> None:
+        """Evict least recently used device pipelines until `incoming` more bytes fit the budget."""
+        while self._bytes("device") + incoming > self.device_budget:
+            victims = [e for e in self._entries.values() if e.location == "device" and e is not keep]
+            if not victims:
+                return
+            victim = min(victims, key=lambda e: e.last_used)
+            if self.park_budget > 0 and victim.size_bytes <= self.park_budget:
+                self._move(victim, "cpu")
+                self._trim_park(keep)
+            else:
+                self._drop(victim)
+
+    def _trim_park(self, keep: CachedCheckpoint | None) -> None:
+        # `keep` may still be parked: it is the one about to move to the device.
+        while self._bytes("cpu") - (keep.size_bytes if keep and keep.location == "cpu" else 0) > self.park_budget:
+            parked = [e for e in self._entries.values() if e.location == "cpu" and e is not keep]
+            if not parked:
+                return
+            self._drop(min(parked, key=lambda e: e.last_used))
+
+    def _move(self, entry: CachedCheckpoint, location: str) -> None:
+        target = self.device.device if location == "device" else torch.device("cpu")
+        entry.pipe.to(target)
+        entry.location = location
+        if location == "cpu":
+            empty_cache(self.device)
+        log.info("checkpoint.moved", checkpoint=entry.name, location=location)
+
+    def _drop(self, entry: CachedCheckpoint) -> None:
+        self._entries = {k: v for k, v in self._entries.items() if v is not entry}
+        if self.current is entry:
+            self.current = None
+        entry.pipe = None
+        gc.collect()
+        empty_cache(self.device)
+        log.info("checkpoint.dropped", checkpoint=entry.name)
+
+    def clear(self) -> None:
+        for entry in list(self._entries.values()):
+            self._drop(entry)
+
+
+ProgressFn = Callable[[str, float], None]

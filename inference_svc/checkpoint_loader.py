@@ -1,0 +1,171 @@
+"""Loads an SDXL pipeline from a single-file checkpoint or a diffusers folder, offline.
+
+Single files go through diffusers' own single-file loader
+(`StableDiffusionXLPipeline.from_single_file`) with `config=` a local folder
+of component configs and tokenizers (see `inference_svc.assets`), so nothing
+is fetched from the hub. The file's header is checked first, so a corrupt
+file, a non-SDXL checkpoint or a LoRA gets a clear error before any
+allocation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inference_svc.assets import EMBEDDED_CONFIG_KEY, SDXL_CONFIG_DIR, materialize_embedded_config
+from inference_svc.device import DeviceInfo
+from inference_svc.errors import CheckpointLoadFailed, CheckpointNotFound
+
+# Progress callback: (stage, fraction 0..1).
+LoadProgress = Callable[[str, float], None]
+
+# Keys every SDXL-family LDM checkpoint has (UNet, VAE, both text encoders).
+_SDXL_MARKERS = (
+    "model.diffusion_model.input_blocks.0.0.weight",
+    "model.diffusion_model.label_emb.0.0.weight",  # SDXL's size/crop conditioning
+    "first_stage_model.decoder.conv_in.weight",
+    "conditioner.embedders.0.transformer.text_model.embeddings.position_embedding.weight",
+    "conditioner.embedders.1.model.positional_embedding",
+)
+# Safetensors headers are a few MB at most for a checkpoint; larger means a corrupt length field.
+_MAX_HEADER_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CheckpointFile:
+    """What the header of a single-file checkpoint says."""
+
+    path: Path
+    size_bytes: int
+    tensor_bytes: int
+    metadata: dict[str, str]
+
+
+def read_header(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """(tensor table, __metadata__) of a safetensors file; raises CheckpointLoadFailed when malformed."""
+    try:
+        with open(path, "rb") as f:
+            raw_len = f.read(8)
+            if len(raw_len) != 8:
+                raise ValueError("file shorter than a safetensors header")
+            (length,) = struct.unpack("<Q", raw_len)
+            if length > _MAX_HEADER_BYTES or length > os.fstat(f.fileno()).st_size - 8:
+                raise ValueError(f"header length {length} is impossible")
+            header = json.loads(f.read(length))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointLoadFailed(
+            f"{path.name} is not a readable safetensors file: {exc}", metadata={"path": path, "detail": "corrupt"}
+        ) from exc
+    if not isinstance(header, dict):
+        raise CheckpointLoadFailed(f"{path.name}: safetensors header is not an object", metadata={"path": path})
+    metadata = header.pop("__metadata__", None) or {}
+    return header, {str(k): str(v) for k, v in metadata.items()}
+
+
+def inspect_checkpoint(path: Path) -> CheckpointFile:
+    """Check that `path` is an SDXL-family single-file checkpoint whose data is all there."""
+    if not path.exists():
+        raise CheckpointNotFound(f"checkpoint file {path} does not exist", metadata={"path": path})
+    if path.suffix.lower() != ".safetensors":
+        # Pickle formats (.ckpt/.pt/.bin) can run code when loaded.
+        raise CheckpointLoadFailed(
+            f"{path.name}: only .safetensors checkpoints are loaded", metadata={"path": path, "detail": "format"}
+        )
+    tensors, metadata = read_header(path)
+    size = path.stat().st_size
+    end = max((int(t["data_offsets"][1]) for t in tensors.values() if isinstance(t, dict)), default=0)
+    with open(path, "rb") as f:
+        header_len = struct.unpack("<Q", f.read(8))[0]
+    if 8 + header_len + end > size:
+        raise CheckpointLoadFailed(
+            f"{path.name} is truncated: the header describes {8 + header_len + end} bytes, the file has {size}",
+            metadata={"path": path, "detail": "truncated"},
+        )
+    missing = [k for k in _SDXL_MARKERS if k not in tensors]
+    if missing:
+        kind = "a LoRA" if any(k.startswith(("lora_", "unet.", "lora_unet")) for k in tensors) else "not SDXL"
+        raise CheckpointLoadFailed(
+            f"{path.name} is {kind}: an SDXL checkpoint has {missing[0]}",
+            metadata={"path": path, "detail": "architecture"},
+        )
+    return CheckpointFile(path=path, size_bytes=size, tensor_bytes=end, metadata=metadata)
+
+
+class CheckpointLoader:
+    """Builds pipelines on the target device and dtype."""
+
+    def __init__(self, device: DeviceInfo, *, sdxl_config_dir: Path | None = None, config_cache_dir: Path | None = None):
+        self.device = device
+        self.sdxl_config_dir = sdxl_config_dir or SDXL_CONFIG_DIR
+        self.config_cache_dir = config_cache_dir
+
+    def config_dir_for(self, checkpoint: CheckpointFile) -> Path:
+        embedded = checkpoint.metadata.get(EMBEDDED_CONFIG_KEY)
+        if embedded:
+            try:
+                return materialize_embedded_config(embedded, self.config_cache_dir)
+            except ValueError as exc:
+                raise CheckpointLoadFailed(f"{checkpoint.path.name}: {exc}", metadata={"path": checkpoint.path}) from exc
+        return self.sdxl_config_dir
+
+    def load(self, path: Path, progress: LoadProgress | None = None) -> Any:
+        """A StableDiffusionXLPipeline on the device; raises CheckpointNotFound / CheckpointLoadFailed."""
+        from diffusers import StableDiffusionXLPipeline
+
+        report = progress or (lambda stage, fraction: None)
+        report("reading", 0.0)
+        try:
+            if path.is_dir():
+                if not (path / "model_index.json").exists():
+                    raise CheckpointLoadFailed(
+                        f"{path} is a folder without model_index.json", metadata={"path": path, "detail": "format"}
+                    )
+                report("building", 0.2)
+                pipe = StableDiffusionXLPipeline.from_pretrained(
+                    path, torch_dtype=self.device.dtype, local_files_only=True, use_safetensors=True
+                )
+            else:
+                checkpoint = inspect_checkpoint(path)
+                config = self.config_dir_for(checkpoint)
+                report("building", 0.2)
+                # `device` puts the UNet and VAE weights straight on the target device as they are
+                # read; the text encoders are built on the host and moved below.
+                pipe = StableDiffusionXLPipeline.from_single_file(
+                    str(path),
+                    config=str(config),
+                    local_files_only=True,
+                    torch_dtype=self.device.dtype,
+                    device=self.device.device,
+                )
+        except (CheckpointLoadFailed, CheckpointNotFound):
+            raise
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:  # diffusers raises ValueError/KeyError/RuntimeError/SafetensorError...
+            raise CheckpointLoadFailed(
+                f"{path.name} could not be loaded as an SDXL pipeline: {type(exc).__name__}: {exc}"[:1000],
+                metadata={"path": path, "detail": "load"},
+            ) from exc
+        report("moving_to_device", 0.8)
+        pipe.to(self.device.device)
+        pipe.set_progress_bar_config(disable=True)
+        report("moving_to_device", 1.0)
+        return pipe
+
+
+def pipeline_bytes(pipe: Any) -> int:
+    """Bytes held by a pipeline's weights (parameters and buffers of every torch module)."""
+    total = 0
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            total += sum(t.numel() * t.element_size() for t in component.parameters())
+            total += sum(t.numel() * t.element_size() for t in component.buffers())
+    return total

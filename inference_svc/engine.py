@@ -1,0 +1,191 @@
+"""The jobs: what Generate, Upscale and LoadCheckpoint do, between the registry and the GPU.
+
+Each `submit_*` coroutine asks the registry what to run (on the event loop),
+then queues a job whose body runs in the worker thread: switch to the
+checkpoint, set the LoRAs, run diffusers, encode the PNG.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from inference_svc.checkpoint_cache import Acquired, CheckpointCache
+from inference_svc.device import DeviceInfo, empty_cache, is_out_of_memory
+from inference_svc.errors import JobCancelled, OutOfMemory
+from inference_svc.images import encode_png
+from inference_svc.job_queue import Job, JobContext, JobQueue
+from inference_svc.lora_manager import LoraManager, LoraSpec
+from inference_svc.pipelines import GenerateParams, generate
+from inference_svc.registry_client import RegistryClient, ResolvedCheckpoint
+from inference_svc.upscaler import ControlNetTile, UpscaleParams, upscale
+from modelmanager.v1 import model_pb2, registry_pb2
+from service_kit import get_logger
+
+log = get_logger("inference_svc.engine")
+
+
+@dataclass
+class ImageOutput:
+    png: bytes
+    width: int
+    height: int
+    seed: int
+    checkpoint: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the registry said for one request."""
+
+    checkpoint: ResolvedCheckpoint
+    composed: registry_pb2.ComposePromptResponse
+
+    @property
+    def loras(self) -> list[LoraSpec]:
+        return [LoraSpec(x.filename, Path(x.path), x.weight) for x in self.composed.loras]
+
+
+class InferenceEngine:
+    def __init__(
+        self,
+        *,
+        device: DeviceInfo,
+        cache: CheckpointCache,
+        loras: LoraManager,
+        registry: RegistryClient,
+        queue: JobQueue,
+        controlnet: ControlNetTile,
+    ):
+        self.device = device
+        self.cache = cache
+        self.loras = loras
+        self.registry = registry
+        self.queue = queue
+        self.controlnet = controlnet
+
+    # ---- on the event loop -------------------------------------------------------------------
+
+    async def prepare(self, prompt: str, loras: list[model_pb2.LoraSelection], checkpoint: str) -> Prepared:
+        resolved = await self.registry.checkpoint(checkpoint)
+        composed = await self.registry.compose_prompt(prompt, loras)
+        return Prepared(resolved, composed)
+
+    async def submit_generate(self, prepared: Prepared, params: GenerateParams) -> Job:
+        return self.queue.submit("generate", lambda ctx: self._guard(ctx, self._generate, prepared, params))
+
+    async def submit_upscale(self, prepared: Prepared, params: UpscaleParams, image: Image.Image) -> Job:
+        return self.queue.submit("upscale", lambda ctx: self._guard(ctx, self._upscale, prepared, params, image))
+
+    async def submit_load(self, checkpoint: str) -> Job:
+        resolved = await self.registry.checkpoint(checkpoint)
+        return self.queue.submit("load", lambda ctx: self._guard(ctx, self._load, resolved))
+
+    # ---- in the worker thread -----------------------------------------------------------------
+
+    def _guard(self, ctx: JobContext, body: Any, *args: Any) -> Any:
+        """Run a job body; out-of-memory becomes RESOURCE_EXHAUSTED and the cache stays usable."""
+        if ctx.cancelled():
+            raise JobCancelled("job cancelled before it started")
+        try:
+            return body(ctx, *args)
+        except OutOfMemory:
+            raise
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                empty_cache(self.device)
+                log.warning("job.out_of_memory", job_id=ctx.job_id, error=str(exc)[:200])
+                raise OutOfMemory(f"out of memory: {str(exc)[:200]}", metadata={"job_id": ctx.job_id}) from exc
+            raise
+
+    def _acquire(self, ctx: JobContext, checkpoint: ResolvedCheckpoint, stage: str | None) -> Acquired:
+        """Switch to the checkpoint; progress events carry `stage`, or the loader's own stage when None."""
+
+        def report(loader_stage: str, fraction: float) -> None:
+            ctx.progress(stage or loader_stage, fraction=fraction)
+
+        return self.cache.acquire(checkpoint.name, checkpoint.path, report)
+
+    def _prepare_pipeline(self, ctx: JobContext, prepared: Prepared) -> tuple[Acquired, float]:
+        acquired = self._acquire(ctx, prepared.checkpoint, "loading_checkpoint")
+        started = time.perf_counter()
+        specs = prepared.loras
+        if any(str(s.path) not in acquired.entry.adapters for s in specs):
+            ctx.progress("loading_loras")
+        self.loras.apply(acquired.entry, specs)
+        return acquired, time.perf_counter() - started
+
+    def _generate(self, ctx: JobContext, prepared: Prepared, params: GenerateParams) -> ImageOutput:
+        started = time.perf_counter()
+        acquired, lora_seconds = self._prepare_pipeline(ctx, prepared)
+
+        def on_step(step: int, total: int) -> None:
+            ctx.progress("denoising", step=step, total_steps=total)
+            if step == total:
+                ctx.progress("decoding", step=step, total_steps=total)
+
+        inference_started = time.perf_counter()
+        image = generate(acquired.entry, params, on_step, ctx.cancelled)
+        inference_seconds = time.perf_counter() - inference_started
+        return self._output(ctx, image, prepared, params.seed, acquired, lora_seconds, inference_seconds, started,
+                            {"width": params.width, "height": params.height, "steps": params.steps,
+                             "guidance_scale": params.guidance_scale, "scheduler": params.scheduler})
+
+    def _upscale(self, ctx: JobContext, prepared: Prepared, params: UpscaleParams, image: Image.Image) -> ImageOutput:
+        started = time.perf_counter()
+        controlnet = self.controlnet.get()
+        acquired, lora_seconds = self._prepare_pipeline(ctx, prepared)
+
+        def on_step(step: int, total: int, tile: int, tiles: int) -> None:
+            ctx.progress("upscaling", step=step, total_steps=total, tile=tile, total_tiles=tiles)
+
+        inference_started = time.perf_counter()
+        result = upscale(acquired.entry, image, params, on_step, ctx.cancelled, controlnet=controlnet)
+        inference_seconds = time.perf_counter() - inference_started
+        return self._output(ctx, result, prepared, params.seed, acquired, lora_seconds, inference_seconds, started,
+                            {"scale_factor": params.scale_factor, "strength": params.strength,
+                             "steps": params.steps, "tile_size": params.tile_size,
+                             "tile_overlap": params.tile_overlap, "controlnet": controlnet is not None})
+
+    def _output(
+        self,
+        ctx: JobContext,
+        image: Image.Image,
+        prepared: Prepared,
+        seed: int,
+        acquired: Acquired,
+        lora_seconds: float,
+        inference_seconds: float,
+        started: float,
+        extra: dict[str, Any],
+    ) -> ImageOutput:
+        parameters = {
+            "prompt": prepared.composed.prompt,
+            "seed": seed,
+            "checkpoint": prepared.checkpoint.name,
+            "loras": {x.filename: x.weight for x in prepared.composed.loras},
+            **extra,
+        }
+        png = encode_png(image, parameters)
+        return ImageOutput(
+            png=png,
+            width=image.width,
+            height=image.height,
+            seed=seed,
+            checkpoint=prepared.checkpoint.name,
+            timings={
+                "queued_seconds": ctx.queued_seconds,
+                "load_seconds": acquired.seconds,
+                "lora_seconds": lora_seconds,
+                "inference_seconds": inference_seconds,
+                "total_seconds": ctx.queued_seconds + time.perf_counter() - started,
+            },
+        )
+
+    def _load(self, ctx: JobContext, checkpoint: ResolvedCheckpoint) -> Acquired:
+        return self._acquire(ctx, checkpoint, None)

@@ -1,0 +1,55 @@
+"""The inference service's errors: service_kit's hierarchy with this domain's reasons.
+
+Reasons are the ones documented in inference.proto; the server interceptor
+turns each into a gRPC status with an ErrorInfo (domain DOMAIN).
+"""
+
+from __future__ import annotations
+
+from service_kit import errors
+
+DOMAIN = "inference.modelmanager"
+
+
+class InvalidRequest(errors.InvalidArgument):
+    """Bad input; `reason` is INVALID_IMAGE, INVALID_SIZE, OUT_OF_RANGE_VALUE or UNKNOWN_SCHEDULER."""
+
+
+class CheckpointNotFound(errors.NotFound):
+    default_reason = "CHECKPOINT_NOT_FOUND"
+
+
+class LoraNotFound(errors.NotFound):
+    default_reason = "LORA_NOT_FOUND"
+
+
+class CheckpointLoadFailed(errors.FailedPrecondition):
+    """Corrupt file, wrong architecture, unsupported format. The previous checkpoint keeps working."""
+
+    default_reason = "CHECKPOINT_LOAD_FAILED"
+
+
+class LoraIncompatible(errors.FailedPrecondition):
+    default_reason = "LORA_INCOMPATIBLE"
+
+
+class ControlNetLoadFailed(errors.FailedPrecondition):
+    default_reason = "CONTROLNET_LOAD_FAILED"
+
+
+class OutOfMemory(errors.ResourceExhausted):
+    default_reason = "OUT_OF_MEMORY"
+
+
+class QueueFull(errors.ResourceExhausted):
+    default_reason = "QUEUE_FULL"
+
+
+class RegistryUnavailable(errors.Unavailable):
+    default_reason = "REGISTRY_UNAVAILABLE"
+
+
+class JobCancelled(errors.Cancelled):
+    """Raised inside a running job (from the step callback) when its client went away."""
+
+    default_reason = "CANCELLED"

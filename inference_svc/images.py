@@ -1,0 +1,63 @@
+"""Image bytes in and out: decode and check uploads, encode results as PNG with their parameters."""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+
+from PIL import Image, PngImagePlugin
+
+from inference_svc.errors import InvalidRequest
+
+# Inputs larger than this are refused before decoding (decompression bombs).
+MAX_INPUT_PIXELS = 4096 * 4096
+# Outputs: SDXL works up to ~2048; the upscaler goes further through tiles.
+MAX_OUTPUT_SIDE = 8192
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """PNG/JPEG/WebP bytes -> an RGB image; INVALID_ARGUMENT / INVALID_IMAGE otherwise."""
+    if not data:
+        raise InvalidRequest("image is empty", reason="INVALID_IMAGE", metadata={"field": "image"})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.format not in ("PNG", "JPEG", "WEBP"):
+                raise ValueError(f"format {image.format} is not PNG, JPEG or WebP")
+            if image.width * image.height > MAX_INPUT_PIXELS:
+                raise ValueError(f"{image.width}x{image.height} is larger than {MAX_INPUT_PIXELS} pixels")
+            image.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidRequest(
+            f"image cannot be decoded: {exc}", reason="INVALID_IMAGE", metadata={"field": "image"}
+        ) from exc
+    return image.convert("RGB")
+
+
+def encode_png(image: Image.Image, parameters: dict[str, object]) -> bytes:
+    """PNG bytes with the generation parameters in a text chunk (as A1111/ComfyUI do)."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", json.dumps(parameters, ensure_ascii=False, sort_keys=True))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def check_size(field: str, value: int, *, minimum: int = 64, maximum: int = 2048) -> None:
+    if value % 8 != 0 or not minimum <= value <= maximum:
+        raise InvalidRequest(
+            f"{field} must be a multiple of 8 between {minimum} and {maximum}, got {value}",
+            reason="INVALID_SIZE",
+            metadata={"field": field, "value": value},
+        )
+
+
+def check_range(field: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high or value != value:  # value != value: NaN
+        raise InvalidRequest(
+            f"{field} must be between {low} and {high}, got {value}",
+            reason="OUT_OF_RANGE_VALUE",
+            metadata={"field": field, "value": value},
+        )

@@ -1,0 +1,76 @@
+"""The registry, as this service needs it: the active checkpoint, composed prompts, checkpoint paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from inference_svc.errors import CheckpointNotFound, RegistryUnavailable
+from modelmanager.v1 import model_pb2, registry_pb2, registry_pb2_grpc
+from service_kit import errors, insecure_channel
+
+DEFAULT_CHECKPOINT = "illustrious-xl"
+
+
+@dataclass(frozen=True)
+class ResolvedCheckpoint:
+    name: str
+    path: Path
+
+
+class RegistryClient:
+    def __init__(self, address: str, *, default_checkpoint_path: Path, timeout_s: float = 10.0):
+        self.address = address
+        self.default_checkpoint_path = default_checkpoint_path
+        self.timeout_s = timeout_s
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: registry_pb2_grpc.ModelRegistryServiceStub | None = None
+
+    @property
+    def stub(self) -> registry_pb2_grpc.ModelRegistryServiceStub:
+        # Made lazily, on the serving event loop.
+        if self._stub is None:
+            self._channel = insecure_channel(self.address)
+            self._stub = registry_pb2_grpc.ModelRegistryServiceStub(self._channel)
+        return self._stub
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel, self._stub = None, None
+
+    async def _call(self, method, request):  # type: ignore[no-untyped-def]
+        try:
+            return await method(request, timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise RegistryUnavailable(
+                    f"registry at {self.address} is unavailable: {exc.details()}",
+                    metadata={"registry": self.address},
+                ) from exc
+            # The registry's own error (NOT_FOUND / LORA_NOT_FOUND naming the LoRA...), passed on intact.
+            raise errors.from_rpc_error(exc) from exc
+
+    async def checkpoint(self, override: str = "") -> ResolvedCheckpoint:
+        """The checkpoint a job runs on: `override` when given, else the registry's active one."""
+        if not override:
+            reply = await self._call(self.stub.GetActiveCheckpoint, registry_pb2.GetActiveCheckpointRequest())
+            return ResolvedCheckpoint(reply.checkpoint, Path(reply.path))
+        if override == DEFAULT_CHECKPOINT:
+            return ResolvedCheckpoint(override, self.default_checkpoint_path)
+        try:
+            reply = await self._call(self.stub.GetModel, registry_pb2.GetModelRequest(filename=override))
+        except errors.NotFound as exc:
+            raise CheckpointNotFound(f"no checkpoint {override!r} in the registry", metadata={"checkpoint": override}) from exc
+        if reply.model.type != model_pb2.MODEL_TYPE_CHECKPOINT:
+            raise CheckpointNotFound(f"{override!r} is not a checkpoint", metadata={"checkpoint": override})
+        return ResolvedCheckpoint(reply.model.filename, Path(reply.model.path))
+
+    async def compose_prompt(
+        self, prompt: str, loras: list[model_pb2.LoraSelection]
+    ) -> registry_pb2.ComposePromptResponse:
+        return await self._call(
+            self.stub.ComposePrompt, registry_pb2.ComposePromptRequest(prompt=prompt, loras=loras)
+        )

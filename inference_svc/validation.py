@@ -1,0 +1,83 @@
+"""Request messages -> checked job parameters (defaults as documented in inference.proto)."""
+
+from __future__ import annotations
+
+import secrets
+
+from inference_svc.errors import InvalidRequest
+from inference_svc.images import check_range, check_size
+from inference_svc.pipelines import GenerateParams, check_scheduler
+from inference_svc.upscaler import UpscaleParams
+from modelmanager.v1 import inference_pb2
+
+
+def _seed(message: inference_pb2.GenerateRequest | inference_pb2.UpscaleRequest) -> int:
+    # Absent: a random one, reported in the result so the image can be made again.
+    return message.seed if message.HasField("seed") else secrets.randbelow(2**32)
+
+
+def check_loras(message: inference_pb2.GenerateRequest | inference_pb2.UpscaleRequest) -> None:
+    for i, lora in enumerate(message.loras):
+        if not lora.name.strip():
+            raise InvalidRequest(f"loras[{i}].name is empty", reason="INVALID_ARGUMENT", metadata={"field": f"loras[{i}].name"})
+        if lora.HasField("weight"):
+            check_range(f"loras[{i}].weight", lora.weight, -4.0, 4.0)
+
+
+def generate_params(request: inference_pb2.GenerateRequest) -> GenerateParams:
+    width = request.width or 1024
+    height = request.height or 1024
+    steps = request.steps or 30
+    guidance = request.guidance_scale if request.HasField("guidance_scale") else 7.0
+    check_size("width", width)
+    check_size("height", height)
+    check_range("steps", steps, 1, 150)
+    check_range("guidance_scale", guidance, 0.0, 30.0)
+    check_scheduler(request.scheduler)
+    check_loras(request)
+    return GenerateParams(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        width=width,
+        height=height,
+        steps=steps,
+        guidance_scale=guidance,
+        seed=_seed(request),
+        scheduler=request.scheduler,
+    )
+
+
+def upscale_params(request: inference_pb2.UpscaleRequest) -> UpscaleParams:
+    scale = request.scale_factor or 2.0
+    steps = request.steps or 20
+    strength = request.strength if request.HasField("strength") else 0.35
+    guidance = request.guidance_scale if request.HasField("guidance_scale") else 7.0
+    tile = request.tile_size or 1024
+    overlap = request.tile_overlap if request.HasField("tile_overlap") else 128
+    check_range("scale_factor", scale, 1.0, 4.0)
+    check_range("steps", steps, 1, 150)
+    check_range("strength", strength, 0.0, 1.0)
+    check_range("guidance_scale", guidance, 0.0, 30.0)
+    check_size("tile_size", tile, minimum=32, maximum=2048)
+    if overlap % 8 != 0 or not 0 <= overlap <= tile // 2:
+        raise InvalidRequest(
+            f"tile_overlap must be a multiple of 8 between 0 and tile_size/2 ({tile // 2}), got {overlap}",
+            reason="INVALID_SIZE",
+            metadata={"field": "tile_overlap", "value": overlap},
+        )
+    if int(steps * strength) < 1:
+        check_range("strength", strength, 1.0 / steps, 1.0)
+    check_scheduler(request.scheduler)
+    check_loras(request)
+    return UpscaleParams(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        scale_factor=scale,
+        steps=steps,
+        strength=strength,
+        guidance_scale=guidance,
+        seed=_seed(request),
+        tile_size=tile,
+        tile_overlap=overlap,
+        scheduler=request.scheduler,
+    )

@@ -1,0 +1,132 @@
+"""Loading single-file and diffusers checkpoints offline, and the memory-bounded cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from inference_helpers import SIZE
+
+from inference_svc.checkpoint_cache import CheckpointCache
+from inference_svc.checkpoint_loader import CheckpointLoader, inspect_checkpoint
+from inference_svc.device import resolve_device
+from inference_svc.errors import CheckpointLoadFailed, CheckpointNotFound
+from inference_svc.pipelines import GenerateParams, generate
+
+PARAMS = GenerateParams("a photo of a cat", "", SIZE, SIZE, steps=2, guidance_scale=5.0, seed=7)
+
+
+def run(pipe) -> np.ndarray:
+    out = pipe(
+        "a photo of a cat",
+        width=SIZE,
+        height=SIZE,
+        num_inference_steps=2,
+        guidance_scale=5.0,
+        generator=torch.Generator().manual_seed(7),
+        output_type="np",
+    )
+    return out.images[0]
+
+
+def image_of(entry) -> np.ndarray:
+    return np.asarray(generate(entry, PARAMS, lambda s, t: None, lambda: False))
+
+
+@pytest.fixture
+def loader(tmp_path):
+    return CheckpointLoader(resolve_device("cpu"), config_cache_dir=tmp_path / "configs")
+
+
+def test_single_file_round_trip_matches_the_original_pipeline(tiny, reference_a, loader):
+    pipe = loader.load(tiny.checkpoint_a)
+    # Same weights, bit for bit, in every component...
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        ours, theirs = getattr(pipe, name).state_dict(), getattr(reference_a, name).state_dict()
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs), name
+    # ...and the same image for the same seed.
+    np.testing.assert_array_equal(run(pipe), run(reference_a))
+    assert pipe.unet.dtype == torch.float32
+
+
+def test_diffusers_folder_loads_like_the_single_file(tiny, reference_a, loader):
+    pipe = loader.load(tiny.diffusers_a)
+    # Same weights; from_pretrained lays some tensors out differently, hence float noise only.
+    np.testing.assert_allclose(run(pipe), run(reference_a), atol=1e-4)
+
+
+def test_load_reports_progress(tiny, loader):
+    stages = []
+    loader.load(tiny.checkpoint_b, lambda stage, fraction: stages.append((stage, fraction)))
+    assert stages[0] == ("reading", 0.0)
+    assert stages[-1] == ("moving_to_device", 1.0)
+    assert [f for _, f in stages] == sorted(f for _, f in stages)
+
+
+def test_bad_checkpoints_get_clear_errors(tiny, loader, tmp_path):
+    with pytest.raises(CheckpointLoadFailed, match=r"truncated|readable") as corrupt:
+        loader.load(tiny.corrupt)
+    assert corrupt.value.metadata["path"].endswith("corrupt.safetensors")
+    with pytest.raises(CheckpointLoadFailed, match="a LoRA"):
+        loader.load(tiny.not_sdxl)
+    with pytest.raises(CheckpointNotFound):
+        loader.load(tmp_path / "missing.safetensors")
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\xff" * 100)
+    with pytest.raises(CheckpointLoadFailed, match="readable"):
+        inspect_checkpoint(garbage)
+    pickle = tmp_path / "old.ckpt"
+    pickle.write_bytes(b"x")
+    with pytest.raises(CheckpointLoadFailed, match=r"only \.safetensors"):
+        loader.load(pickle)
+
+
+def test_cache_switches_a_b_a_and_reproduces_a(tiny, loader):
+    cache = CheckpointCache(loader, loader.device, device_budget=10**12, park_budget=0)
+    first = cache.acquire("a", tiny.checkpoint_a)
+    image_a = image_of(first.entry)
+    second = cache.acquire("b", tiny.checkpoint_b)
+    image_b = image_of(second.entry)
+    again = cache.acquire("a", tiny.checkpoint_a)
+    assert (first.loaded_from, second.loaded_from, again.loaded_from) == ("disk", "disk", "device")
+    assert again.entry is first.entry
+    assert not np.array_equal(image_a, image_b)
+    np.testing.assert_array_equal(image_of(again.entry), image_a)
+    assert cache.current is first.entry
+
+
+def test_cache_budget_evicts_least_recently_used(tiny, loader):
+    probe = CheckpointCache(loader, loader.device, device_budget=10**12, park_budget=0)
+    size = probe.acquire("a", tiny.checkpoint_a).entry.size_bytes
+    cache = CheckpointCache(loader, loader.device, device_budget=int(size * 1.5), park_budget=0)
+    cache.acquire("a", tiny.checkpoint_a)
+    cache.acquire("b", tiny.checkpoint_b)
+    assert [e.name for e in cache.snapshot()] == ["b"]
+    assert cache.acquire("a", tiny.checkpoint_a).loaded_from == "disk"
+
+
+def test_cache_parks_evicted_pipelines_in_host_memory(tiny, loader):
+    probe = CheckpointCache(loader, loader.device, device_budget=10**12, park_budget=0)
+    size = probe.acquire("a", tiny.checkpoint_a).entry.size_bytes
+    # One on the "device", one parked: the parking logic is device-independent.
+    cache = CheckpointCache(loader, loader.device, device_budget=int(size * 1.5), park_budget=int(size * 1.5))
+    first = cache.acquire("a", tiny.checkpoint_a)
+    image_a = image_of(first.entry)
+    cache.acquire("b", tiny.checkpoint_b)
+    assert {e.name: e.location for e in cache.snapshot()} == {"a": "cpu", "b": "device"}
+    back = cache.acquire("a", tiny.checkpoint_a)
+    assert back.loaded_from == "cpu" and back.entry is first.entry
+    assert {e.name: e.location for e in cache.snapshot()} == {"a": "device", "b": "cpu"}
+    np.testing.assert_array_equal(image_of(back.entry), image_a)
+
+
+def test_failed_load_leaves_the_previous_checkpoint_working(tiny, loader):
+    cache = CheckpointCache(loader, loader.device, device_budget=10**12, park_budget=0)
+    good = cache.acquire("a", tiny.checkpoint_a)
+    image = image_of(good.entry)
+    with pytest.raises(CheckpointLoadFailed):
+        cache.acquire("corrupt", tiny.corrupt)
+    again = cache.acquire("a", tiny.checkpoint_a)
+    assert again.loaded_from == "device"
+    np.testing.assert_array_equal(image_of(again.entry), image)
