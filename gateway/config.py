@@ -33,6 +33,9 @@ class GatewaySettings:
     rpc_timeout: float = 30.0
     # Mount the Gradio web UI at "/".
     ui: bool = True
+    # Defaults of the UI's size and steps sliders (the demo stack's tiny models want small ones).
+    ui_image_size: int = 1024
+    ui_steps: int = 30
     log_level: str = "INFO"
     log_format: str = "json"
 
@@ -59,6 +62,8 @@ class GatewaySettings:
             cors_origins=origins,
             rpc_timeout=args.rpc_timeout,
             ui=not args.no_ui,
+            ui_image_size=args.ui_image_size,
+            ui_steps=args.ui_steps,
             log_level=args.log_level,
             log_format=args.log_format,
         )
@@ -72,12 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
         "for every API call and for the UI.",
     )
     add_common_settings(parser, listen_env="GATEWAY_LISTEN", default_listen=DEFAULT_GATEWAY)
-    add_setting(parser, "--registry", "REGISTRY", DEFAULT_REGISTRY, "registry service address")
-    add_setting(parser, "--civitai", "CIVITAI", DEFAULT_CIVITAI, "CivitAI service address")
-    add_setting(parser, "--inference", "INFERENCE", DEFAULT_INFERENCE, "inference service address")
+    add_setting(parser, "--registry", "REGISTRY_ADDR", DEFAULT_REGISTRY, "registry service address")
+    add_setting(parser, "--civitai", "CIVITAI_ADDR", DEFAULT_CIVITAI, "CivitAI service address")
+    add_setting(parser, "--inference", "INFERENCE_ADDR", DEFAULT_INFERENCE, "inference service address")
     add_setting(parser, "--max-upload-bytes", "MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES,
                 "largest accepted upload, bytes", type=int)
     add_setting(parser, "--cors-origins", "CORS_ORIGINS", "", "comma-separated origins allowed by CORS (none if empty)")
     add_setting(parser, "--rpc-timeout", "RPC_TIMEOUT", 30.0, "deadline of unary service calls, seconds", type=float)
+    add_setting(parser, "--ui-image-size", "UI_IMAGE_SIZE", 1024, "default width/height in the UI", type=int)
+    add_setting(parser, "--ui-steps", "UI_STEPS", 30, "default steps in the UI", type=int)
     parser.add_argument("--no-ui", action="store_true", help="serve the API only, without the web UI")
     return parser

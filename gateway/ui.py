@@ -26,6 +26,7 @@ from gateway.clients import ServiceClients
 from gateway.config import GatewaySettings
 from gateway.errors import ApiError
 from gateway.security import key_matches
+from gateway.text import human_size, type_name
 from modelmanager.v1 import civitai_pb2, inference_pb2, model_pb2, registry_pb2
 
 DEFAULT_CHECKPOINT = "illustrious-xl"
@@ -44,19 +45,6 @@ CSS = """
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def human_size(n: int | float) -> str:
-    n = float(n or 0)
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
-
-
-def type_name(t: int) -> str:
-    return {model_pb2.MODEL_TYPE_LORA: "LoRA", model_pb2.MODEL_TYPE_CHECKPOINT: "Checkpoint"}.get(t, "?")
 
 
 def describe_error(exc: BaseException) -> str:
@@ -542,11 +530,11 @@ def build_blocks(ui: Ui) -> gr.Blocks:
                         g_loras, g_selected, g_refresh = lora_panel(ui, "gen")
                         with gr.Accordion("Settings", open=False):
                             with gr.Row():
-                                g_width = gr.Slider(64, 2048, value=1024, step=8, label="Width", elem_id="gen-width")
-                                g_height = gr.Slider(64, 2048, value=1024, step=8, label="Height",
+                                g_width = gr.Slider(64, 2048, value=ui.settings.ui_image_size, step=8, label="Width", elem_id="gen-width")
+                                g_height = gr.Slider(64, 2048, value=ui.settings.ui_image_size, step=8, label="Height",
                                                      elem_id="gen-height")
                             with gr.Row():
-                                g_steps = gr.Slider(1, 150, value=30, step=1, label="Steps", elem_id="gen-steps")
+                                g_steps = gr.Slider(1, 150, value=ui.settings.ui_steps, step=1, label="Steps", elem_id="gen-steps")
                                 g_guidance = gr.Slider(0, 30, value=7.0, step=0.5, label="Guidance")
                             with gr.Row():
                                 g_seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
@@ -572,8 +560,8 @@ def build_blocks(ui: Ui) -> gr.Blocks:
                             u_scale = gr.Slider(1, 4, value=2, step=0.5, label="Scale factor")
                             u_strength = gr.Slider(0, 1, value=0.35, step=0.05, label="Strength")
                         with gr.Row():
-                            u_steps = gr.Slider(1, 100, value=20, step=1, label="Steps", elem_id="up-steps")
-                            u_tile = gr.Slider(64, 2048, value=1024, step=8, label="Tile size", elem_id="up-tile")
+                            u_steps = gr.Slider(1, 100, value=min(20, ui.settings.ui_steps), step=1, label="Steps", elem_id="up-steps")
+                            u_tile = gr.Slider(64, 2048, value=ui.settings.ui_image_size, step=8, label="Tile size", elem_id="up-tile")
                             u_seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
                         with gr.Row():
                             u_btn = gr.Button("Upscale", variant="primary", elem_id="upscale-btn")
