@@ -1,0 +1,411 @@
+"""The inference service through the wire, with a registry, tiny checkpoints and LoRAs on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import torch
+from inference_helpers import SIZE, copy_into
+from inference_registry import start_registry
+from PIL import Image
+
+from inference_svc import pipelines
+from inference_svc.app import create_server
+from inference_svc.config import InferenceSettings
+from modelmanager.v1 import inference_pb2, inference_pb2_grpc, model_pb2, registry_pb2, registry_pb2_grpc
+from service_kit import errors
+
+
+@dataclass
+class Stack:
+    inference: inference_pb2_grpc.InferenceServiceStub
+    registry: registry_pb2_grpc.ModelRegistryServiceStub
+    user_models: Path
+    models: Path
+
+    async def add_checkpoint(self, src: Path, *, activate: bool = False) -> str:
+        copy_into(src, self.user_models / "checkpoints")
+        await self.registry.CreateModel(
+            registry_pb2.CreateModelRequest(model=model_pb2.Model(filename=src.name, type=model_pb2.MODEL_TYPE_CHECKPOINT))
+        )
+        if activate:
+            await self.registry.SetActiveCheckpoint(registry_pb2.SetActiveCheckpointRequest(checkpoint=src.name))
+        return src.name
+
+    async def add_lora(self, src: Path, triggers: tuple[str, ...] = ()) -> str:
+        copy_into(src, self.user_models / "loras")
+        await self.registry.CreateModel(
+            registry_pb2.CreateModelRequest(
+                model=model_pb2.Model(filename=src.name, type=model_pb2.MODEL_TYPE_LORA, trigger_words=list(triggers))
+            )
+        )
+        return src.name
+
+
+@pytest.fixture
+async def stack(volumes, channel_factory, tmp_path):
+    user_models, models = volumes
+    for sub in ("loras", "checkpoints"):
+        (user_models / sub).mkdir(exist_ok=True)
+    registry = await start_registry(user_models, models)
+    server = await create_server(
+        InferenceSettings(
+            listen="127.0.0.1:0",
+            registry=registry.address,
+            models_dir=models,
+            user_models_dir=user_models,
+            config_cache_dir=tmp_path / "configs",
+        )
+    )
+    await server.start()
+    yield Stack(
+        inference_pb2_grpc.InferenceServiceStub(channel_factory(server.address)),
+        registry_pb2_grpc.ModelRegistryServiceStub(channel_factory(registry.address)),
+        user_models,
+        models,
+    )
+    await server.stop(0)
+    await registry.stop(0)
+
+
+def generate_request(**fields) -> inference_pb2.GenerateRequest:
+    defaults = {"prompt": "a photo of a cat", "width": SIZE, "height": SIZE, "steps": 2, "guidance_scale": 5.0, "seed": 7}
+    return inference_pb2.GenerateRequest(**{**defaults, **fields})
+
+
+async def collect(call) -> list:
+    return [event async for event in call]
+
+
+def result_of(events) -> inference_pb2.ImageResult:
+    assert events[-1].WhichOneof("event") == "result"
+    return events[-1].result
+
+
+def pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+
+
+async def expect_error(coro, code: grpc.StatusCode, reason: str) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await coro
+    assert failure.value.code() == code, failure.value.details()
+    info = errors.error_info_of(failure.value)
+    assert info is not None and info.reason == reason, (info, failure.value.details())
+    return failure.value
+
+
+async def test_generate_streams_queue_position_steps_and_a_png_matching_diffusers(stack, tiny, reference_a):
+    name = await stack.add_checkpoint(tiny.checkpoint_a, activate=True)
+    events = await collect(stack.inference.Generate(generate_request()))
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds[0] == "queued" and events[0].queued.job_id
+    steps = [e.progress.step for e in events if e.WhichOneof("event") == "progress" and e.progress.stage == "denoising"]
+    assert steps == [1, 2]
+    assert {e.progress.stage for e in events if e.WhichOneof("event") == "progress"} >= {"loading_checkpoint", "decoding"}
+    result = result_of(events)
+    assert (result.width, result.height, result.seed, result.checkpoint) == (SIZE, SIZE, 7, name)
+    assert result.final_prompt == "a photo of a cat"
+    assert result.timings.total_seconds >= result.timings.inference_seconds > 0
+    # The same image as the original diffusers pipeline, called in-process with the same seed.
+    expected = reference_a(
+        "a photo of a cat", width=SIZE, height=SIZE, num_inference_steps=2, guidance_scale=5.0,
+        generator=torch.Generator().manual_seed(7),
+    ).images[0]
+    np.testing.assert_array_equal(pixels(result.png), np.asarray(expected).astype(int))
+    # Same seed, same bytes; the checkpoint stays loaded.
+    again = result_of(await collect(stack.inference.Generate(generate_request())))
+    assert again.png == result.png
+    status = await stack.inference.GetStatus(inference_pb2.GetStatusRequest())
+    assert [c.checkpoint for c in status.checkpoints] == [name]  # loaded once, kept
+
+
+async def test_switching_the_active_checkpoint_a_b_a(stack, tiny):
+    a = await stack.add_checkpoint(tiny.checkpoint_a, activate=True)
+    b = await stack.add_checkpoint(tiny.checkpoint_b)
+    first = result_of(await collect(stack.inference.Generate(generate_request())))
+    await stack.registry.SetActiveCheckpoint(registry_pb2.SetActiveCheckpointRequest(checkpoint=b))
+    second = result_of(await collect(stack.inference.Generate(generate_request())))
+    await stack.registry.SetActiveCheckpoint(registry_pb2.SetActiveCheckpointRequest(checkpoint=a))
+    third = result_of(await collect(stack.inference.Generate(generate_request())))
+    assert (first.checkpoint, second.checkpoint, third.checkpoint) == (a, b, a)
+    assert first.png != second.png
+    assert third.png == first.png
+    # A per-job override does not change the active one.
+    override = result_of(await collect(stack.inference.Generate(generate_request(checkpoint=b))))
+    assert override.png == second.png
+    status = await stack.inference.GetStatus(inference_pb2.GetStatusRequest())
+    assert {c.checkpoint for c in status.checkpoints} == {a, b}
+    assert status.device == "cpu" and status.dtype == "float32" and status.attention == "sdpa"
+    assert status.current_checkpoint == b and not status.busy and status.queue_depth == 0
+
+
+async def test_load_checkpoint_streams_progress_and_load_time(stack, tiny):
+    b = await stack.add_checkpoint(tiny.checkpoint_b)
+    events = await collect(stack.inference.LoadCheckpoint(inference_pb2.LoadCheckpointRequest(checkpoint=b)))
+    assert events[0].WhichOneof("event") == "queued"
+    stages = [e.progress.stage for e in events if e.WhichOneof("event") == "progress"]
+    assert stages[0] == "reading" and stages[-1] == "moving_to_device"
+    result = events[-1].result
+    assert (result.checkpoint, result.loaded_from) == (b, "disk")
+    assert result.load_seconds > 0 and result.size_bytes > 1_000_000
+    again = (await collect(stack.inference.LoadCheckpoint(inference_pb2.LoadCheckpointRequest(checkpoint=b))))[-1]
+    assert again.result.loaded_from == "device"
+    status = await stack.inference.GetStatus(inference_pb2.GetStatusRequest())
+    assert [(c.checkpoint, c.location) for c in status.checkpoints] == [(b, "device")]
+    assert status.memory_allocated_bytes == result.size_bytes
+
+
+async def test_loras_with_trigger_words_weights_and_the_bare_model(stack, tiny):
+    await stack.add_checkpoint(tiny.checkpoint_a, activate=True)
+    kohya = await stack.add_lora(tiny.lora_kohya)
+    peft = await stack.add_lora(tiny.lora_peft, triggers=("tinystyle",))
+    bare = result_of(await collect(stack.inference.Generate(generate_request())))
+    styled = result_of(await collect(stack.inference.Generate(
+        generate_request(loras=[model_pb2.LoraSelection(name=kohya, weight=1.0)]))))
+    assert np.abs(pixels(styled.png) - pixels(bare.png)).mean() > 1.0
+    assert [(x.filename, x.weight) for x in styled.loras] == [(kohya, 1.0)]
+    zero = result_of(await collect(stack.inference.Generate(
+        generate_request(loras=[model_pb2.LoraSelection(name=kohya, weight=0.0)]))))
+    assert np.array_equal(pixels(zero.png), pixels(bare.png))
+    triggered = result_of(await collect(stack.inference.Generate(
+        generate_request(loras=[model_pb2.LoraSelection(name=peft)]))))
+    assert triggered.final_prompt.startswith("tinystyle")
+    assert list(triggered.injected_trigger_words) == ["tinystyle"]
+    # Back to no LoRAs: exactly the bare model again.
+    again = result_of(await collect(stack.inference.Generate(generate_request())))
+    assert np.array_equal(pixels(again.png), pixels(bare.png))
+    status = await stack.inference.GetStatus(inference_pb2.GetStatusRequest())
+    assert set(status.checkpoints[0].adapters) == {kohya, peft}
+
+
+async def test_incompatible_lora_is_failed_precondition_naming_the_file(stack, tiny):
+    await stack.add_checkpoint(tiny.checkpoint_a, activate=True)
+    bad = await stack.add_lora(tiny.lora_incompatible)
+    failure = await expect_error(
+        collect(stack.inference.Generate(generate_request(loras=[model_pb2.LoraSelection(name=bad, weight=1.0)]))),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "LORA_INCOMPATIBLE",
+    )
+    assert bad in failure.details()
+    assert result_of(await collect(stack.inference.Generate(generate_request()))).png
+
+
+async def test_corrupt_checkpoint_leaves_the_previous_one_working(stack, tiny):
+    await stack.add_checkpoint(tiny.checkpoint_a, activate=True)
+    good = result_of(await collect(stack.inference.Generate(generate_request())))
+    broken = await stack.add_checkpoint(tiny.checkpoint_b)
+    path = stack.user_models / "checkpoints" / broken
+    path.write_bytes(path.read_bytes()[:100_000])  # truncated on disk after registration
+    failure = await expect_error(
+        collect(stack.inference.Generate(generate_request(checkpoint=broken))),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "CHECKPOINT_LOAD_FAILED",
+    )
+    assert broken in failure.details()
+    await expect_error(
+        collect(stack.inference.LoadCheckpoint(inference_pb2.LoadCheckpointRequest(checkpoint=broken))),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "CHECKPOINT_LOAD_FAILED",
+    )
+    assert result_of(await collect(stack.inference.Generate(generate_request()))).png == good.png
+
+
+async def test_missing_default_checkpoint_fails_per_request(stack):
+    failure = await expect_error(
+        collect(stack.inference.Generate(generate_request())), grpc.StatusCode.NOT_FOUND, "CHECKPOINT_NOT_FOUND"
+    )
+    assert "Illustrious-XL-v0.1.safetensors" in failure.details()
+
+
+async def test_default_checkpoint_on_the_models_volume(stack, tiny):
+    folder = stack.models / "illustrious-xl"
+    folder.mkdir()
+    shutil.copy(tiny.checkpoint_a, folder / "Illustrious-XL-v0.1.safetensors")
+    result = result_of(await collect(stack.inference.Generate(generate_request())))
+    assert result.checkpoint == "illustrious-xl"
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"width": 65}, "INVALID_SIZE"),
+        ({"height": 4096}, "INVALID_SIZE"),
+        ({"steps": 500}, "OUT_OF_RANGE_VALUE"),
+        ({"guidance_scale": 31.0}, "OUT_OF_RANGE_VALUE"),
+        ({"scheduler": "nope"}, "UNKNOWN_SCHEDULER"),
+    ],
+)
+async def test_bad_generate_input_is_invalid_argument(stack, fields, reason):
+    await expect_error(
+        collect(stack.inference.Generate(generate_request(**fields))), grpc.StatusCode.INVALID_ARGUMENT, reason
+    )
+
+
+async def test_bad_upscale_input_is_invalid_argument(stack):
+    await expect_error(
+        collect(stack.inference.Upscale(inference_pb2.UpscaleRequest(image=b"not an image"))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_IMAGE",
+    )
+    png = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(png, format="PNG")
+    for fields, reason in (
+        ({"scale_factor": 8.0}, "OUT_OF_RANGE_VALUE"),
+        ({"tile_size": 100}, "INVALID_SIZE"),
+        ({"tile_size": 64, "tile_overlap": 40}, "INVALID_SIZE"),
+        ({"strength": 1.5}, "OUT_OF_RANGE_VALUE"),
+    ):
+        await expect_error(
+            collect(stack.inference.Upscale(inference_pb2.UpscaleRequest(image=png.getvalue(), **fields))),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            reason,
+        )
+
+
+def small_image() -> bytes:
+    rng = np.random.default_rng(0)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def tiny_controlnet(folder: Path, reference) -> None:
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(0)
+    ControlNetModel.from_unet(reference.unet).save_pretrained(folder)
+
+
+async def test_upscale_streams_per_tile_progress_and_uses_the_controlnet_when_present(stack, tiny, reference_a):
+    await stack.add_checkpoint(tiny.checkpoint_a, activate=True)
+    request = inference_pb2.UpscaleRequest(
+        image=small_image(), prompt="sharp", scale_factor=2.0, steps=2, strength=0.5, seed=3,
+        tile_size=48, tile_overlap=16,
+    )
+    events = await collect(stack.inference.Upscale(request))
+    tiles = [(e.progress.tile, e.progress.total_tiles) for e in events
+             if e.WhichOneof("event") == "progress" and e.progress.stage == "upscaling"]
+    assert tiles == [(1, 4), (2, 4), (3, 4), (4, 4)]  # 64x64 in 48px tiles: 2x2, one step each
+    result = result_of(events)
+    assert (result.width, result.height) == (64, 64)
+    assert Image.open(io.BytesIO(result.png)).size == (64, 64)
+    again = result_of(await collect(stack.inference.Upscale(request)))
+    assert again.png == result.png
+    tiny_controlnet(stack.models / "controlnet-tile", reference_a)
+    controlled = result_of(await collect(stack.inference.Upscale(request)))
+    assert controlled.png != result.png
+
+
+async def test_two_jobs_queue_one_behind_the_other(stack, tiny):
+    await stack.add_checkpoint(tiny.checkpoint_a, activate=True)
+    first = stack.inference.Generate(generate_request(steps=12))
+    first_events = []
+    async for event in first:  # wait until the first job runs
+        first_events.append(event)
+        if event.WhichOneof("event") == "progress" and event.progress.stage == "denoising":
+            break
+    second_events = []
+    positions = []
+    async for event in stack.inference.Generate(generate_request(seed=8)):
+        second_events.append(event)
+        if event.WhichOneof("event") == "queued":
+            positions.append(event.queued.position)
+    first_events += [e async for e in first]
+    assert positions == [1, 0]
+    assert result_of(first_events).seed == 7 and result_of(second_events).seed == 8
+
+
+async def test_cancelled_client_stops_its_job_within_one_step(stack, tiny, monkeypatch):
+    await stack.add_checkpoint(tiny.checkpoint_a, activate=True)
+    steps_run: list[int] = []
+    cancelled_at: list[int] = []
+    original = pipelines.step_callback
+
+    def counting(on_step, cancelled, total):
+        def recording_on_step(step, total_):
+            steps_run.append(step)
+            on_step(step, total_)
+
+        def recording_cancelled():
+            if cancelled() and not cancelled_at:
+                cancelled_at.append(len(steps_run))
+            return cancelled()
+
+        return original(recording_on_step, recording_cancelled, total)
+
+    monkeypatch.setattr(pipelines, "step_callback", counting)
+    call = stack.inference.Generate(generate_request(steps=150))
+    async for event in call:
+        if event.WhichOneof("event") == "progress" and event.progress.step >= 2:
+            break
+    call.cancel()
+    # The worker becomes free again (polled, not timed) and the job did not run on.
+    for _ in range(600):
+        status = await stack.inference.GetStatus(inference_pb2.GetStatusRequest())
+        if not status.busy:
+            break
+        await asyncio.sleep(0.05)
+    assert not status.busy
+    assert cancelled_at and len(steps_run) <= cancelled_at[0] + 1
+    assert len(steps_run) < 150
+    assert result_of(await collect(stack.inference.Generate(generate_request()))).png
+
+
+async def test_out_of_memory_is_resource_exhausted_and_the_service_keeps_serving(stack, tiny, monkeypatch):
+    from inference_svc import engine
+
+    await stack.add_checkpoint(tiny.checkpoint_a, activate=True)
+    real_generate = engine.generate
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(engine, "generate", out_of_memory)
+    await expect_error(
+        collect(stack.inference.Generate(generate_request())), grpc.StatusCode.RESOURCE_EXHAUSTED, "OUT_OF_MEMORY"
+    )
+    monkeypatch.setattr(engine, "generate", real_generate)
+    assert result_of(await collect(stack.inference.Generate(generate_request()))).png
+
+
+async def test_schedulers(stack, tiny):
+    await stack.add_checkpoint(tiny.checkpoint_a, activate=True)
+    names = (await stack.inference.ListSchedulers(inference_pb2.ListSchedulersRequest())).schedulers
+    assert {"euler", "euler_a", "dpmpp_2m_karras", "ddim"} <= set(names)
+    default = result_of(await collect(stack.inference.Generate(generate_request())))
+    ancestral = result_of(await collect(stack.inference.Generate(generate_request(scheduler="euler_a"))))
+    assert ancestral.png != default.png
+    assert result_of(await collect(stack.inference.Generate(generate_request(scheduler="euler_a")))).png == ancestral.png
+    assert result_of(await collect(stack.inference.Generate(generate_request()))).png == default.png
+
+
+async def test_unknown_lora_is_not_found(stack, tiny):
+    await stack.add_checkpoint(tiny.checkpoint_a, activate=True)
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await collect(stack.inference.Generate(generate_request(loras=[model_pb2.LoraSelection(name="nope")])))
+    assert failure.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "nope" in failure.value.details()
+
+
+async def test_registry_down_is_unavailable(volumes, channel_factory, tmp_path):
+    user_models, models = volumes
+    server = await create_server(
+        InferenceSettings(listen="127.0.0.1:0", registry="127.0.0.1:1", models_dir=models,
+                          user_models_dir=user_models, registry_timeout_s=2.0)
+    )
+    await server.start()
+    try:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel_factory(server.address))
+        await expect_error(
+            collect(stub.Generate(generate_request())), grpc.StatusCode.UNAVAILABLE, "REGISTRY_UNAVAILABLE"
+        )
+    finally:
+        await server.stop(0)
