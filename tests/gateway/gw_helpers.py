@@ -74,3 +74,12 @@ async def read_sse(response: httpx.Response, limit: int | None = None) -> list[t
         elif line.startswith("data:"):
             data.append(line[5:].strip())
     return events
+
+
+async def start_server(server_or_coro: object) -> object:
+    """create_server() may return the server or a coroutine of it; start it on its port."""
+    import inspect
+
+    server = await server_or_coro if inspect.isawaitable(server_or_coro) else server_or_coro
+    await server.start()  # type: ignore[attr-defined]
+    return server
