@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_common_settings(parser, listen_env="GATEWAY_LISTEN", default_listen=DEFAULT_GATEWAY)
     add_setting(parser, "--registry", "REGISTRY_ADDR", DEFAULT_REGISTRY, "registry service address")
-    add_setting(parser, "--civitai", "CIVITAI_ADDR", DEFAULT_CIVITAI, "CivitAI service address")
+    add_setting(parser, "--civitai", "MODELMGR_CIVITAI_ADDR", DEFAULT_CIVITAI, "CivitAI service address")
     add_setting(parser, "--inference", "INFERENCE_ADDR", DEFAULT_INFERENCE, "inference service address")
     add_setting(parser, "--max-upload-bytes", "MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES,
                 "largest accepted upload, bytes", type=int)

@@ -279,3 +279,16 @@ async def test_no_cors_unless_configured() -> None:
     async with running_gateway(settings_for(cors_origins=["http://ok.example"])) as http:
         resp = await http.get("/api/v1/health", headers={"Origin": "http://ok.example"})
         assert resp.headers["access-control-allow-origin"] == "http://ok.example"
+
+
+async def test_ui_needs_the_api_key_as_password_when_set() -> None:
+    async with running_gateway(settings_for(ui=True, api_key="k3y-secret")) as http:
+        assert (await http.get("/config")).status_code == 401  # the UI's data and events
+        assert (await http.get("/gradio_api/info")).status_code == 401
+        bad = await http.post("/login", data={"username": "me", "password": "wrong"})
+        assert bad.status_code == 400
+        ok = await http.post("/login", data={"username": "me", "password": "k3y-secret"})
+        assert ok.status_code == 200
+        assert (await http.get("/config")).status_code == 200
+        # The API still wants the key itself, not the UI's cookie.
+        assert (await http.get("/api/v1/models")).status_code == 401
