@@ -416,8 +416,10 @@ def lora_panel(ui: Ui, prefix: str) -> tuple[gr.State, gr.State, gr.Button]:
         gr.Markdown("#### LoRAs")
         refresh = gr.Button("↻ Refresh LoRAs", size="sm", scale=0, elem_id=f"{prefix}-lora-refresh")
 
-    @gr.render(inputs=[loras_state, selected])
-    def rows(loras: list[dict[str, Any]], sel: dict[str, float]) -> None:
+    # Rows are re-built only when the LoRA list changes; keyed components keep their values.
+    @gr.render(inputs=[loras_state], triggers=[loras_state.change])
+    def rows(loras: list[dict[str, Any]]) -> None:
+        sel: dict[str, float] = {}
         if not loras:
             gr.Markdown("_No LoRAs installed yet: download or upload one in the Model Manager tab._")
             return
@@ -440,7 +442,14 @@ def lora_panel(ui: Ui, prefix: str) -> tuple[gr.State, gr.State, gr.Button]:
                 return current
 
             box.input(update, [box, slider, selected], selected)
-            slider.release(update, [box, slider, selected], selected)
+            slider.change(update, [box, slider, selected], selected, trigger_mode="always_last",
+                          show_progress="hidden")
+
+    def prune(loras: list[dict[str, Any]], current: dict[str, float]) -> dict[str, float]:
+        names = {lora["filename"] for lora in loras or []}
+        return {k: v for k, v in (current or {}).items() if k in names}
+
+    loras_state.change(prune, [loras_state, selected], selected)
 
     return loras_state, selected, refresh
 
