@@ -149,3 +149,41 @@ async def test_checkpoints_generate_and_status(services: dict, tiny_files: dict[
         assert schedulers
         health = (await http.get("/api/v1/health")).json()["services"]
         assert health["registry"] == "SERVING" and health["inference"] == "SERVING"
+
+
+async def test_cli_list_active_set_active_generate(services: dict, tiny_files: dict[str, Path], tmp_path: Path) -> None:
+    import asyncio
+    import os
+    import sys
+
+    from PIL import Image
+
+    settings = settings_for(registry=services["registry"].address, inference=services["inference"].address)
+    async with running_gateway(settings) as http:
+        assert (await upload(http, tiny_files["lora"], trigger_words="inkwash")).status_code == 201
+        assert (await upload(http, tiny_files["checkpoint_b"], type="checkpoint")).status_code == 201
+
+    async def cli(*args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "--registry", services["registry"].address,
+            "--inference", services["inference"].address, *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ, "COLUMNS": "200", "MODELMGR_LOG_LEVEL": "WARNING"})
+        out, _ = await proc.communicate()
+        return proc.returncode or 0, out.decode()
+
+    code, out = await cli("list")
+    assert code == 0 and "style.safetensors" in out and "other.safetensors" in out, out
+    code, out = await cli("list", "--type", "checkpoint")
+    assert code == 0 and "style.safetensors" not in out
+    code, out = await cli("active")
+    assert code == 0 and "illustrious-xl" in out
+    code, out = await cli("set-active", "other.safetensors")
+    assert code == 0 and "loaded other.safetensors" in out, out
+    target = tmp_path / "out.png"
+    code, out = await cli("generate", "a cat", "--lora", "style.safetensors:0.6", "--width", "64", "--height", "64",
+                          "--steps", "2", "--seed", "3", "-o", str(target))
+    assert code == 0, out
+    assert Image.open(target).size == (64, 64)
+    assert "inkwash" in out
+    code, out = await cli("set-active", "missing.safetensors")
+    assert code == 1 and "CHECKPOINT_NOT_FOUND" in out and "Traceback" not in out
