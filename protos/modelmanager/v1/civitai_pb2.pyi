@@ -93,7 +93,7 @@ class GetModelInfoResponse(_message.Message):
     def __init__(self, info: _Optional[_Union[CivitaiModelInfo, _Mapping]] = ...) -> None: ...
 
 class CivitaiModelInfo(_message.Message):
-    __slots__ = ("model_id", "version_id", "name", "version_name", "civitai_type", "model_type", "base_model", "trigger_words", "description", "tags", "creator", "nsfw", "file", "files", "versions", "images", "civitai_url", "air", "early_access_deadline", "supported", "recommended_weight", "installed_filename")
+    __slots__ = ("model_id", "version_id", "name", "version_name", "civitai_type", "model_type", "base_model", "trigger_words", "description", "tags", "creator", "nsfw", "file", "files", "versions", "images", "civitai_url", "air", "early_access_deadline", "supported", "recommended_weight", "installed_filename", "mode")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,7 @@ class CivitaiModelInfo(_message.Message):
     SUPPORTED_FIELD_NUMBER: _ClassVar[int]
     RECOMMENDED_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     INSTALLED_FILENAME_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     model_id: int
     version_id: int
     name: str
@@ -138,7 +139,8 @@ class CivitaiModelInfo(_message.Message):
     supported: bool
     recommended_weight: float
     installed_filename: str
-    def __init__(self, model_id: _Optional[int] = ..., version_id: _Optional[int] = ..., name: _Optional[str] = ..., version_name: _Optional[str] = ..., civitai_type: _Optional[str] = ..., model_type: _Optional[_Union[_model_pb2.ModelType, str]] = ..., base_model: _Optional[str] = ..., trigger_words: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., creator: _Optional[str] = ..., nsfw: _Optional[bool] = ..., file: _Optional[_Union[CivitaiFile, _Mapping]] = ..., files: _Optional[_Iterable[_Union[CivitaiFile, _Mapping]]] = ..., versions: _Optional[_Iterable[_Union[CivitaiVersion, _Mapping]]] = ..., images: _Optional[_Iterable[_Union[PreviewImage, _Mapping]]] = ..., civitai_url: _Optional[str] = ..., air: _Optional[str] = ..., early_access_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., supported: _Optional[bool] = ..., recommended_weight: _Optional[float] = ..., installed_filename: _Optional[str] = ...) -> None: ...
+    mode: str
+    def __init__(self, model_id: _Optional[int] = ..., version_id: _Optional[int] = ..., name: _Optional[str] = ..., version_name: _Optional[str] = ..., civitai_type: _Optional[str] = ..., model_type: _Optional[_Union[_model_pb2.ModelType, str]] = ..., base_model: _Optional[str] = ..., trigger_words: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., creator: _Optional[str] = ..., nsfw: _Optional[bool] = ..., file: _Optional[_Union[CivitaiFile, _Mapping]] = ..., files: _Optional[_Iterable[_Union[CivitaiFile, _Mapping]]] = ..., versions: _Optional[_Iterable[_Union[CivitaiVersion, _Mapping]]] = ..., images: _Optional[_Iterable[_Union[PreviewImage, _Mapping]]] = ..., civitai_url: _Optional[str] = ..., air: _Optional[str] = ..., early_access_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., supported: _Optional[bool] = ..., recommended_weight: _Optional[float] = ..., installed_filename: _Optional[str] = ..., mode: _Optional[str] = ...) -> None: ...
 
 class CivitaiFile(_message.Message):
     __slots__ = ("id", "name", "size_bytes", "type", "format", "fp", "size", "sha256", "primary", "download_url", "pickle_scan_result", "virus_scan_result")
@@ -211,7 +213,7 @@ class StartDownloadResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[DownloadJob, _Mapping]] = ...) -> None: ...
 
 class DownloadJob(_message.Message):
-    __slots__ = ("id", "reference", "state", "model_id", "version_id", "file_id", "name", "filename", "model_type", "bytes_done", "total_bytes", "bytes_per_second", "eta_seconds", "resume_count", "model", "error", "create_time", "update_time", "already_installed")
+    __slots__ = ("id", "reference", "state", "model_id", "version_id", "file_id", "name", "filename", "model_type", "bytes_done", "total_bytes", "bytes_per_second", "eta_seconds", "resume_count", "model", "error", "create_time", "update_time", "already_installed", "bytes_transferred")
     ID_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -231,6 +233,7 @@ class DownloadJob(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ALREADY_INSTALLED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TRANSFERRED_FIELD_NUMBER: _ClassVar[int]
     id: str
     reference: str
     state: DownloadState
@@ -250,7 +253,8 @@ class DownloadJob(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     already_installed: bool
-    def __init__(self, id: _Optional[str] = ..., reference: _Optional[str] = ..., state: _Optional[_Union[DownloadState, str]] = ..., model_id: _Optional[int] = ..., version_id: _Optional[int] = ..., file_id: _Optional[int] = ..., name: _Optional[str] = ..., filename: _Optional[str] = ..., model_type: _Optional[_Union[_model_pb2.ModelType, str]] = ..., bytes_done: _Optional[int] = ..., total_bytes: _Optional[int] = ..., bytes_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., resume_count: _Optional[int] = ..., model: _Optional[_Union[_model_pb2.Model, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., already_installed: _Optional[bool] = ...) -> None: ...
+    bytes_transferred: int
+    def __init__(self, id: _Optional[str] = ..., reference: _Optional[str] = ..., state: _Optional[_Union[DownloadState, str]] = ..., model_id: _Optional[int] = ..., version_id: _Optional[int] = ..., file_id: _Optional[int] = ..., name: _Optional[str] = ..., filename: _Optional[str] = ..., model_type: _Optional[_Union[_model_pb2.ModelType, str]] = ..., bytes_done: _Optional[int] = ..., total_bytes: _Optional[int] = ..., bytes_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., resume_count: _Optional[int] = ..., model: _Optional[_Union[_model_pb2.Model, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., already_installed: _Optional[bool] = ..., bytes_transferred: _Optional[int] = ...) -> None: ...
 
 class GetDownloadRequest(_message.Message):
     __slots__ = ("job_id",)

@@ -1,0 +1,338 @@
+"""HTTP access to CivitAI: one httpx client, an honest User-Agent, retries, a metadata cache.
+
+Why each piece:
+- CivitAI's WAF blocks Python's default UA and its download endpoint answers
+  browsers with HTML, so we send a descriptive non-browser User-Agent.
+- 429, 5xx and connection errors are retried with exponential backoff
+  (base, 2*base, 4*base...), honouring Retry-After (seconds or HTTP-date).
+- The token goes in `Authorization: Bearer` to the configured CivitAI origin
+  only. Redirects are never followed by httpx: the 307 target is a signed
+  storage URL that rejects any Authorization header (R2 answers 400), so the
+  caller opens it itself, without the header.
+- Metadata answers are cached in memory for a time limit; the key includes a
+  fingerprint of the token, because a token can see models the anonymous
+  caller cannot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from civitai_svc import errors as E
+from service_kit.logs import get_logger, redact_text
+
+log = get_logger("civitai_svc.api")
+
+USER_AGENT = "modelmanager-civitai-fetcher/0.1 (self-hosted SDXL model manager; httpx)"
+RETRYABLE = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3  # retries after the first try
+    backoff_base: float = 1.0
+    backoff_max: float = 30.0
+    retry_after_max: float = 120.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds before retry number `attempt` (0-based)."""
+        backoff = min(self.backoff_base * (2**attempt), self.backoff_max)
+        if retry_after is not None:
+            return max(backoff, min(retry_after, self.retry_after_max))
+        return backoff
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP-date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+def _body_of(response: httpx.Response) -> tuple[dict[str, Any], str]:
+    """(JSON object or {}, message) of an error answer; the message is CivitAI's own words."""
+    try:
+        data = response.json()
+    except (ValueError, UnicodeDecodeError, httpx.ResponseNotRead):
+        data = None
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict | list):  # list endpoints send a serialized Zod error object
+            err = json.dumps(err)[:300]
+        parts = [str(p) for p in (err, data.get("message")) if p]
+        return data, redact_text("; ".join(parts))[:500]
+    try:
+        text = response.text
+    except (httpx.ResponseNotRead, UnicodeDecodeError):
+        text = ""
+    return {}, redact_text(text.strip().splitlines()[0] if text.strip() else "")[:300]
+
+
+def error_for(response: httpx.Response, what: str, *, token_sent: bool) -> E.errors.ServiceError:
+    """Map a CivitAI error answer to this service's error (the table in issue #3)."""
+    status = response.status_code
+    data, message = _body_of(response)
+    said = f" (CivitAI: {message})" if message else ""
+    meta: dict[str, object] = {"http_status": status, "what": what}
+    if status == 401:
+        hint = "the token was not accepted; check it" if token_sent else E.TOKEN_HINT
+        return E.CivitaiUnauthenticated(f"CivitAI requires a login for {what}{said}; {hint}", metadata=meta)
+    if status == 403:
+        if str(data.get("error", "")).lower() == "early access":
+            deadline = str(data.get("deadline") or "")
+            return E.EarlyAccess(
+                f"{what} is in early access until {deadline or 'an unknown date'}{said}",
+                metadata={**meta, "deadline": deadline},
+            )
+        return E.CivitaiForbidden(f"CivitAI denies access to {what}{said}", metadata=meta)
+    if status == 404:
+        return E.CivitaiNotFound(f"CivitAI has no {what}{said}", metadata=meta)
+    if status == 410:
+        return E.ModelArchived(f"{what} is archived on CivitAI and cannot be downloaded{said}", metadata=meta)
+    if status == 400:
+        return E.CivitaiBadRequest(f"CivitAI rejected the request for {what}{said}", metadata=meta)
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if retry_after is not None:
+        meta["retry_after_seconds"] = round(retry_after, 1)
+    return E.CivitaiUnavailable(f"CivitAI is unavailable for {what}: HTTP {status}{said}; try again later", metadata=meta)
+
+
+class _TtlCache:
+    def __init__(self, ttl: float, max_entries: int) -> None:
+        self._ttl, self._max = ttl, max_entries
+        self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+
+    def get(self, key: str) -> Any | None:
+        hit = self._data.get(key)
+        if hit is None:
+            return None
+        expires, value = hit
+        if expires < time.monotonic():
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: Any) -> None:
+        if self._ttl <= 0:
+            return
+        self._data[key] = (time.monotonic() + self._ttl, value)
+        self._data.move_to_end(key)
+        while len(self._data) > self._max:
+            self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """Where the download endpoint sent us; `same_origin` says whether the token may follow."""
+
+    url: str
+    same_origin: bool
+
+
+class CivitaiApi:
+    """The CivitAI REST API and download endpoint; `aclose()` when done."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        retry: RetryPolicy | None = None,
+        cache_ttl: float = 300.0,
+        cache_max_entries: int = 512,
+        connect_timeout: float = 15.0,
+        read_timeout: float = 60.0,
+        user_agent: str = "",
+        max_connections: int = 32,
+    ) -> None:
+        self.base_url = httpx.URL(base_url.rstrip("/") + "/")
+        self.token = token or None
+        self.retry = retry or RetryPolicy()
+        self._cache = _TtlCache(cache_ttl, cache_max_entries)
+        self.requests_sent = 0  # for tests of the cache
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            follow_redirects=False,
+            headers={"User-Agent": user_agent or USER_AGENT, "Accept-Encoding": "identity"},
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=8),
+            trust_env=False,  # a netrc entry must not add BasicAuth next to our Bearer token
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def same_origin(self, url: httpx.URL) -> bool:
+        return (url.scheme, url.host, url.port) == (self.base_url.scheme, self.base_url.host, self.base_url.port)
+
+    def _headers(self, url: httpx.URL, token: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = dict(extra or {})
+        token = token or self.token
+        if token and self.same_origin(url):
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    def url(self, path: str) -> httpx.URL:
+        return self.base_url.join(path.lstrip("/"))
+
+    async def _send(
+        self,
+        url: httpx.URL,
+        *,
+        what: str,
+        token: str | None,
+        params: Any = None,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """GET with retries on 429/5xx/connection errors; returns the last answer (any status)."""
+        attempt = 0
+        while True:
+            request = self._client.build_request("GET", url, params=params, headers=self._headers(url, token, headers))
+            retry_after: float | None = None
+            try:
+                self.requests_sent += 1
+                response = await self._client.send(request, stream=stream)
+            except httpx.TransportError as exc:
+                if attempt >= self.retry.attempts:
+                    raise E.CivitaiUnavailable(
+                        f"cannot reach CivitAI for {what}: {type(exc).__name__}; try again later",
+                        metadata={"what": what, "error": type(exc).__name__},
+                    ) from None
+                log.warning("civitai.retry", what=what, attempt=attempt + 1, error=type(exc).__name__)
+            else:
+                if response.status_code not in RETRYABLE or attempt >= self.retry.attempts:
+                    return response
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                log.warning("civitai.retry", what=what, attempt=attempt + 1, status=response.status_code,
+                            retry_after=retry_after)
+                await response.aclose()
+            await asyncio.sleep(self.retry.delay(attempt, retry_after))
+            attempt += 1
+
+    async def get_json(self, path: str, *, what: str, token: str | None = None, params: Any = None) -> Any:
+        """A metadata GET, cached; errors mapped."""
+        url = self.url(path)
+        token = token or self.token
+        fingerprint = hashlib.sha256(token.encode()).hexdigest()[:16] if token else "-"
+        key = f"{url}?{httpx.QueryParams(params or {})}#{fingerprint}"
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        response = await self._send(url, what=what, token=token, params=params)
+        if response.status_code != 200:
+            raise error_for(response, what, token_sent=bool(token))
+        try:
+            data = response.json()
+        except ValueError:
+            # Cloudflare challenge pages come back as HTML with status 200/403.
+            raise E.CivitaiUnavailable(
+                f"CivitAI answered {what} with something other than JSON (a challenge page?); try again later",
+                metadata={"what": what, "content_type": response.headers.get("content-type", "")},
+            ) from None
+        self._cache.put(key, data)
+        return data
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    # ------------------------------------------------------------------ metadata endpoints
+
+    async def get_model(self, model_id: int, token: str | None = None) -> dict[str, Any]:
+        return await self.get_json(f"api/v1/models/{model_id}", what=f"model {model_id}", token=token)
+
+    async def get_version(self, version_id: int, token: str | None = None) -> dict[str, Any]:
+        return await self.get_json(f"api/v1/model-versions/{version_id}", what=f"model version {version_id}", token=token)
+
+    async def get_version_by_hash(self, value: str, token: str | None = None) -> dict[str, Any]:
+        value = value.upper()
+        return await self.get_json(f"api/v1/model-versions/by-hash/{value}", what=f"file with hash {value}", token=token)
+
+    async def search(self, params: list[tuple[str, str]], token: str | None = None) -> dict[str, Any]:
+        return await self.get_json("api/v1/models", what="the model search", token=token, params=params)
+
+    # ------------------------------------------------------------------ downloads
+
+    async def resolve_download(self, version_id: int, file_id: int, token: str | None = None) -> Redirect:
+        """Ask the download endpoint where the file is (a fresh signed URL each time)."""
+        what = f"the download of version {version_id}"
+        url = self.url(f"api/download/models/{version_id}")
+        params = {"fileId": str(file_id)} if file_id else None
+        response = await self._send(url, what=what, token=token, params=params, stream=True)
+        try:
+            status = response.status_code
+            if status in REDIRECTS:
+                location = response.headers.get("Location", "")
+                if not location:
+                    raise E.CivitaiUnavailable(f"CivitAI sent a redirect without a target for {what}")
+                target = response.url.join(location)
+                if self.same_origin(target):
+                    # The browser flows: a login page or the model page means no access.
+                    path = target.path.lower()
+                    if path.startswith("/login") or "reason=download-auth" in str(target.query):
+                        raise E.CivitaiUnauthenticated(
+                            f"CivitAI requires a login for {what}; {E.TOKEN_HINT}", metadata={"what": what}
+                        )
+                    if path.startswith(("/model-versions/", "/models/")):
+                        raise E.EarlyAccess(
+                            f"{what} is not downloadable (early access?); CivitAI sent its model page",
+                            metadata={"what": what, "deadline": ""},
+                        )
+                return Redirect(str(target), self.same_origin(target))
+            if status == 200:
+                # A mirror may serve the file itself; the caller GETs it again (same origin, token allowed).
+                return Redirect(str(response.url), True)
+            await response.aread()
+            raise error_for(response, what, token_sent=bool(token or self.token))
+        finally:
+            await response.aclose()
+
+    async def open_file(self, redirect: Redirect, offset: int, token: str | None = None) -> httpx.Response:
+        """A streaming GET of the file from `offset` (no retries: the downloader resumes instead)."""
+        url = httpx.URL(redirect.url)
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        # The token never goes to the storage host, whatever `token` says.
+        request = self._client.build_request(
+            "GET", url, headers=self._headers(url, token, headers) if redirect.same_origin else headers
+        )
+        self.requests_sent += 1
+        return await self._client.send(request, stream=True)
+
+
+def parse_time(value: object) -> datetime | None:
+    """An ISO timestamp from CivitAI ('2025-09-14T10:02:33.118Z'), or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

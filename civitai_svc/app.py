@@ -1,0 +1,56 @@
+"""Composition root: builds the CivitAI service's objects from its settings."""
+
+from __future__ import annotations
+
+from civitai_svc.api_client import CivitaiApi, RetryPolicy
+from civitai_svc.catalog import Catalog
+from civitai_svc.config import CivitaiSettings
+from civitai_svc.downloader import Downloader
+from civitai_svc.errors import DOMAIN
+from civitai_svc.installer import Installer
+from civitai_svc.jobs import JobManager
+from civitai_svc.registry_client import RegistryClient
+from civitai_svc.servicer import CivitaiServicer
+from modelmanager.v1 import civitai_pb2, civitai_pb2_grpc
+from service_kit import GrpcServer, ServiceBinding, register_secret
+
+
+async def create_server(settings: CivitaiSettings) -> GrpcServer:
+    """The service's gRPC server, not started (port 0 works; `.port` after `start()`)."""
+    register_secret(settings.token)
+    api = CivitaiApi(
+        settings.base_url,
+        token=settings.token,
+        retry=RetryPolicy(
+            attempts=settings.retry_attempts,
+            backoff_base=settings.retry_backoff_base,
+            backoff_max=settings.retry_backoff_max,
+            retry_after_max=settings.retry_after_max,
+        ),
+        cache_ttl=settings.cache_ttl_seconds,
+        cache_max_entries=settings.cache_max_entries,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        user_agent=settings.user_agent,
+    )
+    registry = RegistryClient(settings.registry)
+    downloader = Downloader(api, max_resumes=settings.max_resumes)
+    installer = Installer(settings.user_models_dir, registry, downloader, disk_reserve_bytes=settings.disk_reserve_bytes)
+    jobs = JobManager(installer.run, max_concurrent=settings.max_concurrent_downloads,
+                      max_finished=settings.max_finished_jobs)
+    servicer = CivitaiServicer(Catalog(api, registry), installer, jobs)
+    server = GrpcServer(
+        name="civitai",
+        listen=settings.listen,
+        bindings=[
+            ServiceBinding.of(
+                civitai_pb2.DESCRIPTOR.services_by_name["CivitaiService"],
+                servicer,
+                civitai_pb2_grpc.add_CivitaiServiceServicer_to_server,
+            )
+        ],
+        error_domain=DOMAIN,
+    )
+    # Jobs first (their partial files go), then the clients they used.
+    server.on_shutdown.extend([jobs.shutdown, api.aclose, registry.aclose])
+    return server

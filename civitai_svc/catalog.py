@@ -1,0 +1,161 @@
+"""Metadata lookups: a reference, a hash or a search turned into `CivitaiModelInfo`, and update checks.
+
+A version reference needs two calls: `/model-versions/{id}` (files with a
+reliable `primary`, trained words, images) and `/models/{modelId}` (tags,
+creator, the list of versions). Both are cached by the API client. The
+version answer may lack `modelId` (an old API drift), so the model call is
+best-effort.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from civitai_svc import errors as E
+from civitai_svc.api_client import CivitaiApi
+from civitai_svc.metadata import SEARCH_TYPES, build_info, find_version
+from civitai_svc.references import Kind, Reference
+from civitai_svc.registry_client import RegistryClient
+from modelmanager.v1 import civitai_pb2
+from service_kit import errors
+from service_kit.logs import get_logger
+
+log = get_logger("civitai_svc.catalog")
+
+SORTS = ("Highest Rated", "Most Downloaded", "Most Liked", "Most Discussed", "Most Collected", "Most Images",
+         "Newest", "Oldest")
+PERIODS = ("AllTime", "Year", "Month", "Week", "Day")
+
+
+class Catalog:
+    def __init__(self, api: CivitaiApi, registry: RegistryClient) -> None:
+        self.api = api
+        self.registry = registry
+
+    async def _with_model(self, version: dict[str, Any], ref: Reference, token: str | None) -> civitai_pb2.CivitaiModelInfo:
+        model_id = version.get("modelId") or (version.get("model") or {}).get("id") or ref.model_id
+        model = None
+        if model_id:
+            try:
+                model = await self.api.get_model(int(model_id), token)
+            except (E.CivitaiNotFound, E.CivitaiForbidden):
+                model = None
+        if model is not None and "modelId" not in version:
+            version = {**version, "modelId": model_id}
+        return build_info(model, version, file_id=ref.file_id)
+
+    async def lookup(self, ref: Reference, token: str | None = None) -> civitai_pb2.CivitaiModelInfo:
+        """The info of what `ref` names (a model's latest version unless a version is named)."""
+        if ref.kind is Kind.MODEL:
+            model = await self.api.get_model(ref.model_id, token)
+            if not model.get("modelVersions") and model.get("mode") is None:
+                raise E.CivitaiNotFound(f"model {ref.model_id} has no published version",
+                                        metadata={"model_id": ref.model_id})
+            return build_info(model, None, file_id=ref.file_id)
+        if ref.kind is Kind.VERSION:
+            version = await self.api.get_version(ref.version_id, token)
+        else:
+            version = await self.api.get_version_by_hash(ref.hash, token)
+        return await self._with_model(version, ref, token)
+
+    async def mark_installed(self, info: civitai_pb2.CivitaiModelInfo) -> None:
+        """Fill `installed_filename` when this version (or the same file) is in the registry."""
+        try:
+            async for model in self.registry.iter_models():
+                same_version = info.version_id and model.civitai_version_id == info.version_id
+                same_file = info.file.sha256 and model.sha256.lower() == info.file.sha256.lower()
+                if same_version or same_file:
+                    info.installed_filename = model.filename
+                    return
+        except errors.ServiceError as exc:  # the registry being down must not hide CivitAI's answer
+            log.warning("registry.lookup_failed", reason=exc.reason, error=exc.message)
+
+    async def search(self, request: civitai_pb2.SearchModelsRequest) -> civitai_pb2.SearchModelsResponse:
+        if request.sort and request.sort not in SORTS:
+            raise errors.InvalidArgument(f"unknown sort {request.sort!r}; one of {', '.join(SORTS)}",
+                                         reason="INVALID_SORT", metadata={"sort": request.sort})
+        if request.period and request.period not in PERIODS:
+            raise errors.InvalidArgument(f"unknown period {request.period!r}; one of {', '.join(PERIODS)}",
+                                         reason="INVALID_PERIOD", metadata={"period": request.period})
+        if request.page_size < 0:
+            raise errors.InvalidArgument("page_size must not be negative", reason="INVALID_PAGE_SIZE")
+        limit = min(request.page_size or 20, 100)
+        params: list[tuple[str, str]] = [("limit", str(limit))]
+        if request.query.strip():
+            params.append(("query", request.query.strip()))
+        # `types` must be repeated, not comma-separated (the schema does not split them).
+        params += [("types", t) for t in (request.types or SEARCH_TYPES)]
+        params += [("baseModels", b) for b in request.base_models]
+        if request.sort:
+            params.append(("sort", request.sort))
+        if request.period:
+            params.append(("period", request.period))
+        params.append(("nsfw", "true" if request.nsfw else "false"))
+        if request.page_token:
+            params.append(("cursor", request.page_token))
+        data = await self.api.search(params, request.token or None)
+        reply = civitai_pb2.SearchModelsResponse()
+        for item in data.get("items") or []:
+            if isinstance(item, dict):
+                reply.models.append(build_info(item, None))
+        cursor = (data.get("metadata") or {}).get("nextCursor")
+        reply.next_page_token = str(cursor) if cursor not in (None, "") else ""
+        return reply
+
+    async def identify(self, request: civitai_pb2.IdentifyFileRequest) -> civitai_pb2.IdentifyFileResponse:
+        which = request.WhichOneof("selector")
+        if which == "filename":
+            model = await self.registry.get_model(request.filename)
+            sha256 = model.sha256.lower()
+            if not sha256:
+                raise errors.FailedPrecondition(f"the registry has no sha256 for {request.filename}",
+                                                reason="NO_SHA256", metadata={"filename": request.filename})
+        elif which == "sha256":
+            sha256 = request.sha256.strip().lower()
+            if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+                raise errors.InvalidArgument("sha256 must be 64 hex characters", reason="INVALID_SHA256",
+                                             metadata={"sha256": request.sha256[:80]})
+        else:
+            raise errors.InvalidArgument("give a filename or a sha256", reason="MISSING_SELECTOR")
+        info = await self.lookup(Reference(Kind.HASH, hash=sha256.upper()), request.token or None)
+        await self.mark_installed(info)
+        return civitai_pb2.IdentifyFileResponse(sha256=sha256, info=info)
+
+    async def check_updates(self, request: civitai_pb2.CheckUpdatesRequest) -> civitai_pb2.CheckUpdatesResponse:
+        if request.filenames:
+            installed = [await self.registry.get_model(name) for name in request.filenames]
+        else:
+            installed = await self.registry.civitai_models()
+        token = request.token or None
+        limit = asyncio.Semaphore(4)
+
+        async def check(model) -> civitai_pb2.ModelUpdate:  # type: ignore[no-untyped-def]
+            update = civitai_pb2.ModelUpdate(
+                filename=model.filename,
+                model_id=model.civitai_model_id,
+                installed_version_id=model.civitai_version_id,
+                civitai_url=model.civitai_url,
+            )
+            if not model.civitai_model_id:
+                return update
+            async with limit:
+                try:
+                    data = await self.api.get_model(model.civitai_model_id, token)
+                except errors.ServiceError as exc:
+                    log.info("updates.lookup_failed", filename=model.filename, reason=exc.reason)
+                    return update
+            versions = [v for v in data.get("modelVersions") or [] if isinstance(v, dict)]
+            if versions:
+                latest = versions[0]  # ordered newest first
+                update.latest_version_id = int(latest.get("id") or 0)
+                update.latest_version_name = str(latest.get("name") or "")
+                mine = find_version(data, model.civitai_version_id)
+                update.installed_version_name = str((mine or {}).get("name") or "")
+                update.update_available = bool(update.latest_version_id) and (
+                    update.latest_version_id != model.civitai_version_id
+                )
+            return update
+
+        updates = await asyncio.gather(*(check(m) for m in installed))
+        return civitai_pb2.CheckUpdatesResponse(updates=updates)

@@ -1,0 +1,335 @@
+"""One file transfer: resolve the download URL, stream to a `.part` file, hash in the same pass, resume.
+
+Why it is built this way:
+- The download endpoint is asked for a fresh signed URL at the start and again
+  after every dropped connection (signed URLs expire; reference §2.2). The
+  token goes to that endpoint only, never to the storage host.
+- Bytes are hashed and written in one pass. The event loop only collects the
+  socket's chunks; every `block_size` bytes the chunks go to one worker thread
+  that updates the sha256 and `writev`s them (both release the GIL), while the
+  loop keeps receiving. At most two blocks are in flight, which bounds memory.
+- After a cut, the bytes already received are flushed (TCP delivered them in
+  order, so the hash state stays valid) and the transfer goes on with
+  `Range: bytes=N-`. 206 appends; a 200 means the server ignored the range, so
+  the file restarts from zero; 416 at the known total means it was complete.
+- The first bytes are checked: an HTML page or a JSON error is never saved as a model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+from urllib.parse import parse_qs, unquote_plus, urlsplit
+
+import httpx
+
+from civitai_svc import errors as E
+from civitai_svc.api_client import CivitaiApi, Redirect, parse_retry_after
+from service_kit.logs import get_logger
+
+log = get_logger("civitai_svc.downloader")
+
+BLOCK_SIZE = 16 * 1024 * 1024
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
+_HTML_START = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")
+_TEXT_TYPES = ("text/html", "application/json", "text/plain", "application/xml", "text/xml")
+
+
+@dataclass
+class TransferResult:
+    sha256: str  # lowercase hex
+    size: int
+    filename: str  # from Content-Disposition (or the signed URL); "" when none was sent
+    resumes: int
+    bytes_transferred: int
+
+
+# done, total (0 if unknown), transferred, resumes
+ProgressCallback = Callable[[int, int, int, int], None]
+
+
+class _Stalled(Exception):
+    """A transfer attempt ended without progress; the loop decides whether to try again."""
+
+
+class _BlockWriter:
+    """Hash + write blocks of chunks on one worker thread, in order, two blocks in flight at most."""
+
+    def __init__(self, fd: int, block_size: int) -> None:
+        self._fd = fd
+        self._block_size = block_size
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="civitai-write")
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._inflight: deque[asyncio.Future[None]] = deque()
+        self.hasher = hashlib.sha256()
+        self.offset = 0  # bytes handed over (written, in flight or buffered)
+
+    def add(self, chunk: bytes) -> bool:
+        """Buffer a chunk; True when a block is full and `submit()` should be awaited."""
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
+        self.offset += len(chunk)
+        return self._buffered >= self._block_size
+
+    def _write(self, chunks: list[bytes], hasher: hashlib._Hash) -> None:
+        for chunk in chunks:
+            hasher.update(chunk)
+        view_chunks: list[bytes | memoryview] = list(chunks)
+        while view_chunks:
+            written = os.writev(self._fd, view_chunks[:1024])  # IOV_MAX
+            while written and view_chunks:  # partial writes: drop what went out
+                head = view_chunks[0]
+                if written >= len(head):
+                    written -= len(head)
+                    view_chunks.pop(0)
+                else:
+                    view_chunks[0] = memoryview(head)[written:]
+                    written = 0
+
+    async def submit(self) -> None:
+        if not self._chunks:
+            return
+        chunks, self._chunks, self._buffered = self._chunks, [], 0
+        loop = asyncio.get_running_loop()
+        self._inflight.append(loop.run_in_executor(self._executor, self._write, chunks, self.hasher))
+        while len(self._inflight) > 2:
+            await self._inflight.popleft()
+
+    async def flush(self) -> None:
+        await self.submit()
+        while self._inflight:
+            await self._inflight.popleft()
+
+    async def restart(self) -> None:
+        """Drop everything: the server ignored our Range, the file starts again from byte 0."""
+        await self.flush()
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        self.hasher = hashlib.sha256()
+        self.offset = 0
+
+    def close(self) -> None:
+        # Waits for a block being written (at most one), so the fd can be closed after.
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def filename_from_headers(headers: httpx.Headers) -> str:
+    """The file name in Content-Disposition (filename* preferred), or ""."""
+    value = headers.get("Content-Disposition")
+    if not value:
+        return ""
+    msg = Message()
+    msg["Content-Disposition"] = value
+    name = msg.get_filename() or ""
+    return name.strip()
+
+
+def filename_from_url(url: str) -> str:
+    """The name a signed storage URL carries (R2 response-content-disposition, B2 b2ContentDisposition)."""
+    query = parse_qs(urlsplit(url).query)
+    for key in ("response-content-disposition", "b2ContentDisposition"):
+        if key in query:
+            raw = query[key][0]
+            raw = unquote_plus(raw) if key == "b2ContentDisposition" else raw
+            return filename_from_headers(httpx.Headers({"Content-Disposition": raw}))
+    return ""
+
+
+def looks_like_page(first: bytes, content_type: str) -> str | None:
+    """Why the body is not a model file, or None."""
+    ctype = content_type.split(";")[0].strip().lower()
+    if ctype in _TEXT_TYPES:
+        return f"the server sent {ctype} instead of the model file"
+    head = first[:512].lstrip().lower()
+    if head.startswith(_HTML_START):
+        return "the server sent a web page instead of the model file"
+    if head.startswith(b'{"error"') or head.startswith(b'{ "error"'):
+        return "the server sent a JSON error instead of the model file"
+    return None
+
+
+class Downloader:
+    """Transfers one file of a CivitAI version into a `.part` file."""
+
+    def __init__(
+        self,
+        api: CivitaiApi,
+        *,
+        block_size: int = BLOCK_SIZE,
+        max_resumes: int = 8,
+        progress_interval: float = 0.2,
+    ) -> None:
+        self.api = api
+        self.block_size = block_size
+        self.max_resumes = max_resumes
+        self.progress_interval = progress_interval
+
+    async def fetch(
+        self,
+        *,
+        version_id: int,
+        file_id: int,
+        part: Path,
+        token: str | None = None,
+        on_progress: ProgressCallback | None = None,
+        check_space: Callable[[int], None] | None = None,
+    ) -> TransferResult:
+        """Download into `part` (created or truncated). The caller removes `part` on failure."""
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        writer = _BlockWriter(fd, self.block_size)
+        total = 0
+        resumes = stalls = 0
+        transferred = 0
+        filename = ""
+        last_report = 0.0
+
+        def report(force: bool = False) -> None:
+            nonlocal last_report
+            now = time.monotonic()
+            if on_progress and (force or now - last_report >= self.progress_interval):
+                last_report = now
+                on_progress(writer.offset, total, transferred, resumes)
+
+        try:
+            while True:
+                start_offset = writer.offset
+                redirect = await self.api.resolve_download(version_id, file_id, token)
+                filename = filename or filename_from_url(redirect.url)
+                try:
+                    done = await self._attempt(redirect, writer, token, start_offset, total, check_space)
+                    total = done.total or total
+                    filename = filename or done.filename
+                    transferred += done.received
+                    if done.complete:
+                        break
+                    # The server sent fewer bytes than announced, then closed cleanly.
+                    raise _Stalled("short body")
+                except (httpx.TransportError, _Stalled, _RetryStorage) as exc:
+                    await writer.flush()  # what arrived is valid and in order: keep it
+                    received = getattr(exc, "received", 0)
+                    transferred += received
+                    total = getattr(exc, "total", 0) or total
+                    filename = filename or getattr(exc, "filename", "")
+                    progressed = writer.offset > start_offset
+                    resumes += 1
+                    stalls = 0 if progressed else stalls + 1
+                    if stalls > self.max_resumes or resumes > self.max_resumes * 16:
+                        raise E.CivitaiUnavailable(
+                            f"the download of version {version_id} keeps failing "
+                            f"({type(exc).__name__} after {writer.offset} bytes); try again later",
+                            metadata={"version_id": version_id, "bytes_done": writer.offset},
+                        ) from None
+                    log.info("download.resume", version_id=version_id, offset=writer.offset, total=total,
+                             resumes=resumes, error=type(exc).__name__)
+                    report(force=True)
+                    if not progressed:
+                        await asyncio.sleep(self.api.retry.delay(stalls - 1, getattr(exc, "retry_after", None)))
+                    continue
+                finally:
+                    report(force=True)
+            await writer.flush()
+            if total and writer.offset != total:
+                raise E.IncompleteDownload(
+                    f"got {writer.offset} of {total} bytes of version {version_id}",
+                    metadata={"bytes_done": writer.offset, "total_bytes": total},
+                )
+            return TransferResult(writer.hasher.hexdigest(), writer.offset, filename, resumes, transferred)
+        finally:
+            writer.close()
+            os.close(fd)
+
+    async def _attempt(
+        self,
+        redirect: Redirect,
+        writer: _BlockWriter,
+        token: str | None,
+        offset: int,
+        known_total: int,
+        check_space: Callable[[int], None] | None,
+    ) -> _Attempt:
+        """One GET of the storage URL from `offset`; raises _RetryStorage/TransportError to resume."""
+        response = await self.api.open_file(redirect, offset, token)
+        attempt = _Attempt(total=known_total, filename=filename_from_headers(response.headers))
+        try:
+            status = response.status_code
+            if status == 416:
+                # Nothing left to send from `offset`: complete if we know the size and have it all.
+                tail = response.headers.get("Content-Range", "").rsplit("/", 1)[-1].strip()
+                size = int(tail) if tail.isdigit() else 0
+                if offset and offset in (size, known_total):
+                    attempt.total = offset
+                    attempt.complete = True
+                    return attempt
+                await writer.restart()
+                raise _RetryStorage("416 at an unexpected offset", attempt)
+            if status == 206:
+                m = _CONTENT_RANGE.search(response.headers.get("Content-Range", ""))
+                if not m or int(m.group(1)) != offset:
+                    await writer.restart()
+                    raise _RetryStorage("206 from an unexpected offset", attempt)
+                attempt.total = int(m.group(3)) if m.group(3) != "*" else 0
+            elif status == 200:
+                if offset:
+                    log.info("download.range_ignored", offset=offset)
+                    await writer.restart()
+                length = response.headers.get("Content-Length")
+                attempt.total = int(length) if length and length.isdigit() else 0
+            elif status in (400, 401, 403, 404, 408, 410, 429) or status >= 500:
+                # Storage refusals (expired signature, throttling, hiccups): ask for a fresh URL.
+                await response.aread()
+                if status in (429, 503):
+                    attempt.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                raise _RetryStorage(f"storage answered {status}", attempt)
+            else:
+                raise E.CivitaiUnavailable(f"the storage host answered HTTP {status}", metadata={"http_status": status})
+
+            if check_space is not None and attempt.total and not known_total:
+                check_space(attempt.total - writer.offset)  # exact size known now: enough room left?
+            first = writer.offset == 0
+            async for chunk in response.aiter_raw():
+                if first:
+                    first = False
+                    why = looks_like_page(chunk, response.headers.get("Content-Type", ""))
+                    if why:
+                        raise E.NotAModelFile(
+                            f"{why} (often a login, early-access or challenge page); "
+                            f"nothing was installed. If the model needs a login, {E.TOKEN_HINT}",
+                            metadata={"content_type": response.headers.get("Content-Type", "")},
+                        )
+                attempt.received += len(chunk)
+                if writer.add(chunk):
+                    await writer.submit()
+            attempt.complete = not attempt.total or writer.offset >= attempt.total
+            return attempt
+        except httpx.TransportError as exc:
+            raise _RetryStorage(type(exc).__name__, attempt) from exc
+        finally:
+            await response.aclose()
+
+
+@dataclass
+class _Attempt:
+    total: int = 0
+    filename: str = ""
+    received: int = 0
+    complete: bool = False
+    retry_after: float | None = None
+
+
+class _RetryStorage(Exception):
+    def __init__(self, why: str, attempt: _Attempt) -> None:
+        super().__init__(why)
+        self.received = attempt.received
+        self.total = attempt.total
+        self.filename = attempt.filename
+        self.retry_after = attempt.retry_after

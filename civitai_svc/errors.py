@@ -1,0 +1,107 @@
+"""The CivitAI service's errors: service_kit leaves with this service's stable reasons.
+
+One class per case a caller (or our own code) needs to tell apart. Messages
+never carry the token: they are built from CivitAI's own error text and our
+words, and `redact_text` runs over anything upstream before it lands here.
+"""
+
+from __future__ import annotations
+
+from service_kit import errors
+from service_kit.logs import redact_text
+
+DOMAIN = "civitai.modelmanager"
+
+TOKEN_HINT = "set CIVITAI_TOKEN (or pass a token with the request) to an API key from civitai.com/user/account"
+
+ACCEPTED_FORMS = (
+    "https://civitai.com/models/{modelId}[/{slug}][?modelVersionId={versionId}]; "
+    "https://civitai.com/model-versions/{versionId}; "
+    "https://civitai.com/api/download/models/{versionId}[?fileId={fileId}&...]; "
+    "https://civitai.com/api/v1/models/{modelId}, /api/v1/model-versions/{versionId}, "
+    "/api/v1/model-versions/by-hash/{hash} "
+    "(hosts civitai.com, civitai.red, civitai.green, with or without www.); "
+    "a bare number (a model id); v:{versionId}; a 64-hex sha256 (or sha256:{hash}, hash:{hash}); "
+    "an AIR such as urn:air:sdxl:lora:civitai:{modelId}@{versionId}"
+)
+
+
+class InvalidReference(errors.InvalidArgument):
+    default_reason = "INVALID_REFERENCE"
+
+    def __init__(self, reference: str, why: str) -> None:
+        shown = redact_text(reference)[:200]
+        super().__init__(
+            f"cannot read {shown!r} as a CivitAI reference ({why}); accepted forms: {ACCEPTED_FORMS}",
+            metadata={"reference": shown, "why": why},
+        )
+
+
+class CivitaiUnauthenticated(errors.Unauthenticated):
+    default_reason = "CIVITAI_UNAUTHENTICATED"
+
+
+class EarlyAccess(errors.FailedPrecondition):
+    default_reason = "EARLY_ACCESS"
+
+
+class CivitaiForbidden(errors.PermissionDenied):
+    default_reason = "CIVITAI_FORBIDDEN"
+
+
+class CivitaiNotFound(errors.NotFound):
+    default_reason = "CIVITAI_NOT_FOUND"
+
+
+class ModelArchived(errors.FailedPrecondition):
+    default_reason = "MODEL_ARCHIVED"
+
+
+class CivitaiUnavailable(errors.Unavailable):
+    default_reason = "CIVITAI_UNAVAILABLE"
+
+
+class CivitaiBadRequest(errors.InvalidArgument):
+    default_reason = "CIVITAI_BAD_REQUEST"
+
+
+class UnsupportedModelType(errors.FailedPrecondition):
+    default_reason = "UNSUPPORTED_MODEL_TYPE"
+
+
+class NoModelFile(errors.FailedPrecondition):
+    """The version has no file we can install (only training data, or nothing)."""
+
+    default_reason = "NO_MODEL_FILE"
+
+
+class NotAModelFile(errors.FailedPrecondition):
+    """CivitAI (or its storage) answered with a web page or JSON instead of the file."""
+
+    default_reason = "NOT_A_MODEL_FILE"
+
+
+class Sha256Mismatch(errors.DataLoss):
+    default_reason = "SHA256_MISMATCH"
+
+
+class IncompleteDownload(errors.DataLoss):
+    default_reason = "INCOMPLETE_DOWNLOAD"
+
+
+class InsufficientDiskSpace(errors.ResourceExhausted):
+    default_reason = "INSUFFICIENT_DISK_SPACE"
+
+
+class JobNotFound(errors.NotFound):
+    default_reason = "JOB_NOT_FOUND"
+
+
+class ModelNotFound(errors.NotFound):
+    """A registry filename that is not installed."""
+
+    default_reason = "MODEL_NOT_FOUND"
+
+
+class DownloadCancelled(errors.Cancelled):
+    default_reason = "DOWNLOAD_CANCELLED"

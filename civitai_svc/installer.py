@@ -1,0 +1,264 @@
+"""Install one downloaded file: name it, keep it from colliding, move it into place, register it.
+
+This is the job runner: it ties the downloader (bytes, hash) to the volume
+(`loras/` or `checkpoints/`) and the registry (the one writer of the index).
+Rules it keeps:
+- the file name comes from Content-Disposition or the API's file name,
+  sanitised (no path parts, traversal, control characters, leading dots);
+- a name that is taken (on disk, in the registry, or by a running job) gets a
+  suffix (`-{versionId}`, then `-{versionId}-2`...), never an overwrite: the
+  final move is `link()` + `unlink()`, which fails instead of replacing;
+- the `.part` file lives next to the destination (same filesystem, so the
+  move is a rename) and is removed on every failure and on cancel;
+- a file whose sha256 is already installed is not installed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import re
+import shutil
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from civitai_svc import errors as E
+from civitai_svc.downloader import Downloader
+from civitai_svc.jobs import Job, State
+from civitai_svc.metadata import ensure_supported
+from civitai_svc.registry_client import RegistryClient
+from modelmanager.v1 import civitai_pb2, model_pb2
+from service_kit.logs import get_logger
+
+log = get_logger("civitai_svc.installer")
+
+FOLDERS = {model_pb2.MODEL_TYPE_LORA: "loras", model_pb2.MODEL_TYPE_CHECKPOINT: "checkpoints"}
+MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
+MAX_NAME_BYTES = 200  # the registry allows 255; leave room for a suffix
+_RESERVED_CHARS = re.compile(r'[<>:"|?*\x00-\x1f\x7f]')
+
+
+@dataclass
+class Plan:
+    """What a job needs to run; lives only in memory (it holds the token)."""
+
+    info: civitai_pb2.CivitaiModelInfo
+    file: civitai_pb2.CivitaiFile
+    token: str | None
+
+
+def sanitize_filename(name: str, fallback: str) -> str:
+    """A safe single file name with a model extension; `fallback` when nothing usable is left."""
+    name = unicodedata.normalize("NFC", name or "")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]  # no path parts
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C")  # no control/format characters
+    name = _RESERVED_CHARS.sub("_", name)
+    name = re.sub(r"\s+", " ", name).strip().lstrip(".").strip()
+    if not name or name in (".", "..") or set(name) <= {".", " ", "_"}:
+        name = fallback
+    stem, ext = os.path.splitext(name)
+    if ext.lower() not in MODEL_EXTENSIONS:
+        stem, ext = name, ".safetensors"
+    encoded = stem.encode()
+    if len(encoded) + len(ext.encode()) > MAX_NAME_BYTES:
+        stem = encoded[: MAX_NAME_BYTES - len(ext.encode())].decode(errors="ignore").rstrip()
+    return (stem or "model") + ext.lower()
+
+
+def _candidates(name: str, version_id: int) -> Iterator[str]:
+    stem, ext = os.path.splitext(name)
+    yield name
+    tag = f"-{version_id}" if version_id else ""
+    if tag:
+        yield f"{stem}{tag}{ext}"
+    for i in range(2, 10_000):
+        yield f"{stem}{tag}-{i}{ext}"
+
+
+def _on_disk(path: Path) -> bool:
+    return os.path.lexists(path)  # a dangling symlink holds the name too
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()[:60]
+
+
+class Installer:
+    def __init__(
+        self,
+        user_models_dir: Path,
+        registry: RegistryClient,
+        downloader: Downloader,
+        *,
+        disk_reserve_bytes: int = 256 * 1024 * 1024,
+    ) -> None:
+        self.root = Path(user_models_dir)
+        self.registry = registry
+        self.downloader = downloader
+        self.disk_reserve_bytes = disk_reserve_bytes
+        self._reserved: set[Path] = set()  # final names held by running jobs
+
+    def folder(self, model_type: int) -> Path:
+        folder = self.root / FOLDERS[model_type]
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def check_space(self, folder: Path, needed: int) -> None:
+        free = shutil.disk_usage(folder).free
+        if needed + self.disk_reserve_bytes > free:
+            raise E.InsufficientDiskSpace(
+                f"not enough free disk space in {folder.name}/: the file needs {needed} bytes "
+                f"(+{self.disk_reserve_bytes} kept free), {free} bytes are free",
+                metadata={"needed_bytes": needed, "free_bytes": free, "reserve_bytes": self.disk_reserve_bytes},
+            )
+
+    async def _taken(self, path: Path) -> bool:
+        if path in self._reserved or _on_disk(path):
+            return True
+        return await self.registry.find_model(path.name) is not None
+
+    async def _reserve(self, folder: Path, name: str, version_id: int) -> Path:
+        for candidate in _candidates(name, version_id):
+            path = folder / candidate
+            if not await self._taken(path):
+                self._reserved.add(path)
+                return path
+        raise E.errors.ResourceExhausted(f"no free file name for {name}")
+
+    def _move(self, part: Path, final: Path) -> None:
+        """Rename without ever replacing an existing file (link fails on an existing name)."""
+        try:
+            os.link(part, final)
+        except OSError as exc:
+            if exc.errno == errno.EEXIST:
+                raise FileExistsError(final) from None
+            if final.exists():  # filesystems without hard links
+                raise FileExistsError(final) from None
+            os.rename(part, final)
+            return
+        part.unlink()
+
+    def entry(self, final: Path, info: civitai_pb2.CivitaiModelInfo, sha256: str) -> model_pb2.Model:
+        short = info.name if len(info.name) <= 40 else info.name[:40].rstrip()
+        return model_pb2.Model(
+            filename=final.name,
+            type=info.model_type,
+            display_name=info.name or final.stem,
+            short_name=short or final.stem,
+            source=model_pb2.MODEL_SOURCE_CIVITAI,
+            trigger_words=list(info.trigger_words),
+            recommended_weight=info.recommended_weight or 1.0,
+            base_model=info.base_model,
+            tags=list(info.tags),
+            description=info.description,
+            file_size_bytes=final.stat().st_size,
+            civitai_model_id=info.model_id,
+            civitai_version_id=info.version_id,
+            civitai_url=info.civitai_url,
+            sha256=sha256,
+        )
+
+    async def run(self, job: Job) -> None:
+        """The job runner: download, verify, place, register. Leaves nothing behind on failure."""
+        plan: Plan = job.plan
+        info, chosen = plan.info, plan.file
+        folder = self.folder(info.model_type)
+        fallback = f"{_slug(info.name) or 'model'}_{info.version_id}.safetensors"
+        final = await self._reserve(folder, sanitize_filename(chosen.name, fallback), info.version_id)
+        part = final.with_name(f"{final.name}.{job.id[:12]}.part")
+        placed: Path | None = None
+        reserved = [final]
+        job.update(filename=final.name)
+        try:
+            if chosen.size_bytes:
+                self.check_space(folder, chosen.size_bytes)
+            result = await self.downloader.fetch(
+                version_id=info.version_id,
+                file_id=chosen.id,
+                part=part,
+                token=plan.token,
+                on_progress=job.progress,
+                check_space=lambda needed: self.check_space(folder, needed),
+            )
+            job.update(state=State.DOWNLOAD_STATE_VERIFYING, bytes_per_second=0.0, eta_seconds=0.0)
+            if chosen.sha256 and result.sha256 != chosen.sha256.lower():
+                raise E.Sha256Mismatch(
+                    f"the downloaded file's sha256 {result.sha256} differs from CivitAI's {chosen.sha256}; "
+                    "the file was discarded",
+                    metadata={"expected_sha256": chosen.sha256.lower(), "actual_sha256": result.sha256,
+                              "size_bytes": result.size},
+                )
+            if not chosen.sha256:
+                log.warning("download.unverified", job_id=job.id, version_id=info.version_id,
+                            why="CivitAI lists no SHA256 for this file")
+            existing = await self.registry.find_by_sha256(result.sha256)
+            if existing is not None:  # installed meanwhile by another job or an upload
+                job.update(state=State.DOWNLOAD_STATE_SUCCEEDED, already_installed=True, model=existing,
+                           filename=existing.filename)
+                return
+            # Content-Disposition is the name CivitAI means the file to have; use it when it differs.
+            served = sanitize_filename(result.filename, "") if result.filename else ""
+            if served and served != final.name and served != chosen.name:
+                alternative = await self._reserve(folder, served, info.version_id)
+                reserved.append(alternative)
+                final = alternative
+            while True:
+                try:
+                    self._move(part, final)
+                    placed = final
+                    break
+                except FileExistsError:  # someone wrote that name since we reserved it
+                    final = await self._reserve(folder, final.name, info.version_id)
+                    reserved.append(final)
+            job.update(state=State.DOWNLOAD_STATE_REGISTERING, filename=final.name)
+            registering = asyncio.ensure_future(self.registry.create_model(self.entry(final, info, result.sha256)))
+            try:
+                model = await asyncio.shield(registering)
+            except asyncio.CancelledError:
+                # Too late to cancel: the file is verified and in place; finish registering it.
+                model = await registering
+            placed = None
+            job.update(state=State.DOWNLOAD_STATE_SUCCEEDED, model=model, filename=model.filename or final.name)
+            log.info("download.installed", job_id=job.id, filename=final.name, size=result.size,
+                     resumes=result.resumes)
+        finally:
+            part.unlink(missing_ok=True)
+            if placed is not None:
+                placed.unlink(missing_ok=True)
+            for path in reserved:
+                self._reserved.discard(path)
+
+
+async def prepare(
+    installer: Installer, info: civitai_pb2.CivitaiModelInfo, token: str | None
+) -> Plan | model_pb2.Model:
+    """Checks made before a job exists, so StartDownload fails fast with a clear status.
+
+    Returns the registered model when the same file (sha256) is installed already.
+    """
+    ensure_supported(info)
+    if info.mode:
+        raise E.ModelArchived(
+            f"{info.name} is {info.mode.lower()} on CivitAI; its files cannot be downloaded",
+            metadata={"model_id": info.model_id, "mode": info.mode},
+        )
+    chosen = info.file
+    if not chosen.id:
+        raise E.NoModelFile(
+            f"version {info.version_id} of {info.name} has no model file to install",
+            metadata={"version_id": info.version_id},
+        )
+    if chosen.type.lower() == "training data":
+        raise E.NoModelFile(
+            f"file {chosen.id} is training data, not a model", metadata={"file_id": chosen.id, "type": chosen.type}
+        )
+    if chosen.sha256:
+        existing = await installer.registry.find_by_sha256(chosen.sha256)
+        if existing is not None:
+            return existing
+    if chosen.size_bytes:
+        installer.check_space(installer.folder(info.model_type), chosen.size_bytes)
+    return Plan(info=info, file=chosen, token=token)

@@ -1,0 +1,272 @@
+"""Map CivitAI's JSON to `CivitaiModelInfo`: pure functions, robust to the API's quirks.
+
+The real API drops keys instead of sending empties (`removeEmpty`), omits
+`primary` on non-primary files in `/models`, may send empty `hashes`, sends
+`description` as HTML or null, and grows new fields and enum values. Every
+read here is a `.get` with a default, and unknown values pass through as
+strings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from civitai_svc import errors as E
+from civitai_svc.api_client import parse_time
+from modelmanager.v1 import civitai_pb2, model_pb2
+
+SITE = "https://civitai.com"
+
+# CivitAI type (case-insensitive) -> how it installs. Everything else is refused.
+INSTALLABLE = {
+    "lora": model_pb2.MODEL_TYPE_LORA,
+    "locon": model_pb2.MODEL_TYPE_LORA,
+    "dora": model_pb2.MODEL_TYPE_LORA,
+    "checkpoint": model_pb2.MODEL_TYPE_CHECKPOINT,
+}
+SUPPORTED_TYPES = "LORA, LoCon, DoRA (installed as LoRAs) and Checkpoint"
+SEARCH_TYPES = ("LORA", "LoCon", "DoRA", "Checkpoint")
+
+# File types that hold model weights; never "Training Data", "Config", "Archive"...
+_WEIGHT_TYPES = {"model", "pruned model"}
+
+_AIR_TYPES = {"checkpoint": "checkpoint", "lora": "lora", "locon": "lycoris", "dora": "dora"}
+_SDXL_BASES = ("sdxl", "pony", "illustrious", "noobai")
+
+# "Recommended weight 0.6-0.8", "strength: 0.7", "use weight 0.5 to 1.5" (midpoint of a range).
+_WEIGHT = re.compile(
+    r"(?:weight|strength)s?\s*(?:of|is|:|=|at|around|between)?\s*(-?\d+(?:\.\d+)?)"
+    r"(?:\s*(?:-|–|~|to|and)\s*(\d+(?:\.\d+)?))?",
+    re.IGNORECASE,
+)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def model_type_of(civitai_type: str | None) -> int:
+    return INSTALLABLE.get((civitai_type or "").lower(), model_pb2.MODEL_TYPE_UNSPECIFIED)
+
+
+def ensure_supported(info: civitai_pb2.CivitaiModelInfo) -> None:
+    if not info.supported:
+        raise E.UnsupportedModelType(
+            f"{info.name or 'this model'} is a {info.civitai_type or 'model of unknown type'}; "
+            f"only {SUPPORTED_TYPES} can be installed",
+            metadata={"civitai_type": info.civitai_type, "supported": SUPPORTED_TYPES},
+        )
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        return []
+    out: list[str] = []
+    for item in value:
+        if isinstance(item, dict):  # older shapes: tags as {"name": ...}
+            item = item.get("name")
+        text = _str(item).strip()
+        if text and text not in out:
+            out.append(text)
+    return out
+
+
+def _ts(value: Any) -> Timestamp | None:
+    parsed = parse_time(value)
+    if parsed is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(parsed)
+    return ts
+
+
+def recommended_weight(*texts: str | None) -> float | None:
+    """A LoRA weight named in the creator's text (midpoint of a range), when one is there."""
+    for text in texts:
+        if not text:
+            continue
+        plain = _TAG.sub(" ", text)
+        for m in _WEIGHT.finditer(plain):
+            low = float(m.group(1))
+            high = float(m.group(2)) if m.group(2) else low
+            value = round((low + high) / 2, 3)
+            if 0 < value <= 2 and low <= high:
+                return value
+    return None
+
+
+def file_info(raw: dict[str, Any]) -> civitai_pb2.CivitaiFile:
+    meta = raw.get("metadata") or {}
+    hashes = {str(k).upper(): _str(v) for k, v in (raw.get("hashes") or {}).items()}
+    size_kb = raw.get("sizeKB")
+    return civitai_pb2.CivitaiFile(
+        id=_int(raw.get("id")),
+        name=_str(raw.get("overrideName") or raw.get("name")),
+        size_bytes=int(float(size_kb) * 1024) if isinstance(size_kb, int | float) else 0,
+        type=_str(raw.get("type")),
+        format=_str(meta.get("format")),
+        fp=_str(meta.get("fp")),
+        size=_str(meta.get("size")),
+        sha256=hashes.get("SHA256", "").lower(),
+        primary=raw.get("primary") is True,
+        download_url=_str(raw.get("downloadUrl")),
+        pickle_scan_result=_str(raw.get("pickleScanResult")),
+        virus_scan_result=_str(raw.get("virusScanResult")),
+    )
+
+
+def choose_file(files: Iterable[civitai_pb2.CivitaiFile], file_id: int = 0) -> civitai_pb2.CivitaiFile | None:
+    """The file a download installs: `file_id` if given, else the best weights file.
+
+    Preference: a weights type (never training data), SafeTensor, primary, pruned, fp16.
+    """
+    files = list(files)
+    if file_id:
+        for f in files:
+            if f.id == file_id:
+                return f
+        return None
+    candidates = [f for f in files if f.type.lower() in _WEIGHT_TYPES or (f.primary and f.type.lower() != "training data")]
+    if not candidates:
+        return None
+    return max(
+        candidates,
+        key=lambda f: (
+            f.type.lower() in _WEIGHT_TYPES,
+            f.format.lower() == "safetensor" or f.name.lower().endswith(".safetensors"),
+            f.primary,
+            f.size.lower() == "pruned",
+            f.fp.lower() == "fp16",
+            -files.index(f),
+        ),
+    )
+
+
+def _air(model_id: int, version_id: int, civitai_type: str, base_model: str) -> str:
+    base = base_model.lower()
+    if any(base.startswith(b) for b in _SDXL_BASES) and base != "pony v7":
+        eco = "sdxl"
+    elif base.startswith("sd 1"):
+        eco = "sd1"
+    elif base.startswith("flux.1"):
+        eco = "flux1"
+    else:
+        eco = re.sub(r"[^a-z0-9]+", "", base) or "other"
+    kind = _AIR_TYPES.get(civitai_type.lower(), "unknown")
+    return f"urn:air:{eco}:{kind}:civitai:{model_id}@{version_id}"
+
+
+def civitai_url(model_id: int, version_id: int = 0) -> str:
+    if not model_id:
+        return f"{SITE}/model-versions/{version_id}" if version_id else ""
+    return f"{SITE}/models/{model_id}" + (f"?modelVersionId={version_id}" if version_id else "")
+
+
+def build_info(
+    model: dict[str, Any] | None,
+    version: dict[str, Any] | None,
+    *,
+    file_id: int = 0,
+    now: datetime | None = None,
+) -> civitai_pb2.CivitaiModelInfo:
+    """One version as this project installs it.
+
+    `model` is `GET /models/{id}` (or a search item); `version` is either one of its
+    `modelVersions` or `GET /model-versions/{id}` (which nests a small `model`).
+    Either may be missing; whatever is there is used.
+    """
+    model = model or {}
+    if version is None:
+        versions = model.get("modelVersions") or []
+        version = versions[0] if versions else {}
+    nested = version.get("model") or {}
+    model_id = _int(model.get("id") or version.get("modelId"))
+    version_id = _int(version.get("id"))
+    civitai_type = _str(model.get("type") or nested.get("type"))
+    base_model = _str(version.get("baseModel"))
+    files = [file_info(f) for f in version.get("files") or [] if isinstance(f, dict)]
+    chosen = choose_file(files, file_id)
+    model_description = model.get("description")
+    version_description = version.get("description")
+    description = _str(model_description or version_description)
+    creator = model.get("creator") or {}
+
+    info = civitai_pb2.CivitaiModelInfo(
+        model_id=model_id,
+        version_id=version_id,
+        name=_str(model.get("name") or nested.get("name")),
+        version_name=_str(version.get("name")),
+        civitai_type=civitai_type,
+        model_type=model_type_of(civitai_type),
+        base_model=base_model,
+        trigger_words=_strings(version.get("trainedWords")),
+        description=description,
+        tags=_strings(model.get("tags")),
+        creator=_str(creator.get("username")) if isinstance(creator, dict) else "",
+        nsfw=bool(model.get("nsfw", nested.get("nsfw", False))),
+        files=files,
+        civitai_url=civitai_url(model_id, version_id),
+        air=_str(version.get("air")) or (_air(model_id, version_id, civitai_type, base_model) if model_id else ""),
+        supported=model_type_of(civitai_type) != model_pb2.MODEL_TYPE_UNSPECIFIED,
+        mode=_str(model.get("mode") or nested.get("mode")),
+    )
+    if chosen is not None:
+        info.file.CopyFrom(chosen)
+    weight = None
+    if info.model_type == model_pb2.MODEL_TYPE_LORA:
+        settings = version.get("settings") or {}
+        strength = settings.get("strength") if isinstance(settings, dict) else None
+        weight = float(strength) if isinstance(strength, int | float) and 0 < strength <= 2 else None
+        weight = weight or recommended_weight(_str(version_description), _str(model_description))
+    info.recommended_weight = weight or 1.0
+
+    deadline = version.get("earlyAccessDeadline") or version.get("earlyAccessEndsAt")
+    ts = _ts(deadline)
+    if ts is not None and (now is None or ts.ToDatetime().timestamp() > now.timestamp()):
+        info.early_access_deadline.CopyFrom(ts)
+
+    for v in model.get("modelVersions") or []:
+        if not isinstance(v, dict):
+            continue
+        entry = civitai_pb2.CivitaiVersion(id=_int(v.get("id")), name=_str(v.get("name")), base_model=_str(v.get("baseModel")))
+        published = _ts(v.get("publishedAt") or v.get("createdAt"))
+        if published is not None:
+            entry.published_at.CopyFrom(published)
+        info.versions.append(entry)
+    if not info.versions and version_id:
+        info.versions.append(civitai_pb2.CivitaiVersion(id=version_id, name=info.version_name, base_model=base_model))
+
+    for image in version.get("images") or []:
+        if isinstance(image, dict) and image.get("url"):
+            info.images.append(
+                civitai_pb2.PreviewImage(
+                    url=_str(image.get("url")),
+                    width=_int(image.get("width")),
+                    height=_int(image.get("height")),
+                    nsfw_level=_int(image.get("nsfwLevel")),
+                    type=_str(image.get("type") or "image"),
+                )
+            )
+    return info
+
+
+def find_version(model: dict[str, Any], version_id: int) -> dict[str, Any] | None:
+    for v in model.get("modelVersions") or []:
+        if isinstance(v, dict) and _int(v.get("id")) == version_id:
+            return v
+    return None

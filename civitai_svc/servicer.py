@@ -1,0 +1,122 @@
+"""The gRPC face of the service: requests in, domain calls, responses out. No logic of its own."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from civitai_svc.catalog import Catalog
+from civitai_svc.installer import Installer, Plan, prepare
+from civitai_svc.jobs import JobManager, State
+from civitai_svc.metadata import ensure_supported
+from civitai_svc.references import Kind, Reference, parse_reference
+from modelmanager.v1 import civitai_pb2, civitai_pb2_grpc
+from service_kit import errors
+from service_kit.logs import register_secret
+
+_KINDS = {
+    Kind.MODEL: civitai_pb2.REFERENCE_KIND_MODEL,
+    Kind.VERSION: civitai_pb2.REFERENCE_KIND_VERSION,
+    Kind.HASH: civitai_pb2.REFERENCE_KIND_HASH,
+}
+
+
+def reference_proto(ref: Reference) -> civitai_pb2.CivitaiReference:
+    return civitai_pb2.CivitaiReference(
+        kind=_KINDS[ref.kind], model_id=ref.model_id, version_id=ref.version_id, file_id=ref.file_id,
+        hash=ref.hash, host=ref.host, original=ref.original,
+    )
+
+
+def _token(*candidates: str | None) -> str | None:
+    for token in candidates:
+        if token:
+            register_secret(token)  # a per-request token is scrubbed from logs like CIVITAI_TOKEN
+            return token
+    return None
+
+
+class CivitaiServicer(civitai_pb2_grpc.CivitaiServiceServicer):
+    def __init__(self, catalog: Catalog, installer: Installer, jobs: JobManager) -> None:
+        self.catalog = catalog
+        self.installer = installer
+        self.jobs = jobs
+
+    async def ParseReference(self, request, context):  # type: ignore[no-untyped-def]
+        ref = parse_reference(request.reference)
+        return civitai_pb2.ParseReferenceResponse(reference=reference_proto(ref))
+
+    async def GetModelInfo(self, request, context):  # type: ignore[no-untyped-def]
+        which = request.WhichOneof("selector")
+        if which == "reference":
+            ref = parse_reference(request.reference)
+        elif which == "model_id":
+            ref = parse_reference(str(request.model_id))
+        elif which == "version_id":
+            ref = parse_reference(f"v:{request.version_id}")
+        elif which == "sha256":
+            ref = parse_reference(f"sha256:{request.sha256.strip()}")
+        else:
+            raise errors.InvalidArgument("give a reference, model_id, version_id or sha256", reason="MISSING_SELECTOR")
+        info = await self.catalog.lookup(ref, _token(request.token, ref.token))
+        ensure_supported(info)
+        await self.catalog.mark_installed(info)
+        return civitai_pb2.GetModelInfoResponse(info=info)
+
+    async def StartDownload(self, request, context):  # type: ignore[no-untyped-def]
+        ref = parse_reference(request.reference)
+        token = _token(request.token, ref.token)
+        if request.file_id:
+            ref = Reference(**{**ref.__dict__, "file_id": request.file_id})
+        info = await self.catalog.lookup(ref, token)
+        planned = await prepare(self.installer, info, token)
+        proto = civitai_pb2.DownloadJob(
+            reference=ref.original, model_id=info.model_id, version_id=info.version_id, file_id=info.file.id,
+            name=info.name, filename=info.file.name, model_type=info.model_type, total_bytes=info.file.size_bytes,
+        )
+        if isinstance(planned, Plan):
+            job = self.jobs.create(proto, planned)
+        else:  # the same sha256 is installed: nothing to fetch
+            proto.state = State.DOWNLOAD_STATE_SUCCEEDED
+            proto.already_installed = True
+            proto.filename = planned.filename
+            proto.model.CopyFrom(planned)
+            proto.eta_seconds = 0
+            job = self.jobs.add_finished(proto)
+        return civitai_pb2.StartDownloadResponse(job=job.snapshot())
+
+    async def GetDownload(self, request, context):  # type: ignore[no-untyped-def]
+        return civitai_pb2.GetDownloadResponse(job=self.jobs.get(request.job_id).snapshot())
+
+    async def WatchDownload(self, request, context) -> AsyncIterator[civitai_pb2.WatchDownloadResponse]:  # type: ignore[no-untyped-def]
+        async for snapshot in self.jobs.watch(request.job_id):
+            yield civitai_pb2.WatchDownloadResponse(job=snapshot)
+
+    async def ListDownloads(self, request, context):  # type: ignore[no-untyped-def]
+        if request.page_size < 0:
+            raise errors.InvalidArgument("page_size must not be negative", reason="INVALID_PAGE_SIZE")
+        size = min(request.page_size or 50, 500)
+        try:
+            start = int(request.page_token or 0)
+        except ValueError:
+            raise errors.InvalidArgument("bad page_token", reason="INVALID_PAGE_TOKEN") from None
+        jobs = self.jobs.list(active_only=request.active_only)
+        page = jobs[start : start + size]
+        next_token = str(start + size) if start + size < len(jobs) else ""
+        return civitai_pb2.ListDownloadsResponse(jobs=[j.snapshot() for j in page], next_page_token=next_token)
+
+    async def CancelDownload(self, request, context):  # type: ignore[no-untyped-def]
+        job = await self.jobs.cancel(request.job_id)
+        return civitai_pb2.CancelDownloadResponse(job=job.snapshot())
+
+    async def SearchModels(self, request, context):  # type: ignore[no-untyped-def]
+        _token(request.token)
+        return await self.catalog.search(request)
+
+    async def IdentifyFile(self, request, context):  # type: ignore[no-untyped-def]
+        _token(request.token)
+        return await self.catalog.identify(request)
+
+    async def CheckUpdates(self, request, context):  # type: ignore[no-untyped-def]
+        _token(request.token)
+        return await self.catalog.check_updates(request)
+
