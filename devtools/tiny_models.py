@@ -31,8 +31,9 @@ API
     Relative path -> text of the tiny component configs and tokenizers.
 ``TINY_SIZE = 64``: a good width/height for tiny generations (multiple of 8).
 
-Variants: "default", and "wide" (other channel widths; loading a "wide" LoRA
-into a "default" checkpoint fails as incompatible).
+Variants: "default"; "wide" (other channel widths; loading a "wide" LoRA into
+a "default" checkpoint fails as incompatible); "medium" (~0.5 GB in float32)
+and "large" (SDXL's widths, fewer layers, ~1.8 GB in float16) for benchmarks.
 """
 
 from __future__ import annotations
@@ -58,9 +59,13 @@ _WIDTHS = {
     # in a single file by the width of the position embedding (768 vs 1280 in SDXL).
     "default": {"unet": [32, 64, 64], "vae": [16, 32, 32, 32], "text": (32, 48)},
     "wide": {"unet": [48, 96, 96], "vae": [16, 32, 32, 32], "text": (48, 64)},
+    # For benchmarks: ~0.5 GB in float32, where reading and compute dominate fixed overheads.
+    "medium": {"unet": [128, 256, 512], "vae": [32, 64, 128, 128], "text": (256, 384)},
+    # SDXL's real widths with fewer layers: a ~1.8 GB float16 file, for load benchmarks.
+    "large": {"unet": [320, 640, 1280], "vae": [128, 256, 512, 512], "text": (768, 1280)},
 }
 
-Variant = Literal["default", "wide"]
+Variant = Literal["default", "wide", "medium", "large"]
 
 
 def _config_dicts(variant: Variant) -> dict[str, dict[str, Any]]:

@@ -155,10 +155,15 @@ class CheckpointLoader:
                 metadata={"path": path, "detail": "load"},
             ) from exc
         report("moving_to_device", 0.8)
-        pipe.to(self.device.device)
+        if any(p.device != self.device.device for p in _parameters(pipe)):
+            pipe.to(self.device.device)  # the text encoders; the UNet and VAE are there already
         pipe.set_progress_bar_config(disable=True)
         report("moving_to_device", 1.0)
         return pipe
+
+
+def _parameters(pipe: Any) -> list[torch.Tensor]:
+    return [p for c in pipe.components.values() if isinstance(c, torch.nn.Module) for p in c.parameters()]
 
 
 def pipeline_bytes(pipe: Any) -> int:

@@ -77,7 +77,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     path=str(e.path),
                     location=e.location,
                     size_bytes=e.size_bytes,
-                    adapters=[p.rsplit("/", 1)[-1] for p in e.adapters],
+                    adapters=[p.rsplit("/", 1)[-1] for p in list(e.adapters)],
                     load_seconds=e.load_seconds,
                 )
                 for e in entries

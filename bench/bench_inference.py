@@ -1,0 +1,246 @@
+"""Inference figures on the CPU, each a ratio against a baseline measured in the same run.
+
+    python -m bench inference
+
+* load:     CheckpointLoader.load (diffusers' single-file loader, offline)   vs  safetensors.torch.load_file
+* switch:   switching back to a cached checkpoint                           vs  a cold load of it
+* lora:     changing LoRA weights / switching to a loaded adapter            vs  loading the LoRA the first time
+* generate: Generate through gRPC (registry, queue, PNG, wire)               vs  the same pipeline called in-process
+
+The model is the "medium" SDXL-shaped one from devtools.tiny_models (~0.5 GB
+in float32), big enough for reading and compute to dominate fixed costs.
+Times are the best (load, switch, lora) or the median (generate) of a few
+runs, interleaved where two things are compared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+from safetensors.torch import load_file
+
+from devtools.tiny_models import write_tiny_checkpoint, write_tiny_lora
+from inference_svc.checkpoint_cache import CheckpointCache
+from inference_svc.checkpoint_loader import CheckpointLoader
+from inference_svc.device import resolve_device
+from inference_svc.lora_manager import LoraManager, LoraSpec
+from inference_svc.pipelines import GenerateParams, generate
+
+VARIANT = "medium"
+SIZE, STEPS = 256, 8
+
+
+def best_of(n: int, fn: Callable[[], object]) -> float:
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def line(name: str, ours: float, base: float, target: str = "") -> None:
+    ratio = ours / base if base else float("inf")
+    print(f"{name:<58} {ours * 1000:10.1f} ms  vs {base * 1000:10.1f} ms  ratio {ratio:7.3f} {target}", flush=True)
+
+
+def _touch(tensors) -> None:
+    """Read every byte once: safetensors (and so the loader) map the file lazily on the CPU."""
+    for t in tensors:
+        t.sum()
+
+
+def _load_file_to_float32(path: Path) -> dict[str, torch.Tensor]:
+    # Kept alive until touched, like a model's weights: a fair baseline allocates as much memory.
+    tensors = {k: v.float() for k, v in load_file(str(path)).items()}
+    _touch(tensors.values())
+    return tensors
+
+
+def _weights(pipe) -> list[torch.Tensor]:
+    return [p for m in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2) for p in m.parameters()]
+
+
+def bench_load(loader: CheckpointLoader, fp16: Path, fp32: Path) -> None:
+    with torch.inference_mode():
+        for label, path in (("float32 file -> float32", fp32), ("float16 file -> float32 (CivitAI file)", fp16)):
+            load_file(str(path))  # warm the page cache for both sides
+            lazy_base = best_of(3, lambda p=path: load_file(str(p)))
+            lazy = best_of(3, lambda p=path: loader.load(p))
+            line(f"load {label}, lazy: vs load_file", lazy, lazy_base)
+            # The same work on both sides: tensors of the target dtype, every byte read.
+            base = best_of(3, lambda p=path: _load_file_to_float32(p))
+            ours = best_of(3, lambda p=path: _touch(_weights(loader.load(p))))
+            line(f"load {label}, all bytes read: vs load_file", ours, base, "(target <= 1.5)")
+
+
+def _available_bytes() -> int:
+    for row in Path("/proc/meminfo").read_text().splitlines():
+        if row.startswith("MemAvailable:"):
+            return int(row.split()[1]) * 1024
+    return 0
+
+
+def bench_load_large(loader: CheckpointLoader, root: Path) -> None:
+    """SDXL's widths (fewer layers): bytes weigh more against the loader's fixed costs."""
+    if _available_bytes() < 14 * 1024**3:
+        print("load, large variant: skipped (needs 14 GB of free memory)", flush=True)
+        return
+    started = time.perf_counter()
+    path = write_tiny_checkpoint(root / "large.safetensors", seed=1, variant="large")
+    print(f"large checkpoint written in {time.perf_counter() - started:.1f} s: {path.stat().st_size / 1e9:.2f} GB",
+          flush=True)
+    with torch.inference_mode():
+        load_file(str(path))
+        base = best_of(2, lambda: _load_file_to_float32(path))
+        ours = best_of(2, lambda: _touch(_weights(loader.load(path))))
+    line("load large float16 file -> float32, all bytes read: vs load_file", ours, base, "(target <= 1.5)")
+    path.unlink()
+
+
+def bench_switch(loader: CheckpointLoader, a: Path, b: Path) -> None:
+    cache = CheckpointCache(loader, loader.device, device_budget=10**12, park_budget=0)
+    cold = cache.acquire("a", a).seconds
+    cache.acquire("b", b)
+    warm = cache.acquire("a", a).seconds
+    line("switch back to cached checkpoint (device-resident)", warm, cold, "(target <= 0.05)")
+    cache.clear()
+
+
+def bench_lora(loader: CheckpointLoader, checkpoint: Path, loras: list[Path]) -> None:
+    cache = CheckpointCache(loader, loader.device, device_budget=10**12, park_budget=0)
+    entry = cache.acquire("a", checkpoint).entry
+    manager = LoraManager()
+    spec = [LoraSpec(p.name, p, 1.0) for p in loras]
+    first = best_of(1, lambda: manager.apply(entry, [spec[0]]))
+    manager.apply(entry, [spec[1]])
+    weights = best_of(5, lambda: manager.apply(entry, [LoraSpec(spec[0].filename, spec[0].path, 0.7)]))
+    switch = best_of(5, lambda: (manager.apply(entry, [spec[1]]), manager.apply(entry, [spec[0]])))
+    bare = best_of(5, lambda: manager.apply(entry, []))
+    line("LoRA: change weight of a loaded adapter", weights, first)
+    line("LoRA: switch between two loaded adapters (x2)", switch, first)
+    line("LoRA: back to the bare model (disable adapters)", bare, first)
+    cache.clear()
+
+
+def _registry_module():
+    try:
+        import metadata_svc.app  # noqa: F401
+
+        return None
+    except ImportError:
+        # The registry is being built alongside; until it lands, use the tests' stand-in.
+        path = Path(__file__).resolve().parents[1] / "tests" / "inference_svc" / "inference_registry.py"
+        spec = importlib.util.spec_from_file_location("inference_registry", path)
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        return module
+
+
+async def bench_generate(loader: CheckpointLoader, checkpoint: Path, root: Path) -> None:
+    import shutil
+
+    from inference_svc.app import create_server
+    from inference_svc.config import InferenceSettings
+    from modelmanager.v1 import inference_pb2, inference_pb2_grpc, model_pb2, registry_pb2, registry_pb2_grpc
+    from service_kit import insecure_channel
+
+    user_models, models = root / "user-models", root / "models"
+    (user_models / "checkpoints").mkdir(parents=True)
+    (user_models / "loras").mkdir()
+    models.mkdir()
+    shutil.copy(checkpoint, user_models / "checkpoints" / checkpoint.name)
+    module = _registry_module()
+    if module is None:
+        from metadata_svc.app import create_server as create_registry
+        from metadata_svc.config import RegistrySettings
+
+        registry = await create_registry(RegistrySettings(listen="127.0.0.1:0", user_models_dir=user_models, models_dir=models))
+        await registry.start()
+    else:
+        registry = await module.start_registry(user_models, models)
+    server = await create_server(
+        InferenceSettings(listen="127.0.0.1:0", registry=registry.address, models_dir=models,
+                          user_models_dir=user_models, config_cache_dir=root / "configs")
+    )
+    await server.start()
+    channel, reg_channel = insecure_channel(server.address), insecure_channel(registry.address)
+    try:
+        reg = registry_pb2_grpc.ModelRegistryServiceStub(reg_channel)
+        await reg.CreateModel(registry_pb2.CreateModelRequest(
+            model=model_pb2.Model(filename=checkpoint.name, type=model_pb2.MODEL_TYPE_CHECKPOINT)))
+        await reg.SetActiveCheckpoint(registry_pb2.SetActiveCheckpointRequest(checkpoint=checkpoint.name))
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        async for _ in stub.LoadCheckpoint(inference_pb2.LoadCheckpointRequest()):
+            pass
+        request = inference_pb2.GenerateRequest(prompt="a photo of a cat", width=SIZE, height=SIZE, steps=STEPS,
+                                                guidance_scale=5.0, seed=1)
+
+        async def over_grpc() -> float:
+            started = time.perf_counter()
+            async for _ in stub.Generate(request):
+                pass
+            return time.perf_counter() - started
+
+        # The baseline: the same checkpoint, loaded the same way, called directly.
+        cache = CheckpointCache(loader, loader.device, device_budget=10**12, park_budget=0)
+        entry = cache.acquire("a", user_models / "checkpoints" / checkpoint.name).entry
+        params = GenerateParams("a photo of a cat", "", SIZE, SIZE, STEPS, 5.0, 1)
+
+        def in_process() -> float:
+            started = time.perf_counter()
+            with torch.inference_mode():
+                entry.pipe(prompt=params.prompt, width=SIZE, height=SIZE, num_inference_steps=STEPS,
+                           guidance_scale=5.0, generator=torch.Generator().manual_seed(1))
+            return time.perf_counter() - started
+
+        generate(entry, params, lambda s, t: None, lambda: False)  # warm-up both sides
+        await over_grpc()
+        ours, base = [], []
+        for _ in range(3):  # interleaved, so drift (other load on the machine) hits both sides
+            base.append(in_process())
+            ours.append(await over_grpc())
+        line(f"Generate {SIZE}x{SIZE}, {STEPS} steps: gRPC vs in-process (median)",
+             statistics.median(ours), statistics.median(base), "(target <= 1.05)")
+        cache.clear()
+    finally:
+        await channel.close()
+        await reg_channel.close()
+        await server.stop(0)
+        await registry.stop(0)
+
+
+def main() -> None:
+    device = resolve_device("cpu")
+    print(f"device {device.device}, dtype {device.dtype_name}, torch threads {torch.get_num_threads()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
+        root = Path(tmp)
+        started = time.perf_counter()
+        fp16 = write_tiny_checkpoint(root / "medium-a.safetensors", seed=1, variant=VARIANT)
+        fp32 = write_tiny_checkpoint(root / "medium-a-fp32.safetensors", seed=1, variant=VARIANT, dtype=torch.float32)
+        b = write_tiny_checkpoint(root / "medium-b.safetensors", seed=2, variant=VARIANT)
+        loras = [write_tiny_lora(root / f"lora-{i}.safetensors", seed=i, variant=VARIANT) for i in (1, 2)]
+        print(f"models written in {time.perf_counter() - started:.1f} s: checkpoint {fp16.stat().st_size / 1e6:.0f} MB "
+              f"(float16), {fp32.stat().st_size / 1e6:.0f} MB (float32); LoRA {loras[0].stat().st_size / 1e6:.1f} MB",
+              flush=True)
+        loader = CheckpointLoader(device, config_cache_dir=root / "configs")
+        bench_load(loader, fp16, fp32)
+        bench_load_large(loader, root)
+        bench_switch(loader, fp16, b)
+        bench_lora(loader, fp16, loras)
+        asyncio.run(bench_generate(loader, fp16, root / "stack"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
