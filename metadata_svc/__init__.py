@@ -1,0 +1,1 @@
+"""The model registry: owns the user-models volume, its `.metadata.json` index and the active checkpoint."""

@@ -1,0 +1,66 @@
+"""Composition root: settings -> index (load, migrate, rescan) -> registry -> servicer -> server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from metadata_svc.config import RegistrySettings
+from metadata_svc.errors import DOMAIN
+from metadata_svc.index_store import INDEX_NAME, IndexState, load_index
+from metadata_svc.migration import migrate
+from metadata_svc.registry import Registry
+from metadata_svc.servicer import RegistryServicer
+from modelmanager.v1 import registry_pb2, registry_pb2_grpc
+from service_kit import GrpcServer, ServiceBinding, get_logger
+
+log = get_logger("metadata_svc")
+
+
+async def open_registry(settings: RegistrySettings) -> Registry:
+    """Load the index (CorruptIndexError stops here, file untouched), migrate, rescan, write back if changed."""
+    root = settings.user_models_dir
+    root.mkdir(parents=True, exist_ok=True)
+    index_path = root / INDEX_NAME
+    loaded = await asyncio.to_thread(load_index, index_path)
+    state = loaded or IndexState()
+    steps = await asyncio.to_thread(migrate, root, state)
+    registry = Registry(settings, state)
+    added, missing, skipped = await asyncio.to_thread(registry.scan)
+    registry.apply_scan(added)
+    for path, reason in skipped:
+        log.warning("rescan.skipped", path=path, reason=reason)
+    if missing:
+        log.warning("rescan.missing_files", filenames=missing)
+    if loaded is None or steps or added:
+        await asyncio.to_thread(registry.store.write_now, *registry._snapshot())
+    log.info("registry.opened", index=str(index_path), models=len(registry), added=len(added),
+             missing=len(missing), migrated=len(steps))
+    return registry
+
+
+async def create_server(settings: RegistrySettings) -> GrpcServer:
+    """The registry server, not started (the caller awaits `.start()`); port 0 works."""
+    registry = await open_registry(settings)
+    server = GrpcServer(
+        name="registry",
+        listen=settings.listen,
+        bindings=[
+            ServiceBinding.of(
+                registry_pb2.DESCRIPTOR.services_by_name["ModelRegistryService"],
+                RegistryServicer(registry),
+                registry_pb2_grpc.add_ModelRegistryServiceServicer_to_server,
+            )
+        ],
+        error_domain=DOMAIN,
+    )
+    hasher = asyncio.create_task(registry.fill_missing_hashes(), name="registry-hasher")
+
+    async def shutdown() -> None:
+        hasher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await hasher
+
+    server.on_shutdown.append(shutdown)
+    server.registry = registry  # type: ignore[attr-defined]  # for in-process tests and benches
+    return server

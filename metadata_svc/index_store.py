@@ -1,0 +1,153 @@
+"""`.metadata.json`: loading, and durable atomic rewrites with group commit.
+
+The registry keeps the index in memory; this file is its durable copy. A
+write is a whole new file: temp file in the same folder, fsync, rename over
+the index, fsync the folder, so a reader or a crash sees either the old or
+the new index, never half of one.
+
+Group commit: every change awaits `commit()`. One flush at a time writes the
+state as it is when the flush starts, which covers every change made before
+it; changes made while a flush runs wait for the next one. So 200 concurrent
+creates cost a handful of rewrites instead of 200, and no change is
+acknowledged before it is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from metadata_svc.errors import CorruptIndexError, IndexWriteFailed
+from metadata_svc.models import ModelEntry
+from service_kit import get_logger
+
+log = get_logger("metadata_svc.index")
+
+INDEX_NAME = ".metadata.json"
+VERSION = 1
+DEFAULT_CHECKPOINT = "illustrious-xl"
+
+
+@dataclass
+class IndexState:
+    active_checkpoint: str = DEFAULT_CHECKPOINT
+    models: dict[str, ModelEntry] = field(default_factory=dict)
+
+
+def load_index(path: Path) -> IndexState | None:
+    """The stored index, None when there is none, CorruptIndexError when it cannot be trusted."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CorruptIndexError(path, f"cannot read it: {exc}") from exc
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CorruptIndexError(path, f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CorruptIndexError(path, "the top level is not a JSON object")
+    version = data.get("version")
+    if version != VERSION:
+        raise CorruptIndexError(path, f"unsupported version {version!r}, expected {VERSION}")
+    models = data.get("models", {})
+    if not isinstance(models, dict):
+        raise CorruptIndexError(path, "'models' is not an object")
+    active = data.get("active_checkpoint") or DEFAULT_CHECKPOINT
+    if not isinstance(active, str):
+        raise CorruptIndexError(path, "'active_checkpoint' is not a string")
+    entries: dict[str, ModelEntry] = {}
+    for key, value in models.items():
+        try:
+            entries[key] = ModelEntry.from_json(key, value)
+        except ValueError as exc:
+            raise CorruptIndexError(path, str(exc)) from None
+    return IndexState(active_checkpoint=active, models=entries)
+
+
+def render(active_checkpoint: str, models: Mapping[str, ModelEntry]) -> bytes:
+    """The index as JSON text, one entry per line (readable, and cheap: entries cache their JSON)."""
+    lines = [f"  {json.dumps(name, ensure_ascii=False)}: {entry.json_text()}" for name, entry in models.items()]
+    body = ",\n".join(lines)
+    head = f'{{\n"version": {VERSION},\n"active_checkpoint": {json.dumps(active_checkpoint, ensure_ascii=False)},\n'
+    text = head + ('"models": {\n' + body + "\n}\n}\n" if lines else '"models": {}\n}\n')
+    return text.encode("utf-8")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Temp file in the same folder, fsync, rename over `path`, fsync the folder."""
+    folder = path.parent
+    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_dir(folder)
+
+
+def fsync_dir(folder: Path) -> None:
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class IndexStore:
+    """Durable copy of the in-memory index; `commit()` returns once the current state is on disk."""
+
+    def __init__(self, path: Path, snapshot: Callable[[], tuple[str, dict[str, ModelEntry]]]) -> None:
+        self.path = path
+        self._snapshot = snapshot
+        self._changed = 0  # bumped by every change
+        self._durable = 0  # the last change known to be on disk
+        self._flush: asyncio.Task[None] | None = None
+        self.flushes = 0
+
+    async def commit(self) -> None:
+        """Call after changing the in-memory state; returns when that change is durable."""
+        self._changed += 1
+        mine = self._changed
+        while self._durable < mine:
+            if self._flush is None or self._flush.done():
+                self._flush = asyncio.create_task(self._write_once())
+            flush = self._flush
+            try:
+                # shield: a caller that goes away must not abort a write other callers wait for.
+                await asyncio.shield(flush)
+            except IndexWriteFailed:
+                if self._durable < mine and flush.done():
+                    raise
+
+    async def _write_once(self) -> None:
+        target = self._changed
+        active, models = self._snapshot()  # a dict copy of immutable entries: consistent and cheap
+        try:
+            await asyncio.to_thread(self._render_and_write, active, models)
+        except OSError as exc:
+            log.error("index.write_failed", path=str(self.path), error=str(exc))
+            raise IndexWriteFailed(f"could not write the registry index {self.path}: {exc.strerror or exc}",
+                                   metadata={"path": str(self.path)}) from exc
+        self._durable = max(self._durable, target)
+        self.flushes += 1
+
+    def _render_and_write(self, active: str, models: dict[str, ModelEntry]) -> None:
+        write_atomic(self.path, render(active, models))
+
+    def write_now(self, active: str, models: dict[str, ModelEntry]) -> None:
+        """Synchronous write for start-up (migration, rescan) before the server runs."""
+        self._render_and_write(active, models)

@@ -1,0 +1,554 @@
+"""The registry's domain logic: the in-memory index, its rules, and every operation the RPCs expose.
+
+Reads are served from memory. A change is made to memory synchronously (so
+check-then-act needs no lock on one event loop), then awaited durable through
+the IndexStore's group commit. Slow work (hashing, header reads, deletes)
+runs in threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import bisect
+import contextlib
+import dataclasses
+import hashlib
+import hmac
+import json
+import math
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from metadata_svc import inspection as insp
+from metadata_svc.config import RegistrySettings
+from metadata_svc.errors import (
+    ActiveCheckpoint,
+    CheckpointNotFound,
+    FileMissing,
+    FileNotFound,
+    InvalidPageSize,
+    InvalidPageToken,
+    InvalidUpdateMask,
+    InvalidWeight,
+    LoraNotFound,
+    MissingType,
+    ModelAlreadyExists,
+    ModelNotFound,
+    NotACheckpoint,
+    NotALora,
+    Sha256Mismatch,
+)
+from metadata_svc.filenames import check_extension, looks_like_model_file, validate_filename
+from metadata_svc.index_store import DEFAULT_CHECKPOINT, INDEX_NAME, IndexState, IndexStore, fsync_dir
+from metadata_svc.models import (
+    CHECKPOINT,
+    FOLDER_OF_TYPE,
+    LORA,
+    PROTO_TO_SOURCE,
+    PROTO_TO_TYPE,
+    Inspection,
+    ModelEntry,
+    clean_words,
+    now_iso,
+)
+from metadata_svc.prompt import compose
+from modelmanager.v1 import model_pb2
+from service_kit import errors, get_logger
+
+log = get_logger("metadata_svc.registry")
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+MAX_ABS_WEIGHT = 10.0
+HASH_BLOCK = 8 * 1024 * 1024
+EDITABLE_FIELDS = ("display_name", "short_name", "trigger_words", "recommended_weight", "tags", "description",
+                   "base_model")
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    size: int
+    inspection: Inspection
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ComposedPrompt:
+    prompt: str
+    injected: list[str]
+    loras: list[tuple[ModelEntry, Path, float]]
+
+
+@dataclass(frozen=True)
+class RescanReport:
+    added: list[ModelEntry]
+    missing: list[str]
+    skipped: list[tuple[str, str]]
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_weight(weight: float, what: str) -> float:
+    if not math.isfinite(weight) or abs(weight) > MAX_ABS_WEIGHT:
+        raise InvalidWeight(f"{what}: weight {weight} is not a finite number within ±{MAX_ABS_WEIGHT}",
+                            metadata={"weight": weight})
+    return weight
+
+
+class Registry:
+    def __init__(self, settings: RegistrySettings, state: IndexState) -> None:
+        self.settings = settings
+        self.root = settings.user_models_dir.absolute()
+        self.models_dir = settings.models_dir.absolute()
+        self._models: dict[str, ModelEntry] = state.models
+        self._active = state.active_checkpoint
+        self._reserved: set[str] = set()  # filenames being created or uploaded right now
+        self._sorted: list[ModelEntry] | None = None
+        self._sorted_keys: list[tuple[int, str, str]] = []
+        # Page tokens are signed so a client cannot forge a position; they expire on restart.
+        self._token_key = secrets.token_bytes(32)
+        self.store = IndexStore(self.root / INDEX_NAME, self._snapshot)
+        self._hash_wanted = asyncio.Event()
+
+    # ------------------------------------------------------------------ state
+
+    def _snapshot(self) -> tuple[str, dict[str, ModelEntry]]:
+        return self._active, dict(self._models)
+
+    def _put(self, entry: ModelEntry) -> None:
+        self._models[entry.filename] = entry
+        self._sorted = None
+
+    def _pop(self, filename: str) -> ModelEntry:
+        self._sorted = None
+        return self._models.pop(filename)
+
+    def folder(self, kind: str) -> Path:
+        return self.root / FOLDER_OF_TYPE[kind]
+
+    def path_of(self, entry: ModelEntry) -> Path:
+        return self.folder(entry.type) / entry.filename
+
+    def default_checkpoint_path(self) -> Path:
+        return self.models_dir / "illustrious-xl" / "Illustrious-XL-v0.1.safetensors"
+
+    def to_proto(self, entry: ModelEntry) -> model_pb2.Model:
+        path = self.path_of(entry)
+        return entry.to_proto(path, os.path.isfile(path))
+
+    def get(self, filename: str) -> ModelEntry:
+        validate_filename(filename)
+        entry = self._models.get(filename)
+        if entry is None:
+            raise ModelNotFound(f"no model {filename!r} in the registry", metadata={"filename": filename})
+        return entry
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def entries(self) -> list[ModelEntry]:
+        return list(self._models.values())
+
+    # ------------------------------------------------------------------ list
+
+    def _ordered(self) -> list[ModelEntry]:
+        if self._sorted is None:
+            self._sorted = sorted(self._models.values(), key=ModelEntry.sort_key)
+            self._sorted_keys = [e.sort_key() for e in self._sorted]
+        return self._sorted
+
+    def list(
+        self, *, page_size: int, page_token: str, kind: str | None, base_model: str, query: str
+    ) -> tuple[list[ModelEntry], str, int]:
+        if page_size < 0:
+            raise InvalidPageSize(f"page_size {page_size} is negative", metadata={"page_size": page_size})
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        base = base_model.strip().lower()
+        terms = query.lower().split()
+        fingerprint = [kind or "", base, terms]
+        ordered = self._ordered()
+        start = 0
+        if page_token:
+            after = self._decode_token(page_token, fingerprint)
+            start = bisect.bisect_right(self._sorted_keys, after)
+
+        def matches(entry: ModelEntry) -> bool:
+            if kind and entry.type != kind:
+                return False
+            if base and entry.base_model.lower() != base:
+                return False
+            if terms:
+                text = entry.search_text()
+                return all(t in text for t in terms)
+            return True
+
+        if not (kind or base or terms):
+            total = len(ordered)
+            page = ordered[start:start + size]
+            more = start + size < len(ordered)
+        else:
+            total = 0
+            page = []
+            more = False
+            for i, entry in enumerate(ordered):
+                if matches(entry):
+                    total += 1
+                    if i >= start:
+                        if len(page) < size:
+                            page.append(entry)
+                        else:
+                            more = True
+        token = self._encode_token(page[-1].sort_key(), fingerprint) if more and page else ""
+        return page, token, total
+
+    def _encode_token(self, key: tuple[int, str, str], fingerprint: list[object]) -> str:
+        payload = json.dumps([list(key), fingerprint], separators=(",", ":")).encode()
+        mac = hmac.new(self._token_key, payload, hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(mac + payload).decode().rstrip("=")
+
+    def _decode_token(self, token: str, fingerprint: list[object]) -> tuple[int, str, str]:
+        bad = InvalidPageToken("page_token is not one this server issued (or the registry restarted since)",
+                               metadata={"page_token": token[:64]})
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (ValueError, TypeError):
+            raise bad from None
+        mac, payload = raw[:16], raw[16:]
+        if not hmac.compare_digest(mac, hmac.new(self._token_key, payload, hashlib.sha256).digest()[:16]):
+            raise bad
+        key, issued_for = json.loads(payload)
+        if issued_for != fingerprint:
+            raise InvalidPageToken("page_token was issued for a different filter (type, base_model or query)",
+                                   metadata={"page_token": token[:64]})
+        return (int(key[0]), str(key[1]), str(key[2]))
+
+    # ------------------------------------------------------------------ files
+
+    def _examine(self, path: Path, fmt: str, kind: str, *, want_hash: bool) -> FileFacts:
+        """Size, header inspection and (optionally) sha256 of a file in place; runs in a thread."""
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            other = self.folder(CHECKPOINT if kind == LORA else LORA) / path.name
+            hint = f"; there is one in {other.parent.name}/ (wrong type?)" if other.is_file() else ""
+            raise FileNotFound(f"no file {path.name!r} in {path.parent}{hint}",
+                               metadata={"filename": path.name, "path": str(path)}) from None
+        if not path.is_file():
+            raise FileNotFound(f"{path} is not a regular file", metadata={"filename": path.name, "path": str(path)})
+        if fmt == "safetensors":
+            found = insp.inspect_file(path)
+            insp.check_claim(found, kind, path.name)
+        else:
+            found = insp.pickle_inspection()
+        return FileFacts(size, found, sha256_of(path) if want_hash else "")
+
+    def check_new_name(self, filename: str, model_type: int) -> tuple[str, str]:
+        """Validations shared by Create and Upload; returns (type, format)."""
+        validate_filename(filename)
+        kind = PROTO_TO_TYPE.get(model_type)
+        if kind is None:
+            raise MissingType(f"{filename}: type is required (MODEL_TYPE_LORA or MODEL_TYPE_CHECKPOINT)",
+                              metadata={"filename": filename})
+        fmt = check_extension(filename, allow_pickle=self.settings.allow_pickle)
+        if filename in self._models or filename in self._reserved:
+            raise ModelAlreadyExists(f"a model named {filename!r} already exists; nothing was overwritten",
+                                     metadata={"filename": filename})
+        return kind, fmt
+
+    def reserve_name(self, filename: str) -> None:
+        if filename in self._reserved or filename in self._models:
+            raise ModelAlreadyExists(f"a model named {filename!r} already exists or is being added",
+                                     metadata={"filename": filename})
+        self._reserved.add(filename)
+
+    def release_name(self, filename: str) -> None:
+        self._reserved.discard(filename)
+
+    @contextlib.contextmanager
+    def reserve(self, filename: str) -> Iterator[None]:
+        """Hold a filename while its file is examined or uploaded, so two callers cannot both create it."""
+        self._reserved.add(filename)
+        try:
+            yield
+        finally:
+            self._reserved.discard(filename)
+
+    def entry_from(self, model: model_pb2.Model | None, *, filename: str, kind: str, source: str,
+                    facts: FileFacts, fields: dict[str, object] | None = None) -> ModelEntry:
+        f: dict[str, object] = dict(fields or {})
+        if model is not None:
+            f.update(
+                display_name=model.display_name, short_name=model.short_name, trigger_words=model.trigger_words,
+                recommended_weight=model.recommended_weight, base_model=model.base_model, tags=model.tags,
+                description=model.description, civitai_model_id=model.civitai_model_id,
+                civitai_version_id=model.civitai_version_id, civitai_url=model.civitai_url,
+            )
+        weight = float(f.get("recommended_weight") or 1.0)  # type: ignore[arg-type]
+        check_weight(weight, filename)
+        base_model = str(f.get("base_model") or "").strip()
+        return ModelEntry(
+            filename=filename,
+            type=kind,
+            display_name=str(f.get("display_name") or "").strip() or Path(filename).stem,
+            short_name=str(f.get("short_name") or "").strip(),
+            source=source,
+            trigger_words=clean_words(f.get("trigger_words") or ()),  # type: ignore[arg-type]
+            recommended_weight=weight,
+            base_model=base_model,
+            tags=clean_words(f.get("tags") or ()),  # type: ignore[arg-type]
+            description=str(f.get("description") or ""),
+            file_size_bytes=facts.size,
+            added_at=now_iso(),
+            civitai_model_id=int(f.get("civitai_model_id") or 0) or None,  # type: ignore[call-overload]
+            civitai_version_id=int(f.get("civitai_version_id") or 0) or None,  # type: ignore[call-overload]
+            civitai_url=str(f.get("civitai_url") or ""),
+            sha256=facts.sha256,
+            inspection=facts.inspection,
+        )
+
+    # ------------------------------------------------------------------ create / update / delete
+
+    async def create(self, model: model_pb2.Model) -> ModelEntry:
+        filename = model.filename
+        kind, fmt = self.check_new_name(filename, model.type)
+        claimed_sha = model.sha256.strip().lower()
+        path = self.folder(kind) / filename
+        with self.reserve(filename):
+            # Hash even when the caller gives one: a cheap insurance that the index never lies
+            # about a file (the caller may have hashed a different copy).
+            facts = await asyncio.to_thread(self._examine, path, fmt, kind, want_hash=True)
+            if claimed_sha and claimed_sha != facts.sha256:
+                raise Sha256Mismatch(
+                    f"{filename}: the file's sha256 is {facts.sha256}, not the given {claimed_sha}",
+                    metadata={"filename": filename, "expected": claimed_sha, "actual": facts.sha256},
+                )
+            source = PROTO_TO_SOURCE.get(model.source) or "local"
+            entry = self.entry_from(model, filename=filename, kind=kind, source=source, facts=facts)
+            self._put(entry)
+        await self.store.commit()
+        log.info("model.created", filename=filename, type=kind, source=source, size=facts.size)
+        return entry
+
+    async def add_uploaded(self, entry: ModelEntry) -> None:
+        """Insert an entry whose file was just renamed into place (see uploads.py)."""
+        self._put(entry)
+        try:
+            await self.store.commit()
+        except errors.ServiceError:
+            if self._models.get(entry.filename) is entry:
+                self._pop(entry.filename)
+            raise
+
+    async def update(self, model: model_pb2.Model, mask_paths: Sequence[str]) -> ModelEntry:
+        current = self.get(model.filename)
+        paths = list(mask_paths)
+        unknown = [p for p in paths if p not in EDITABLE_FIELDS]
+        if unknown:
+            raise InvalidUpdateMask(
+                f"update_mask names fields that cannot be updated: {', '.join(unknown)}; "
+                f"editable: {', '.join(EDITABLE_FIELDS)}",
+                metadata={"fields": ",".join(unknown)},
+            )
+        if not paths:
+            paths = [name for name in EDITABLE_FIELDS if _is_set(model, name)]
+        changes: dict[str, object] = {}
+        for name in paths:
+            value = getattr(model, name)
+            if name in ("trigger_words", "tags"):
+                changes[name] = clean_words(value)
+            elif name == "recommended_weight":
+                changes[name] = check_weight(float(value) if value else 1.0, model.filename)
+            elif name == "display_name":
+                changes[name] = value.strip() or Path(current.filename).stem
+            else:
+                changes[name] = value.strip() if name != "description" else value
+        updated = dataclasses.replace(current, **changes)  # type: ignore[arg-type]
+        if self._models.get(current.filename) is not current:
+            raise errors.Aborted(f"{current.filename} changed concurrently; retry", reason="CONCURRENT_UPDATE")
+        self._put(updated)
+        await self.store.commit()
+        return updated
+
+    async def delete(self, filename: str, keep_file: bool) -> ModelEntry:
+        entry = self.get(filename)
+        if entry.type == CHECKPOINT and self._active == filename:
+            raise ActiveCheckpoint(
+                f"{filename} is the active checkpoint; set another one active before deleting it",
+                metadata={"filename": filename},
+            )
+        with self.reserve(filename):
+            if not keep_file:
+                # The file goes first: if the index write then fails, a retry finds the entry and no file.
+                await asyncio.to_thread(_unlink_durably, self.path_of(entry))
+            if self._models.get(filename) is entry:
+                self._pop(filename)
+        await self.store.commit()
+        log.info("model.deleted", filename=filename, kept_file=keep_file)
+        return entry
+
+    # ------------------------------------------------------------------ active checkpoint
+
+    def active_checkpoint(self) -> tuple[str, Path, ModelEntry | None, bool]:
+        name = self._active
+        if name == DEFAULT_CHECKPOINT:
+            path = self.default_checkpoint_path()
+            return name, path, None, path.is_file()
+        entry = self._models.get(name)
+        path = self.folder(CHECKPOINT) / name
+        return name, path, entry, path.is_file()
+
+    async def set_active_checkpoint(self, name: str) -> tuple[str, Path, ModelEntry | None, bool]:
+        name = name.strip()
+        if name != DEFAULT_CHECKPOINT:
+            validate_filename(name)
+            entry = self._models.get(name)
+            if entry is None:
+                raise CheckpointNotFound(
+                    f"no checkpoint {name!r}: expected {DEFAULT_CHECKPOINT!r} or an installed checkpoint's filename",
+                    metadata={"checkpoint": name},
+                )
+            if entry.type != CHECKPOINT:
+                raise NotACheckpoint(f"{name} is a {entry.type}, not a checkpoint", metadata={"checkpoint": name})
+            if not self.path_of(entry).is_file():
+                raise FileMissing(f"the file of checkpoint {name} is gone from {self.folder(CHECKPOINT)}",
+                                  metadata={"checkpoint": name, "path": str(self.path_of(entry))})
+        if name != self._active:
+            self._active = name
+            await self.store.commit()
+            log.info("checkpoint.activated", checkpoint=name)
+        return self.active_checkpoint()
+
+    # ------------------------------------------------------------------ prompt
+
+    def resolve_lora(self, name: str) -> ModelEntry:
+        wanted = name.strip()
+        lowered = wanted.lower()
+        entry = self._models.get(wanted)
+        if entry is None:
+            by_file = [e for e in self._models.values() if e.filename.lower() == lowered]
+            candidates = by_file or [
+                e for e in self._models.values() if lowered in (e.display_name.lower(), e.short_name.lower())
+            ]
+            loras = [e for e in candidates if e.type == LORA] or candidates
+            if not loras:
+                raise LoraNotFound(f"no LoRA named {name!r} (by filename, display name or short name)",
+                                   metadata={"lora": name})
+            if len(loras) > 1:
+                names = ", ".join(sorted(e.filename for e in loras))
+                raise errors.InvalidArgument(f"{name!r} names several LoRAs ({names}); use the filename",
+                                             reason="AMBIGUOUS_LORA", metadata={"lora": name, "filenames": names})
+            entry = loras[0]
+        if entry.type != LORA:
+            raise NotALora(f"{entry.filename} is a {entry.type}, not a LoRA", metadata={"lora": name})
+        return entry
+
+    def compose_prompt(self, prompt: str, selections: Sequence[tuple[str, float | None]]) -> ComposedPrompt:
+        resolved: list[tuple[ModelEntry, Path, float]] = []
+        seen: set[str] = set()
+        for name, weight in selections:
+            entry = self.resolve_lora(name)
+            if entry.filename in seen:
+                raise errors.InvalidArgument(f"LoRA {entry.filename} is selected twice", reason="DUPLICATE_LORA",
+                                             metadata={"lora": entry.filename})
+            seen.add(entry.filename)
+            path = self.path_of(entry)
+            if not path.is_file():
+                raise FileMissing(f"the file of LoRA {entry.filename} is gone from {path.parent}",
+                                  metadata={"lora": entry.filename, "path": str(path)})
+            chosen = entry.recommended_weight if weight is None else check_weight(weight, entry.filename)
+            resolved.append((entry, path, chosen))
+        final, injected = compose(prompt, (e.trigger_words for e, _, _ in resolved))
+        return ComposedPrompt(final, injected, resolved)
+
+    # ------------------------------------------------------------------ rescan
+
+    def scan(self) -> tuple[list[ModelEntry], list[str], list[tuple[str, str]]]:
+        """Read-only pass over the volume (runs in a thread): new entries, missing filenames, skipped files."""
+        added: list[ModelEntry] = []
+        skipped: list[tuple[str, str]] = []
+        for kind in (LORA, CHECKPOINT):
+            folder = self.folder(kind)
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.iterdir()):
+                name = path.name
+                if not looks_like_model_file(name) or name in self._models or name in self._reserved:
+                    continue
+                if not path.is_file():
+                    continue
+                try:
+                    validate_filename(name)
+                    fmt = check_extension(name, allow_pickle=self.settings.allow_pickle)
+                    facts = self._examine(path, fmt, kind, want_hash=False)
+                except errors.ServiceError as exc:
+                    skipped.append((str(path), f"{exc.reason}: {exc.message}"))
+                    continue
+                except OSError as exc:
+                    skipped.append((str(path), f"UNREADABLE: {exc}"))
+                    continue
+                added.append(self.entry_from(None, filename=name, kind=kind, source="local", facts=facts))
+        missing = sorted(name for name, e in list(self._models.items()) if not self.path_of(e).is_file())
+        return added, missing, skipped
+
+    def apply_scan(self, added: list[ModelEntry]) -> list[ModelEntry]:
+        kept = []
+        for entry in added:
+            if entry.filename not in self._models and entry.filename not in self._reserved:
+                self._put(entry)
+                kept.append(entry)
+        if kept:
+            self._hash_wanted.set()
+        return kept
+
+    async def rescan(self) -> RescanReport:
+        added, missing, skipped = await asyncio.to_thread(self.scan)
+        kept = self.apply_scan(added)
+        if kept:
+            await self.store.commit()
+        for path, reason in skipped:
+            log.warning("rescan.skipped", path=path, reason=reason)
+        return RescanReport(kept, missing, skipped)
+
+    # ------------------------------------------------------------------ background hashing
+
+    async def fill_missing_hashes(self) -> None:
+        """Forever: hash entries registered without a sha256 (rescan and migration skip hashing to start fast)."""
+        self._hash_wanted.set()
+        while True:
+            await self._hash_wanted.wait()
+            self._hash_wanted.clear()
+            for entry in [e for e in self._models.values() if not e.sha256]:
+                path = self.path_of(entry)
+                try:
+                    digest = await asyncio.to_thread(sha256_of, path)
+                except OSError:
+                    continue
+                if self._models.get(entry.filename) is entry:
+                    self._put(dataclasses.replace(entry, sha256=digest))
+                    try:
+                        await self.store.commit()
+                    except errors.ServiceError:
+                        log.warning("hash.commit_failed", filename=entry.filename)
+
+
+def _is_set(model: model_pb2.Model, name: str) -> bool:
+    value = getattr(model, name)
+    return bool(len(value)) if not isinstance(value, float | int) else value != 0
+
+
+def _unlink_durably(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    fsync_dir(path.parent)

@@ -1,0 +1,168 @@
+"""UploadModel: a header, then chunks, streamed into a `.part` file and renamed into place only when valid.
+
+While streaming: the size limit is enforced per chunk and the sha256 is
+computed as bytes arrive (in a thread, with the write). When the stream ends
+the file is checked (size, hash, safetensors header vs claimed type), fsynced
+and linked to its final name, which fails rather than overwrite. Any failure
+or cancellation on the way removes the `.part` file; nothing is registered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import struct
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from metadata_svc import inspection as insp
+from metadata_svc.errors import MissingHeader, ModelAlreadyExists, UploadCorrupt, UploadTooLarge
+from metadata_svc.index_store import fsync_dir
+from metadata_svc.models import ModelEntry
+from metadata_svc.registry import FileFacts, Registry
+from modelmanager.v1 import registry_pb2
+from service_kit import errors, get_logger
+
+log = get_logger("metadata_svc.uploads")
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class PartFile:
+    """The `.part` file of one upload; write() runs in a thread and hashes as it writes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = 0
+        self.head = b""
+        self._digest = hashlib.sha256()
+        # O_EXCL: a fresh name, never someone else's file.
+        self._fh = open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb")
+
+    def write(self, chunk: bytes) -> None:
+        self._fh.write(chunk)
+        self._digest.update(chunk)
+
+    def finish(self) -> str:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        return self._digest.hexdigest()
+
+    def discard(self) -> None:
+        try:
+            self._fh.close()
+        except (OSError, ValueError):
+            pass
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+async def receive_upload(registry: Registry, requests: AsyncIterator[registry_pb2.UploadModelRequest]) -> ModelEntry:
+    stream = aiter(requests)
+    try:
+        first = await anext(stream)
+    except StopAsyncIteration:
+        raise MissingHeader("the upload stream was empty; the first message must be a header") from None
+    if first.WhichOneof("payload") != "header":
+        raise MissingHeader("the first message of an upload must be its header, not a chunk")
+    header = first.header
+    filename = header.filename
+    kind, fmt = registry.check_new_name(filename, header.type)
+    limit = registry.settings.max_upload_bytes
+    meta = {"filename": filename, "limit_bytes": limit}
+    if header.total_size_bytes < 0:
+        raise errors.InvalidArgument("total_size_bytes is negative", reason="INVALID_SIZE", metadata=meta)
+    if header.total_size_bytes > limit:
+        raise UploadTooLarge(f"{filename}: {header.total_size_bytes} bytes is over the upload limit of {limit} bytes",
+                             metadata=meta)
+    expected_sha = header.expected_sha256.strip().lower()
+    if expected_sha and not _SHA256.match(expected_sha):
+        raise errors.InvalidArgument("expected_sha256 is not 64 hex digits", reason="INVALID_SHA256", metadata=meta)
+    dest = registry.folder(kind) / filename
+    if dest.exists():
+        raise ModelAlreadyExists(f"a file {filename!r} is already in {dest.parent.name}/ (register it with "
+                                 "CreateModel); nothing was overwritten", metadata={"filename": filename})
+    announced = header.total_size_bytes or None
+
+    registry.reserve_name(filename)
+    handed_over = False
+    part: PartFile | None = None
+    try:
+        part = await asyncio.to_thread(PartFile, dest.parent / f".upload-{uuid.uuid4().hex}.part")
+        async for message in stream:
+            if message.WhichOneof("payload") != "chunk":
+                raise errors.InvalidArgument("an upload has one header, then only chunks", reason="DUPLICATE_HEADER",
+                                             metadata={"filename": filename})
+            chunk = message.chunk
+            if part.size + len(chunk) > limit or (announced is not None and part.size + len(chunk) > announced):
+                cap = min(limit, announced or limit)
+                raise UploadTooLarge(f"{filename}: more than {cap} bytes sent (limit {limit})",
+                                     metadata={**meta, "received_bytes": part.size + len(chunk)})
+            await asyncio.to_thread(part.write, chunk)
+            part.size += len(chunk)
+            if fmt == "safetensors" and len(part.head) < 8:
+                part.head += chunk[: 8 - len(part.head)]
+                if len(part.head) == 8:  # refuse junk early instead of after gigabytes
+                    (length,) = struct.unpack("<Q", part.head)
+                    insp.check_header_length(length, announced, filename)
+        if announced is not None and part.size != announced:
+            raise UploadCorrupt(f"{filename}: {part.size} bytes arrived, the header announced {announced}",
+                                reason="SIZE_MISMATCH", metadata={**meta, "received_bytes": part.size})
+        digest = await asyncio.to_thread(part.finish)
+        if expected_sha and digest != expected_sha:
+            raise UploadCorrupt(f"{filename}: the bytes hash to {digest}, not the expected {expected_sha}",
+                                metadata={"filename": filename, "expected": expected_sha, "actual": digest})
+        # From here the upload completes even if the client goes away: it is all local work, and
+        # stopping halfway through the rename and the index write would be worse.
+        finalize = asyncio.ensure_future(_finalize(registry, header, kind, fmt, part, dest, digest))
+        handed_over = True
+        return await asyncio.shield(finalize)
+    finally:
+        if not handed_over:
+            if part is not None:
+                part.discard()
+            registry.release_name(filename)
+
+
+async def _finalize(registry: Registry, header: registry_pb2.UploadModelHeader, kind: str, fmt: str,
+                    part: PartFile, dest: Path, digest: str) -> ModelEntry:
+    filename = header.filename
+    linked = False
+    try:
+        if fmt == "safetensors":
+            found = await asyncio.to_thread(insp.inspect_file, part.path)
+            insp.check_claim(found, kind, filename)
+        else:
+            found = insp.pickle_inspection()
+        try:
+            # link, not rename: it fails if the name exists, so nothing is ever overwritten.
+            await asyncio.to_thread(os.link, part.path, dest)
+        except FileExistsError:
+            raise ModelAlreadyExists(f"a file {filename!r} appeared in {dest.parent.name}/ during the upload; "
+                                     "nothing was overwritten", metadata={"filename": filename}) from None
+        linked = True
+        part.discard()
+        await asyncio.to_thread(fsync_dir, dest.parent)
+        facts = FileFacts(size=part.size, inspection=found, sha256=digest)
+        fields = {f: getattr(header, f) for f in ("display_name", "short_name", "trigger_words", "recommended_weight",
+                                                   "base_model", "tags", "description", "civitai_model_id",
+                                                   "civitai_version_id", "civitai_url")}
+        entry = registry.entry_from(None, filename=filename, kind=kind, source="upload", facts=facts, fields=fields)
+        await registry.add_uploaded(entry)
+        log.info("upload.done", filename=filename, size=part.size)
+        return entry
+    except BaseException:
+        part.discard()
+        if linked:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(dest)  # fast, and the failure path must not leave a file behind
+        raise
+    finally:
+        registry.release_name(filename)
