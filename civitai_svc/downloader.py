@@ -226,7 +226,7 @@ class Downloader:
                     if stalls > self.max_resumes or resumes > self.max_resumes * 16:
                         raise E.CivitaiUnavailable(
                             f"the download of version {version_id} keeps failing "
-                            f"({type(exc).__name__} after {writer.offset} bytes); try again later",
+                            f"({exc or type(exc).__name__} after {writer.offset} bytes); try again later",
                             metadata={"version_id": version_id, "bytes_done": writer.offset},
                         ) from None
                     log.info("download.resume", version_id=version_id, offset=writer.offset, total=total,

@@ -176,8 +176,9 @@ class JobManager:
         job = self.get(job_id)
         while True:
             changed = job.changed  # taken before the snapshot, so no change is missed
-            yield job.snapshot()
-            if job.finished:
+            snapshot = job.snapshot()
+            yield snapshot
+            if snapshot.state in TERMINAL:  # the job may have finished while we were suspended
                 return
             await changed.wait()
 

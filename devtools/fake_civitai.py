@@ -62,6 +62,7 @@ Failures and quirks (all thread-safe; `times` counts requests, then the behaviou
     Content-Length, then closes the socket after `after_bytes` bytes. The signed URL of a cut
     transfer is expired afterwards (403), so a client must ask the download endpoint again.
 ``corrupt(file_id)``: serve bytes whose sha256 does not match the metadata (one byte flipped).
+``throttle(file_id, bytes_per_second)``: send that file slowly (0 = full speed), e.g. to cancel mid-way.
 ``serve_html(file_id, content_type="text/html")``: the storage answers 200 with a Cloudflare-style HTML
     page instead of the file (pass content_type="application/octet-stream" for a lying header).
 Browser user agents (mozilla, chrome, safari, firefox, opera, edge) get text/HTML error pages
@@ -214,6 +215,7 @@ class _File:
     name: str
     corrupt: bool = False
     html: str | None = None  # content type of an HTML page served instead
+    rate: float = 0.0  # bytes per second when throttled, 0 = full speed
 
 
 @dataclass
@@ -627,6 +629,11 @@ class FakeCivitai:
         with self._lock:
             self._files[file_id].corrupt = on
 
+    def throttle(self, file_id: int, bytes_per_second: float) -> None:
+        """Send this file at most this fast (0: full speed again), e.g. to cancel mid-download."""
+        with self._lock:
+            self._files[file_id].rate = bytes_per_second
+
     def serve_html(self, file_id: int, content_type: str | None = "text/html; charset=utf-8") -> None:
         with self._lock:
             self._files[file_id].html = content_type
@@ -934,7 +941,7 @@ class _ApiHandler(_Handler):
         stored = fake._files[file_id]
         sig = fake._sign(file_id)
         disposition = quote(f'attachment; filename="{stored.name}"', safe="")
-        location = (f"{fake.storage_url}/model/{file_id}/{quote(stored.name)}?X-Amz-Expires=86400"
+        location = (f"{fake.storage_url}/model/{file_id}/{quote(stored.name, safe='')}?X-Amz-Expires=86400"
                     f"&response-content-disposition={disposition}&X-Amz-Signature={sig}")
         self._send(307, b"", {"Location": location, "Cache-Control": "no-store, max-age=0"})
 
@@ -1020,12 +1027,14 @@ class _StorageHandler(_Handler):
         self.wfile.flush()
         flip = stored.size // 2 if stored.corrupt else -1
         try:
-            if isinstance(stored.content, bytes) or flip >= 0:
+            if isinstance(stored.content, bytes) or flip >= 0 or stored.rate:
                 data = stored.content if isinstance(stored.content, bytes) else None
                 sent = 0
                 with (open(stored.content, "rb") if data is None else _Null()) as f:
                     while sent < count:
-                        n = min(_SEND_BLOCK, count - sent)
+                        n = min(_SEND_BLOCK if not stored.rate else 64 * 1024, count - sent)
+                        if stored.rate:
+                            time.sleep(n / stored.rate)
                         pos = start + sent
                         if data is not None:
                             block = bytearray(data[pos : pos + n])

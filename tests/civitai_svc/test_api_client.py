@@ -1,0 +1,130 @@
+"""The HTTP client against the fake CivitAI on 127.0.0.1: retries, Retry-After, UA, cache, token scope."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import re
+import time
+
+import pytest
+
+from civitai_svc import errors as E
+from civitai_svc.api_client import CivitaiApi, RetryPolicy, parse_retry_after
+from devtools.fake_civitai import FakeCivitai
+
+
+@pytest.fixture
+async def fake():
+    async with FakeCivitai(token="tok-abcdef-123456") as server:
+        yield server
+
+
+@pytest.fixture
+async def api(fake):
+    client = CivitaiApi(fake.base_url, token="tok-abcdef-123456",
+                        retry=RetryPolicy(attempts=3, backoff_base=0.001, retry_after_max=0.05))
+    yield client
+    await client.aclose()
+
+
+def test_retry_policy_doubles_and_honours_retry_after():
+    policy = RetryPolicy(attempts=3, backoff_base=1.0, backoff_max=30, retry_after_max=120)
+    assert [policy.delay(i, None) for i in range(3)] == [1.0, 2.0, 4.0]
+    assert policy.delay(0, 7.0) == 7.0
+    assert policy.delay(2, 1.0) == 4.0
+    assert RetryPolicy(retry_after_max=10).delay(0, 3600) == 10
+
+
+def test_retry_after_seconds_and_http_date():
+    now = time.time()
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after(email.utils.formatdate(now + 30, usegmt=True), now=now) == pytest.approx(30, abs=1)
+    assert parse_retry_after(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0.0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+async def test_429_and_503_are_retried_then_succeed(fake, api):
+    lora = fake.add_lora()
+    fake.rate_limit("model", times=1, retry_after="0")
+    fake.unavailable("model", times=1, retry_after=email.utils.formatdate(time.time() + 1, usegmt=True))
+    data = await api.get_model(lora.model_id)
+    assert data["id"] == lora.model_id
+    assert len([r for r in fake.requests if r.path == f"/api/v1/models/{lora.model_id}"]) == 3
+
+
+async def test_repeated_429_becomes_unavailable_with_retry_after(fake, api):
+    lora = fake.add_lora()
+    fake.rate_limit("model", times=10, retry_after="30")
+    with pytest.raises(E.CivitaiUnavailable) as exc:
+        await api.get_model(lora.model_id)
+    assert exc.value.metadata["http_status"] == "429" and exc.value.metadata["retry_after_seconds"] == "30.0"
+    assert len(fake.requests) == 4  # the first try and three retries
+
+
+async def test_connection_refused_is_unavailable():
+    client = CivitaiApi("http://127.0.0.1:9", retry=RetryPolicy(attempts=1, backoff_base=0.001))
+    try:
+        with pytest.raises(E.CivitaiUnavailable):
+            await client.get_model(1)
+    finally:
+        await client.aclose()
+
+
+async def test_user_agent_is_explicit_and_not_a_browser(fake, api):
+    lora = fake.add_lora()
+    await api.get_model(lora.model_id)
+    agent = fake.requests[-1].headers["user-agent"]
+    assert agent and not re.search(r"mozilla|chrome|safari|firefox|opera|edge|python-urllib", agent, re.I)
+
+
+async def test_metadata_is_cached_for_its_time_limit(fake):
+    lora = fake.add_lora()
+    client = CivitaiApi(fake.base_url, cache_ttl=0.3)
+    try:
+        await client.get_version(lora.version_id)
+        await client.get_version(lora.version_id)
+        assert len(fake.requests) == 1
+        await asyncio.sleep(0.35)
+        await client.get_version(lora.version_id)
+        assert len(fake.requests) == 2
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("route", "status", "body", "error", "reason"),
+    [
+        ("model", 404, {"error": "No model with id 5"}, E.CivitaiNotFound, "CIVITAI_NOT_FOUND"),
+        ("model", 401, {"error": "Unauthorized"}, E.CivitaiUnauthenticated, "CIVITAI_UNAUTHENTICATED"),
+        ("model", 403, {"error": "Forbidden"}, E.CivitaiForbidden, "CIVITAI_FORBIDDEN"),
+        ("model", 400, {"error": {"issues": []}}, E.CivitaiBadRequest, "CIVITAI_BAD_REQUEST"),
+    ],
+)
+async def test_metadata_errors_map(fake, api, route, status, body, error, reason):
+    lora = fake.add_lora()
+    fake.fail(route, status, body=body)
+    with pytest.raises(error) as exc:
+        await api.get_model(lora.model_id)
+    assert exc.value.reason == reason
+
+
+async def test_token_goes_to_the_api_host_only(fake, api):
+    lora = fake.add_lora()
+    redirect = await api.resolve_download(lora.version_id, lora.file_id)
+    assert not redirect.same_origin
+    response = await api.open_file(redirect, 0, "tok-abcdef-123456")
+    try:
+        body = await response.aread()
+    finally:
+        await response.aclose()
+    assert response.status_code == 200 and len(body) == lora.size
+    assert fake.download_requests()[-1].headers["authorization"] == "Bearer tok-abcdef-123456"
+    assert all("authorization" not in r.headers for r in fake.storage_requests())
+
+
+async def test_html_challenge_instead_of_json_is_unavailable(fake, api):
+    lora = fake.add_lora()
+    fake.fail("version", 200, body="<!DOCTYPE html><html>Just a moment...</html>")
+    with pytest.raises(E.CivitaiUnavailable):
+        await api.get_version(lora.version_id)
