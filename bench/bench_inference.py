@@ -16,7 +16,6 @@ runs, interleaved where two things are compared.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import statistics
 import sys
@@ -134,25 +133,13 @@ def bench_lora(loader: CheckpointLoader, checkpoint: Path, loras: list[Path]) ->
     cache.clear()
 
 
-def _registry_module():
-    try:
-        import metadata_svc.app  # noqa: F401
-
-        return None
-    except ImportError:
-        # The registry is being built alongside; until it lands, use the tests' stand-in.
-        path = Path(__file__).resolve().parents[1] / "tests" / "inference_svc" / "inference_registry.py"
-        spec = importlib.util.spec_from_file_location("inference_registry", path)
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-        return module
-
-
 async def bench_generate(loader: CheckpointLoader, checkpoint: Path, root: Path) -> None:
     import shutil
 
     from inference_svc.app import create_server
     from inference_svc.config import InferenceSettings
+    from metadata_svc.app import create_server as create_registry
+    from metadata_svc.config import RegistrySettings
     from modelmanager.v1 import inference_pb2, inference_pb2_grpc, model_pb2, registry_pb2, registry_pb2_grpc
     from service_kit import insecure_channel
 
@@ -160,16 +147,9 @@ async def bench_generate(loader: CheckpointLoader, checkpoint: Path, root: Path)
     (user_models / "checkpoints").mkdir(parents=True)
     (user_models / "loras").mkdir()
     models.mkdir()
+    registry = await create_registry(RegistrySettings(listen="127.0.0.1:0", user_models_dir=user_models, models_dir=models))
+    await registry.start()
     shutil.copy(checkpoint, user_models / "checkpoints" / checkpoint.name)
-    module = _registry_module()
-    if module is None:
-        from metadata_svc.app import create_server as create_registry
-        from metadata_svc.config import RegistrySettings
-
-        registry = await create_registry(RegistrySettings(listen="127.0.0.1:0", user_models_dir=user_models, models_dir=models))
-        await registry.start()
-    else:
-        registry = await module.start_registry(user_models, models)
     server = await create_server(
         InferenceSettings(listen="127.0.0.1:0", registry=registry.address, models_dir=models,
                           user_models_dir=user_models, config_cache_dir=root / "configs")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from inference_svc.checkpoint_cache import CheckpointCache
 from inference_svc.checkpoint_loader import CheckpointLoader
 from inference_svc.config import InferenceSettings
@@ -20,14 +18,22 @@ from service_kit import GrpcServer, ServiceBinding, get_logger
 
 log = get_logger("inference_svc")
 
-# Everything the loader needs ships with the project; never reach for the hub.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def _quiet_libraries() -> None:
+    # transformers reports every LoRA-wrapped layer as "MISSING" when PEFT injects adapters:
+    # noise, not news. diffusers keeps its warnings (e.g. LoRA keys that matched nothing).
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    diffusers_logging.disable_progress_bar()
 
 
 async def create_server(settings: InferenceSettings) -> GrpcServer:
     """The inference server, not started. Nothing is loaded until a request needs it."""
+    _quiet_libraries()
     device = resolve_device(settings.device)
     device_budget, park_budget = default_budgets(device, settings.device_cache_bytes, settings.cpu_park_bytes)
     loader = CheckpointLoader(device, sdxl_config_dir=settings.sdxl_config_dir, config_cache_dir=settings.config_cache_dir)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,5 +177,3 @@ class CheckpointCache:
         for entry in list(self._entries.values()):
             self._drop(entry)
 
-
-ProgressFn = Callable[[str, float], None]
