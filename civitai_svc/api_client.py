@@ -238,13 +238,15 @@ class CivitaiApi:
             await asyncio.sleep(self.retry.delay(attempt, retry_after))
             attempt += 1
 
-    async def get_json(self, path: str, *, what: str, token: str | None = None, params: Any = None) -> Any:
-        """A metadata GET, cached; errors mapped."""
+    async def get_json(
+        self, path: str, *, what: str, token: str | None = None, params: Any = None, fresh: bool = False
+    ) -> Any:
+        """A metadata GET, cached (`fresh` skips the cached answer and refreshes it); errors mapped."""
         url = self.url(path)
         token = token or self.token
         fingerprint = hashlib.sha256(token.encode()).hexdigest()[:16] if token else "-"
         key = f"{url}?{httpx.QueryParams(params or {})}#{fingerprint}"
-        cached = self._cache.get(key)
+        cached = None if fresh else self._cache.get(key)
         if cached is not None:
             return cached
         response = await self._send(url, what=what, token=token, params=params)
@@ -266,8 +268,8 @@ class CivitaiApi:
 
     # ------------------------------------------------------------------ metadata endpoints
 
-    async def get_model(self, model_id: int, token: str | None = None) -> dict[str, Any]:
-        return await self.get_json(f"api/v1/models/{model_id}", what=f"model {model_id}", token=token)
+    async def get_model(self, model_id: int, token: str | None = None, *, fresh: bool = False) -> dict[str, Any]:
+        return await self.get_json(f"api/v1/models/{model_id}", what=f"model {model_id}", token=token, fresh=fresh)
 
     async def get_version(self, version_id: int, token: str | None = None) -> dict[str, Any]:
         return await self.get_json(f"api/v1/model-versions/{version_id}", what=f"model version {version_id}", token=token)

@@ -141,7 +141,7 @@ class Catalog:
                 return update
             async with limit:
                 try:
-                    data = await self.api.get_model(model.civitai_model_id, token)
+                    data = await self.api.get_model(model.civitai_model_id, token, fresh=True)  # an update check wants news
                 except errors.ServiceError as exc:
                     log.info("updates.lookup_failed", filename=model.filename, reason=exc.reason)
                     return update
