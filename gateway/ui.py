@@ -134,14 +134,18 @@ class Ui:
     async def fetch_info(self, reference: str) -> tuple[str, Any, Any, dict[str, Any] | None]:
         """→ (preview markdown, preview image, download button, info state)."""
         if not (reference or "").strip():
-            return error_html("Paste a CivitAI URL, a model id or an AIR first."), None, gr.update(interactive=False), None
+            return error_html("Paste a CivitAI URL, a model id or an AIR first."), "", gr.update(interactive=False), None
         try:
             resp = await self.unary("civitai", "GetModelInfo", civitai_pb2.GetModelInfoRequest(reference=reference.strip()),
                                     deadline=120)
         except ApiError as exc:
-            return error_html(describe_error(exc)), None, gr.update(interactive=False), None
+            return error_html(describe_error(exc)), "", gr.update(interactive=False), None
         info = resp.info
-        image = next((i.url for i in info.images if i.type in ("", "image")), None)
+        url = next((i.url for i in info.images if i.type in ("", "image")), None)
+        # The browser loads the preview from CivitAI's image host itself (nothing proxied here).
+        image = (f'<img src="{html.escape(url)}" alt="preview image" referrerpolicy="no-referrer" '
+                 'style="max-height:220px;max-width:100%;border-radius:6px" '
+                 "onerror=\"this.replaceWith('(preview image unavailable)')\">") if url else "(no preview image)"
         size = info.file.size_bytes
         lines = [
             f"### {html.escape(info.name)}" + (f" — {html.escape(info.version_name)}" if info.version_name else ""),
@@ -469,7 +473,7 @@ def build_blocks(ui: Ui) -> gr.Blocks:
                         fetch = gr.Button("Fetch Info", variant="secondary", scale=1, elem_id="fetch-info")
                     info_state = gr.State(None)
                     with gr.Row():
-                        preview_img = gr.Image(label="Preview", height=220, interactive=False, scale=1)
+                        preview_img = gr.HTML(elem_id="civitai-image")
                         preview_md = gr.Markdown("_Paste a link and press Fetch Info._", elem_id="civitai-preview")
                     download_btn = gr.Button("Download", variant="primary", interactive=False, elem_id="download")
                     download_status = gr.HTML(elem_id="download-status")

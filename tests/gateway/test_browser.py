@@ -53,6 +53,8 @@ if (_reason := _skip_reason()) is not None:
 
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
+expect.set_options(timeout=LONG)
+
 
 class DemoStack:
     def __init__(self, data_dir: Path) -> None:
@@ -106,6 +108,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
     s.wait_ready()
     yield s
     code = s.stop()
+    print("\n".join(line for line in s.lines if '"level": "error"' in line or "Traceback" in line)[-4000:])
     assert code == 0, "the stack did not stop cleanly:\n" + "\n".join(s.lines[-40:])
     assert "all stopped." in "\n".join(s.lines)
 
