@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 
 from metadata_svc.config import RegistrySettings
 from metadata_svc.errors import DOMAIN
@@ -17,6 +18,16 @@ from service_kit import GrpcServer, ServiceBinding, get_logger
 log = get_logger("metadata_svc")
 
 
+def remove_leftovers(root: Path) -> None:
+    """Temp files of a registry that died mid-write (index temp files, upload .part files); ours alone."""
+    stale = [*root.glob(f"{INDEX_NAME}.*.tmp"), *root.glob("loras/.upload-*.part"),
+             *root.glob("checkpoints/.upload-*.part")]
+    for path in stale:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            log.info("registry.removed_leftover", path=str(path))
+
+
 async def open_registry(settings: RegistrySettings) -> Registry:
     """Load the index (CorruptIndexError stops here, file untouched), migrate, rescan, write back if changed."""
     root = settings.user_models_dir
@@ -25,6 +36,7 @@ async def open_registry(settings: RegistrySettings) -> Registry:
     loaded = await asyncio.to_thread(load_index, index_path)
     state = loaded or IndexState()
     steps = await asyncio.to_thread(migrate, root, state)
+    await asyncio.to_thread(remove_leftovers, root)
     registry = Registry(settings, state)
     added, missing, skipped = await asyncio.to_thread(registry.scan)
     registry.apply_scan(added)

@@ -435,13 +435,15 @@ class Registry:
         lowered = wanted.lower()
         entry = self._models.get(wanted)
         if entry is None:
+            # Most specific first: filename, then its stem (A1111's `<lora:stem:w>`), then the names.
             by_file = [e for e in self._models.values() if e.filename.lower() == lowered]
-            candidates = by_file or [
+            by_stem = by_file or [e for e in self._models.values() if Path(e.filename).stem.lower() == lowered]
+            candidates = by_stem or [
                 e for e in self._models.values() if lowered in (e.display_name.lower(), e.short_name.lower())
             ]
             loras = [e for e in candidates if e.type == LORA] or candidates
             if not loras:
-                raise LoraNotFound(f"no LoRA named {name!r} (by filename, display name or short name)",
+                raise LoraNotFound(f"no LoRA named {name!r} (by filename, file stem, display name or short name)",
                                    metadata={"lora": name})
             if len(loras) > 1:
                 names = ", ".join(sorted(e.filename for e in loras))
