@@ -12,7 +12,7 @@ from inference_svc.engine import ImageOutput, InferenceEngine, Prepared
 from inference_svc.images import decode_image
 from inference_svc.job_queue import Done, Failed, Job, Progress, Queued
 from inference_svc.pipelines import SCHEDULERS
-from inference_svc.validation import generate_params, upscale_params
+from inference_svc.validation import check_upscale_output, generate_params, upscale_params
 from modelmanager.v1 import inference_pb2, inference_pb2_grpc
 
 
@@ -30,6 +30,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     async def Upscale(self, request: inference_pb2.UpscaleRequest, context: grpc.aio.ServicerContext):
         params = upscale_params(request)
         image = decode_image(request.image)
+        check_upscale_output(image.width, image.height, params)
         prepared = await self.engine.prepare(request.prompt, list(request.loras), request.checkpoint)
         job = await self.engine.submit_upscale(prepared, params, image)
         async for message in self._stream(job, prepared, inference_pb2.UpscaleResponse):

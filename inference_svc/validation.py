@@ -5,9 +5,9 @@ from __future__ import annotations
 import secrets
 
 from inference_svc.errors import InvalidRequest
-from inference_svc.images import check_range, check_size
+from inference_svc.images import MAX_OUTPUT_SIDE, check_range, check_size
 from inference_svc.pipelines import GenerateParams, check_scheduler
-from inference_svc.upscaler import UpscaleParams
+from inference_svc.upscaler import UpscaleParams, target_size
 from modelmanager.v1 import inference_pb2
 
 
@@ -81,3 +81,14 @@ def upscale_params(request: inference_pb2.UpscaleRequest) -> UpscaleParams:
         tile_overlap=overlap,
         scheduler=request.scheduler,
     )
+
+
+def check_upscale_output(width: int, height: int, params: UpscaleParams) -> None:
+    """The enlarged image must stay within MAX_OUTPUT_SIDE on each side."""
+    out_w, out_h = target_size(width, height, params.scale_factor)
+    if max(out_w, out_h) > MAX_OUTPUT_SIDE:
+        raise InvalidRequest(
+            f"{width}x{height} scaled by {params.scale_factor} is {out_w}x{out_h}, over {MAX_OUTPUT_SIDE} pixels a side",
+            reason="INVALID_SIZE",
+            metadata={"field": "scale_factor", "value": params.scale_factor},
+        )

@@ -249,6 +249,16 @@ async def test_bad_generate_input_is_invalid_argument(stack, fields, reason):
     )
 
 
+async def test_upscale_output_size_is_bounded(stack):
+    big = io.BytesIO()
+    Image.new("RGB", (4000, 8)).save(big, format="PNG")
+    await expect_error(
+        collect(stack.inference.Upscale(inference_pb2.UpscaleRequest(image=big.getvalue(), scale_factor=4.0))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_SIZE",
+    )
+
+
 async def test_bad_upscale_input_is_invalid_argument(stack):
     await expect_error(
         collect(stack.inference.Upscale(inference_pb2.UpscaleRequest(image=b"not an image"))),
@@ -262,6 +272,7 @@ async def test_bad_upscale_input_is_invalid_argument(stack):
         ({"tile_size": 100}, "INVALID_SIZE"),
         ({"tile_size": 64, "tile_overlap": 40}, "INVALID_SIZE"),
         ({"strength": 1.5}, "OUT_OF_RANGE_VALUE"),
+        ({"strength": 0.01, "steps": 20}, "OUT_OF_RANGE_VALUE"),  # no denoising step would run
     ):
         await expect_error(
             collect(stack.inference.Upscale(inference_pb2.UpscaleRequest(image=png.getvalue(), **fields))),
