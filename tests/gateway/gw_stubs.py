@@ -34,6 +34,7 @@ class RecordingRegistry(registry_pb2_grpc.ModelRegistryServiceServicer):
         self.upload_chunks = 0
         self.upload_header: registry_pb2.UploadModelHeader | None = None
         self.upload_cancelled = asyncio.Event()
+        self.upload_ended = asyncio.Event()
 
     async def ListModels(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         self.metadata.append({k: v for k, v in context.invocation_metadata() if isinstance(v, str)})
@@ -57,6 +58,8 @@ class RecordingRegistry(registry_pb2_grpc.ModelRegistryServiceServicer):
         except asyncio.CancelledError:
             self.upload_cancelled.set()
             raise
+        finally:
+            self.upload_ended.set()
         assert self.upload_header is not None
         return registry_pb2.UploadModelResponse(
             model=model_pb2.Model(filename=self.upload_header.filename, type=self.upload_header.type,
