@@ -100,10 +100,9 @@ class CheckpointCache:
             self._touch(entry)
             return Acquired(entry, loaded_from, time.perf_counter() - started)
 
-        if self.device.is_cuda:
-            # Park others first so that the new weights have room; parked ones stay usable
-            # even if this load fails. (On the CPU there is nothing to gain: same memory.)
-            self._make_room(self._estimate(path), keep=None)
+        # Check the file first (corrupt, truncated, not SDXL: nothing is evicted for it), then make
+        # room: two pipelines never need to fit at once, and parked ones stay usable if the load fails.
+        self._make_room(self.loader.estimate_bytes(path), keep=None)
         try:
             pipe = self.loader.load(path, progress)
         except torch.OutOfMemoryError as exc:
@@ -124,12 +123,6 @@ class CheckpointCache:
         self._make_room(0, keep=entry)
         log.info("checkpoint.loaded", checkpoint=name, seconds=round(seconds, 3), size_bytes=entry.size_bytes)
         return Acquired(entry, "disk", seconds)
-
-    def _estimate(self, path: Path) -> int:
-        """Device bytes a checkpoint will take: file size scaled from float16 to the target dtype."""
-        if path.is_dir():
-            return 0
-        return path.stat().st_size * torch.finfo(self.device.dtype).bits // 16
 
     def _touch(self, entry: CachedCheckpoint) -> None:
         entry.last_used = time.monotonic()

@@ -11,6 +11,7 @@ allocation.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from collections.abc import Callable
@@ -39,6 +40,9 @@ _SDXL_MARKERS = (
 _MAX_HEADER_BYTES = 64 * 1024 * 1024
 
 
+_FLOAT_DTYPES = {"F16", "BF16", "F32", "F64", "F8_E4M3", "F8_E5M2"}
+
+
 @dataclass(frozen=True)
 class CheckpointFile:
     """What the header of a single-file checkpoint says."""
@@ -47,6 +51,11 @@ class CheckpointFile:
     size_bytes: int
     tensor_bytes: int
     metadata: dict[str, str]
+    # Floating-point values in the file: what the pipeline's weights will hold.
+    parameter_count: int = 0
+
+    def loaded_bytes(self, dtype: torch.dtype) -> int:
+        return self.parameter_count * torch.finfo(dtype).bits // 8
 
 
 def read_header(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
@@ -96,7 +105,10 @@ def inspect_checkpoint(path: Path) -> CheckpointFile:
             f"{path.name} is {kind}: an SDXL checkpoint has {missing[0]}",
             metadata={"path": path, "detail": "architecture"},
         )
-    return CheckpointFile(path=path, size_bytes=size, tensor_bytes=end, metadata=metadata)
+    count = sum(
+        math.prod(t["shape"]) for t in tensors.values() if isinstance(t, dict) and t.get("dtype") in _FLOAT_DTYPES
+    )
+    return CheckpointFile(path=path, size_bytes=size, tensor_bytes=end, metadata=metadata, parameter_count=count)
 
 
 class CheckpointLoader:
@@ -115,6 +127,12 @@ class CheckpointLoader:
             except ValueError as exc:
                 raise CheckpointLoadFailed(f"{checkpoint.path.name}: {exc}", metadata={"path": checkpoint.path}) from exc
         return self.sdxl_config_dir
+
+    def estimate_bytes(self, path: Path) -> int:
+        """Memory the loaded pipeline will take; also checks the file (raises like `load`)."""
+        if path.is_dir():
+            return 0  # a diffusers folder: its weights are spread over files; no estimate needed to load it
+        return inspect_checkpoint(path).loaded_bytes(self.device.dtype)
 
     def load(self, path: Path, progress: LoadProgress | None = None) -> Any:
         """A StableDiffusionXLPipeline on the device; raises CheckpointNotFound / CheckpointLoadFailed."""

@@ -103,7 +103,13 @@ def test_cache_budget_evicts_least_recently_used(tiny, loader):
     cache.acquire("a", tiny.checkpoint_a)
     cache.acquire("b", tiny.checkpoint_b)
     assert [e.name for e in cache.snapshot()] == ["b"]
+    # A bad file is refused before anything is evicted for it.
+    with pytest.raises(CheckpointLoadFailed):
+        cache.acquire("corrupt", tiny.corrupt)
+    assert [e.name for e in cache.snapshot()] == ["b"]
     assert cache.acquire("a", tiny.checkpoint_a).loaded_from == "disk"
+    # The estimate from the header is what the pipeline really holds.
+    assert loader.estimate_bytes(tiny.checkpoint_a) == pytest.approx(size, rel=0.01)
 
 
 def test_cache_parks_evicted_pipelines_in_host_memory(tiny, loader):
