@@ -37,7 +37,7 @@ async def open_registry(settings: RegistrySettings) -> Registry:
     state = loaded or IndexState()
     steps = await asyncio.to_thread(migrate, root, state)
     await asyncio.to_thread(remove_leftovers, root)
-    registry = Registry(settings, state)
+    registry = await asyncio.to_thread(Registry, settings, state)  # renders 10,000 JSON lines: off the loop
     added, missing, skipped = await asyncio.to_thread(registry.scan)
     registry.apply_scan(added)
     for path, reason in skipped:

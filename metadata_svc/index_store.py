@@ -18,7 +18,7 @@ import asyncio
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,13 +71,13 @@ def load_index(path: Path) -> IndexState | None:
     return IndexState(active_checkpoint=active, models=entries)
 
 
-def render(active_checkpoint: str, models: Mapping[str, ModelEntry]) -> bytes:
-    """The index as JSON text, one entry per line (readable, and cheap: entries cache their JSON)."""
-    lines = [f"  {json.dumps(name, ensure_ascii=False)}: {entry.json_text()}" for name, entry in models.items()]
-    body = ",\n".join(lines)
-    head = f'{{\n"version": {VERSION},\n"active_checkpoint": {json.dumps(active_checkpoint, ensure_ascii=False)},\n'
-    text = head + ('"models": {\n' + body + "\n}\n}\n" if lines else '"models": {}\n}\n')
-    return text.encode("utf-8")
+def render(active_checkpoint: str, lines: Sequence[bytes]) -> bytes:
+    """The index as JSON text, one `"filename": {entry}` line per model (see ModelEntry.json_line)."""
+    head = (f'{{"version":{VERSION},\n"active_checkpoint":{json.dumps(active_checkpoint, ensure_ascii=False)},\n'
+            '"models":{').encode()
+    if not lines:
+        return head + b"}}\n"
+    return head + b"\n" + b",\n".join(lines) + b"\n}}\n"
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -110,7 +110,7 @@ def fsync_dir(folder: Path) -> None:
 class IndexStore:
     """Durable copy of the in-memory index; `commit()` returns once the current state is on disk."""
 
-    def __init__(self, path: Path, snapshot: Callable[[], tuple[str, dict[str, ModelEntry]]]) -> None:
+    def __init__(self, path: Path, snapshot: Callable[[], tuple[str, list[bytes]]]) -> None:
         self.path = path
         self._snapshot = snapshot
         self._changed = 0  # bumped by every change
@@ -135,9 +135,9 @@ class IndexStore:
 
     async def _write_once(self) -> None:
         target = self._changed
-        active, models = self._snapshot()  # a dict copy of immutable entries: consistent and cheap
+        active, lines = self._snapshot()  # a copy of immutable lines: consistent and cheap
         try:
-            await asyncio.to_thread(self._render_and_write, active, models)
+            await asyncio.to_thread(self._render_and_write, active, lines)
         except OSError as exc:
             log.error("index.write_failed", path=str(self.path), error=str(exc))
             raise IndexWriteFailed(f"could not write the registry index {self.path}: {exc.strerror or exc}",
@@ -145,9 +145,9 @@ class IndexStore:
         self._durable = max(self._durable, target)
         self.flushes += 1
 
-    def _render_and_write(self, active: str, models: dict[str, ModelEntry]) -> None:
-        write_atomic(self.path, render(active, models))
+    def _render_and_write(self, active: str, lines: list[bytes]) -> None:
+        write_atomic(self.path, render(active, lines))
 
-    def write_now(self, active: str, models: dict[str, ModelEntry]) -> None:
+    def write_now(self, active: str, lines: list[bytes]) -> None:
         """Synchronous write for start-up (migration, rescan) before the server runs."""
-        self._render_and_write(active, models)
+        self._render_and_write(active, lines)

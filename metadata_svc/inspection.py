@@ -20,10 +20,16 @@ from metadata_svc.models import CHECKPOINT, LORA, Inspection
 
 # The safetensors library refuses headers over 100 MB; real ones are a few MB at most.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
-# Header metadata values longer than this (kohya's tag frequencies, embedded configs) are not
-# copied into the index, which must stay small enough to rewrite on every change.
-MAX_METADATA_VALUE_CHARS = 512
-MAX_METADATA_KEYS = 64
+# Only these header metadata keys are copied into the index (short ones): the index is rewritten
+# on every change, and kohya headers carry dozens of keys, some of them (tag frequencies,
+# embedded configs) tens of kilobytes long.
+KEPT_METADATA_KEYS = frozenset({
+    "ss_base_model_version", "ss_network_module", "ss_network_dim", "ss_network_alpha", "ss_output_name",
+    "ss_sd_model_name", "ss_resolution", "ss_training_comment", "ss_v2",
+})
+KEPT_METADATA_PREFIXES = ("modelspec.",)
+MAX_METADATA_VALUE_CHARS = 256
+MAX_METADATA_KEYS = 24
 
 _KOHYA_PREFIXES = ("lora_unet_", "lora_te1_", "lora_te2_", "lora_te_", "lora_transformer_")
 _PEFT_MARKERS = (".lora_A.", ".lora_B.", ".lora.down.", ".lora.up.", ".lora_down.", ".lora_up.", ".lora_linear_layer.")
@@ -84,9 +90,11 @@ def classify(header: Mapping[str, Any]) -> Inspection:
     metadata = header.get("__metadata__") or {}
     kept = {
         str(k): str(v)
-        for k, v in list(metadata.items())[:MAX_METADATA_KEYS]
-        if len(str(v)) <= MAX_METADATA_VALUE_CHARS
+        for k, v in metadata.items()
+        if (k in KEPT_METADATA_KEYS or str(k).startswith(KEPT_METADATA_PREFIXES))
+        and len(str(v)) <= MAX_METADATA_VALUE_CHARS
     }
+    kept = dict(list(kept.items())[:MAX_METADATA_KEYS])
     detected, arch, lora_format = "unknown", "unknown", ""
 
     kohya = any(k.startswith(_KOHYA_PREFIXES) for k in keys)

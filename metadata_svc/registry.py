@@ -19,7 +19,7 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +90,52 @@ class RescanReport:
     skipped: list[tuple[str, str]]
 
 
+class ListOrder:
+    """The entries in List's stable order, with parallel columns for fast filtering.
+
+    Kept sorted by insertion (bisect) on every change instead of re-sorting
+    10,000 entries after each write; filtering is list comprehensions over
+    plain columns, several times faster than a Python predicate per entry.
+    """
+
+    def __init__(self, entries: Iterable[ModelEntry]) -> None:
+        ordered = sorted(entries, key=ModelEntry.sort_key)
+        self.entries = ordered
+        self.keys = [e.sort_key() for e in ordered]
+        self.types = [e.type for e in ordered]
+        self.bases = [e.base_model.lower() for e in ordered]
+        self.texts = [e.search_text() for e in ordered]
+
+    def insert(self, entry: ModelEntry) -> None:
+        key = entry.sort_key()
+        i = bisect.bisect_left(self.keys, key)
+        self.keys.insert(i, key)
+        self.entries.insert(i, entry)
+        self.types.insert(i, entry.type)
+        self.bases.insert(i, entry.base_model.lower())
+        self.texts.insert(i, entry.search_text())
+
+    def remove(self, entry: ModelEntry) -> None:
+        i = bisect.bisect_left(self.keys, entry.sort_key())
+        if i < len(self.entries) and self.entries[i] is entry:
+            for column in (self.keys, self.entries, self.types, self.bases, self.texts):
+                del column[i]
+
+    def matching(self, kind: str | None, base: str, terms: list[str]) -> list[int]:
+        """Positions (ascending) of the entries that pass every filter."""
+        hits: list[int] | range = range(len(self.entries))
+        if kind:
+            types = self.types
+            hits = [i for i in hits if types[i] == kind]
+        if base:
+            bases = self.bases
+            hits = [i for i in hits if bases[i] == base]
+        texts = self.texts
+        for term in terms:
+            hits = [i for i in hits if term in texts[i]]
+        return list(hits)
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -111,10 +157,11 @@ class Registry:
         self.root = settings.user_models_dir.absolute()
         self.models_dir = settings.models_dir.absolute()
         self._models: dict[str, ModelEntry] = state.models
+        # Each entry's line of the index file, kept beside the entry so a rewrite is one C-level join.
+        self._lines: dict[str, bytes] = {name: entry.json_line() for name, entry in self._models.items()}
         self._active = state.active_checkpoint
         self._reserved: set[str] = set()  # filenames being created or uploaded right now
-        self._sorted: list[ModelEntry] | None = None
-        self._sorted_keys: list[tuple[int, str, str]] = []
+        self._order: ListOrder | None = None  # built by the first List, then kept up to date
         # Page tokens are signed so a client cannot forge a position; they expire on restart.
         self._token_key = secrets.token_bytes(32)
         self.store = IndexStore(self.root / INDEX_NAME, self._snapshot)
@@ -122,16 +169,24 @@ class Registry:
 
     # ------------------------------------------------------------------ state
 
-    def _snapshot(self) -> tuple[str, dict[str, ModelEntry]]:
-        return self._active, dict(self._models)
+    def _snapshot(self) -> tuple[str, list[bytes]]:
+        return self._active, list(self._lines.values())
 
     def _put(self, entry: ModelEntry) -> None:
+        old = self._models.get(entry.filename)
         self._models[entry.filename] = entry
-        self._sorted = None
+        self._lines[entry.filename] = entry.json_line()
+        if self._order is not None:
+            if old is not None:
+                self._order.remove(old)
+            self._order.insert(entry)
 
     def _pop(self, filename: str) -> ModelEntry:
-        self._sorted = None
-        return self._models.pop(filename)
+        entry = self._models.pop(filename)
+        del self._lines[filename]
+        if self._order is not None:
+            self._order.remove(entry)
+        return entry
 
     def folder(self, kind: str) -> Path:
         return self.root / FOLDER_OF_TYPE[kind]
@@ -161,12 +216,6 @@ class Registry:
 
     # ------------------------------------------------------------------ list
 
-    def _ordered(self) -> list[ModelEntry]:
-        if self._sorted is None:
-            self._sorted = sorted(self._models.values(), key=ModelEntry.sort_key)
-            self._sorted_keys = [e.sort_key() for e in self._sorted]
-        return self._sorted
-
     def list(
         self, *, page_size: int, page_token: str, kind: str | None, base_model: str, query: str
     ) -> tuple[list[ModelEntry], str, int]:
@@ -176,38 +225,22 @@ class Registry:
         base = base_model.strip().lower()
         terms = query.lower().split()
         fingerprint = [kind or "", base, terms]
-        ordered = self._ordered()
+        if self._order is None:
+            self._order = ListOrder(self._models.values())
+        order = self._order
         start = 0
         if page_token:
-            after = self._decode_token(page_token, fingerprint)
-            start = bisect.bisect_right(self._sorted_keys, after)
-
-        def matches(entry: ModelEntry) -> bool:
-            if kind and entry.type != kind:
-                return False
-            if base and entry.base_model.lower() != base:
-                return False
-            if terms:
-                text = entry.search_text()
-                return all(t in text for t in terms)
-            return True
-
+            start = bisect.bisect_right(order.keys, self._decode_token(page_token, fingerprint))
         if not (kind or base or terms):
-            total = len(ordered)
-            page = ordered[start:start + size]
-            more = start + size < len(ordered)
+            total = len(order.entries)
+            page = order.entries[start:start + size]
+            more = start + size < total
         else:
-            total = 0
-            page = []
-            more = False
-            for i, entry in enumerate(ordered):
-                if matches(entry):
-                    total += 1
-                    if i >= start:
-                        if len(page) < size:
-                            page.append(entry)
-                        else:
-                            more = True
+            hits = order.matching(kind, base, terms)
+            total = len(hits)
+            first = bisect.bisect_left(hits, start)
+            page = [order.entries[i] for i in hits[first:first + size]]
+            more = first + size < total
         token = self._encode_token(page[-1].sort_key(), fingerprint) if more and page else ""
         return page, token, total
 
