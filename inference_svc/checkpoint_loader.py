@@ -105,10 +105,15 @@ def inspect_checkpoint(path: Path) -> CheckpointFile:
             f"{path.name} is {kind}: an SDXL checkpoint has {missing[0]}",
             metadata={"path": path, "detail": "architecture"},
         )
-    count = sum(
+    return CheckpointFile(
+        path=path, size_bytes=size, tensor_bytes=end, metadata=metadata, parameter_count=_float_count(tensors)
+    )
+
+
+def _float_count(tensors: dict[str, Any]) -> int:
+    return sum(
         math.prod(t["shape"]) for t in tensors.values() if isinstance(t, dict) and t.get("dtype") in _FLOAT_DTYPES
     )
-    return CheckpointFile(path=path, size_bytes=size, tensor_bytes=end, metadata=metadata, parameter_count=count)
 
 
 class CheckpointLoader:
@@ -131,7 +136,9 @@ class CheckpointLoader:
     def estimate_bytes(self, path: Path) -> int:
         """Memory the loaded pipeline will take; also checks the file (raises like `load`)."""
         if path.is_dir():
-            return 0  # a diffusers folder: its weights are spread over files; no estimate needed to load it
+            # A diffusers folder: the weights of each component in its own file(s).
+            count = sum(_float_count(read_header(f)[0]) for f in sorted(path.glob("*/*.safetensors")))
+            return count * torch.finfo(self.device.dtype).bits // 8
         return inspect_checkpoint(path).loaded_bytes(self.device.dtype)
 
     def load(self, path: Path, progress: LoadProgress | None = None) -> Any:

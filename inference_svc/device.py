@@ -9,7 +9,10 @@ Defaults for the checkpoint cache come from figures, not guesses:
 * Parking in host memory turns a cold switch (disk read + build, 15-20 s on
   the old design's A10G) into a host-to-device copy (~7 GB at 10-25 GB/s,
   under a second). Parking uses at most half of the host's RAM.
-* On the CPU, "device" and "park" are the same memory: one tier of half the RAM.
+* On the CPU, "device" and "park" are the same memory: one tier of half the RAM
+  (an SDXL checkpoint upcast to float32 is ~13.8 GB, so a 32 GB host holds one).
+* Before a cold load the cache makes room for the new pipeline (estimated from
+  the file's header), so two pipelines never have to fit at once.
 """
 
 from __future__ import annotations

@@ -110,6 +110,7 @@ def test_cache_budget_evicts_least_recently_used(tiny, loader):
     assert cache.acquire("a", tiny.checkpoint_a).loaded_from == "disk"
     # The estimate from the header is what the pipeline really holds.
     assert loader.estimate_bytes(tiny.checkpoint_a) == pytest.approx(size, rel=0.01)
+    assert loader.estimate_bytes(tiny.diffusers_a) == pytest.approx(size, rel=0.01)
 
 
 def test_cache_parks_evicted_pipelines_in_host_memory(tiny, loader):
