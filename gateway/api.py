@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse
 from google.protobuf import field_mask_pb2
 
-from gateway.clients import ServiceClients, parse, to_dict
+from gateway.clients import ServiceClients, parse, proto_json, to_dict
 from gateway.errors import ApiError
 from gateway.security import require_api_key
 from gateway.sse import sse_response
@@ -45,10 +46,10 @@ SSE_DOC = {
 
 
 @router.get("/health", tags=["gateway"], summary="Each service's grpc.health.v1 status")
-async def health(clients: Clients) -> dict[str, Any]:
+async def health(clients: Clients) -> JSONResponse:
     services = await clients.health()
-    return {"status": "ok" if all(v == "SERVING" for v in services.values()) else "degraded",
-            "services": services}
+    return JSONResponse({"status": "ok" if all(v == "SERVING" for v in services.values()) else "degraded",
+                         "services": services})
 
 
 # ---------------------------------------------------------------- registry
@@ -62,19 +63,19 @@ async def list_models(
     query: Annotated[str, Query(description="free text over names, tags and trigger words")] = "",
     page_size: int = 0,
     page_token: str = "",
-) -> dict[str, Any]:
+) -> JSONResponse:
     req = registry_pb2.ListModelsRequest(
         page_size=page_size, page_token=page_token, type=model_type(type), base_model=base_model, query=query
     )
-    return to_dict(await clients.unary("registry", clients.registry.ListModels, req))
+    return proto_json(await clients.unary("registry", clients.registry.ListModels, req))
 
 
 @router.post("/models", tags=["models"], status_code=201,
              summary="Register a file already under loras/ or checkpoints/ (CreateModel)")
-async def create_model(clients: Clients, body: JsonBody) -> dict[str, Any]:
+async def create_model(clients: Clients, body: JsonBody) -> JSONResponse:
     model = parse(body.get("model", body), model_pb2.Model())
     resp = await clients.unary("registry", clients.registry.CreateModel, registry_pb2.CreateModelRequest(model=model))
-    return to_dict(resp.model)
+    return proto_json(resp.model, 201)
 
 
 @router.post(
@@ -111,22 +112,22 @@ async def create_model(clients: Clients, body: JsonBody) -> dict[str, Any]:
         }
     },
 )
-async def upload_model(request: Request, clients: Clients) -> dict[str, Any]:
+async def upload_model(request: Request, clients: Clients) -> JSONResponse:
     resp = await stream_upload(request, clients, request.app.state.settings.max_upload_bytes)
-    return to_dict(resp.model)
+    return proto_json(resp.model, 201)
 
 
 @router.post("/models/rescan", tags=["models"], summary="Register files found on the volume (RescanModels)")
-async def rescan_models(clients: Clients) -> dict[str, Any]:
+async def rescan_models(clients: Clients) -> JSONResponse:
     resp = await clients.unary("registry", clients.registry.RescanModels, registry_pb2.RescanModelsRequest(),
                                deadline=600)
-    return to_dict(resp)
+    return proto_json(resp)
 
 
 @router.get("/models/{filename}", tags=["models"], summary="Get one model (GetModel)")
-async def get_model(filename: str, clients: Clients) -> dict[str, Any]:
+async def get_model(filename: str, clients: Clients) -> JSONResponse:
     resp = await clients.unary("registry", clients.registry.GetModel, registry_pb2.GetModelRequest(filename=filename))
-    return to_dict(resp.model)
+    return proto_json(resp.model)
 
 
 @router.patch("/models/{filename}", tags=["models"],
@@ -136,49 +137,49 @@ async def update_model(
     clients: Clients,
     body: JsonBody,
     update_mask: Annotated[str, Query(description="comma-separated field names")] = "",
-) -> dict[str, Any]:
+) -> JSONResponse:
     fields = body.get("model", body)
     model = parse({**fields, "filename": filename}, model_pb2.Model())
     paths = [p.strip() for p in update_mask.split(",") if p.strip()] or [k for k in fields if k != "filename"]
     req = registry_pb2.UpdateModelRequest(model=model, update_mask=field_mask_pb2.FieldMask(paths=paths))
     resp = await clients.unary("registry", clients.registry.UpdateModel, req)
-    return to_dict(resp.model)
+    return proto_json(resp.model)
 
 
 @router.delete("/models/{filename}", tags=["models"], summary="Delete a model and its file (DeleteModel)")
-async def delete_model(filename: str, clients: Clients, keep_file: bool = False) -> dict[str, Any]:
+async def delete_model(filename: str, clients: Clients, keep_file: bool = False) -> JSONResponse:
     req = registry_pb2.DeleteModelRequest(filename=filename, keep_file=keep_file)
     resp = await clients.unary("registry", clients.registry.DeleteModel, req)
-    return to_dict(resp.model)
+    return proto_json(resp.model)
 
 
 @router.get("/active-checkpoint", tags=["checkpoints"], summary="The active checkpoint (GetActiveCheckpoint)")
-async def get_active_checkpoint(clients: Clients) -> dict[str, Any]:
+async def get_active_checkpoint(clients: Clients) -> JSONResponse:
     req = registry_pb2.GetActiveCheckpointRequest()
-    return to_dict(await clients.unary("registry", clients.registry.GetActiveCheckpoint, req))
+    return proto_json(await clients.unary("registry", clients.registry.GetActiveCheckpoint, req))
 
 
 @router.put("/active-checkpoint", tags=["checkpoints"],
             summary="Set the active checkpoint (SetActiveCheckpoint); body {\"checkpoint\": NAME}")
-async def set_active_checkpoint(clients: Clients, body: JsonBody) -> dict[str, Any]:
+async def set_active_checkpoint(clients: Clients, body: JsonBody) -> JSONResponse:
     req = parse(body, registry_pb2.SetActiveCheckpointRequest())
-    return to_dict(await clients.unary("registry", clients.registry.SetActiveCheckpoint, req))
+    return proto_json(await clients.unary("registry", clients.registry.SetActiveCheckpoint, req))
 
 
 @router.post("/prompt/compose", tags=["models"],
              summary="Final prompt with the LoRAs' trigger words (ComposePrompt)")
-async def compose_prompt(clients: Clients, body: JsonBody) -> dict[str, Any]:
+async def compose_prompt(clients: Clients, body: JsonBody) -> JSONResponse:
     req = parse(body, registry_pb2.ComposePromptRequest())
-    return to_dict(await clients.unary("registry", clients.registry.ComposePrompt, req))
+    return proto_json(await clients.unary("registry", clients.registry.ComposePrompt, req))
 
 
 # ---------------------------------------------------------------- civitai
 
 
 @router.get("/civitai/parse", tags=["civitai"], summary="Parse a URL, id or AIR offline (ParseReference)")
-async def parse_reference(reference: str, clients: Clients) -> dict[str, Any]:
+async def parse_reference(reference: str, clients: Clients) -> JSONResponse:
     req = civitai_pb2.ParseReferenceRequest(reference=reference)
-    return to_dict(await clients.unary("civitai", clients.civitai.ParseReference, req))
+    return proto_json(await clients.unary("civitai", clients.civitai.ParseReference, req))
 
 
 @router.get("/civitai/info", tags=["civitai"], summary="Model metadata from CivitAI (GetModelInfo)")
@@ -189,7 +190,7 @@ async def model_info(
     model_id: int | None = None,
     version_id: int | None = None,
     sha256: str | None = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     req = civitai_pb2.GetModelInfoRequest(token=token or "")
     if reference:
         req.reference = reference
@@ -201,7 +202,7 @@ async def model_info(
         req.sha256 = sha256
     else:
         raise ApiError.local(400, "give one of reference, model_id, version_id, sha256", "INVALID_REQUEST")
-    return to_dict(await clients.unary("civitai", clients.civitai.GetModelInfo, req, deadline=120))
+    return proto_json(await clients.unary("civitai", clients.civitai.GetModelInfo, req, deadline=120))
 
 
 @router.get("/civitai/search", tags=["civitai"], summary="Search the CivitAI catalogue (SearchModels)")
@@ -216,61 +217,61 @@ async def search_models(
     nsfw: bool = False,
     page_size: int = 0,
     page_token: str = "",
-) -> dict[str, Any]:
+) -> JSONResponse:
     req = civitai_pb2.SearchModelsRequest(
         query=query, types=types or [], base_models=base_models or [], sort=sort, period=period, nsfw=nsfw,
         page_size=page_size, page_token=page_token, token=token or "",
     )
-    return to_dict(await clients.unary("civitai", clients.civitai.SearchModels, req, deadline=120))
+    return proto_json(await clients.unary("civitai", clients.civitai.SearchModels, req, deadline=120))
 
 
 @router.post("/civitai/identify", tags=["civitai"],
              summary="Identify a local file or sha256 on CivitAI (IdentifyFile); body {filename|sha256}")
-async def identify_file(clients: Clients, body: JsonBody, token: CivitaiToken = None) -> dict[str, Any]:
+async def identify_file(clients: Clients, body: JsonBody, token: CivitaiToken = None) -> JSONResponse:
     req = parse(body, civitai_pb2.IdentifyFileRequest())
     if token:
         req.token = token
-    return to_dict(await clients.unary("civitai", clients.civitai.IdentifyFile, req, deadline=600))
+    return proto_json(await clients.unary("civitai", clients.civitai.IdentifyFile, req, deadline=600))
 
 
 @router.post("/civitai/check-updates", tags=["civitai"],
              summary="Newer versions of installed CivitAI models (CheckUpdates); body {filenames: [...]}")
 async def check_updates(clients: Clients, token: CivitaiToken = None,
-                        body: Annotated[dict[str, Any] | None, Body()] = None) -> dict[str, Any]:
+                        body: Annotated[dict[str, Any] | None, Body()] = None) -> JSONResponse:
     req = parse(body or {}, civitai_pb2.CheckUpdatesRequest())
     if token:
         req.token = token
-    return to_dict(await clients.unary("civitai", clients.civitai.CheckUpdates, req, deadline=300))
+    return proto_json(await clients.unary("civitai", clients.civitai.CheckUpdates, req, deadline=300))
 
 
 @router.post("/downloads", tags=["downloads"], status_code=201,
              summary="Start a download job (StartDownload); body {reference, file_id?}")
-async def start_download(clients: Clients, body: JsonBody, token: CivitaiToken = None) -> dict[str, Any]:
+async def start_download(clients: Clients, body: JsonBody, token: CivitaiToken = None) -> JSONResponse:
     req = parse(body, civitai_pb2.StartDownloadRequest())
     if token:
         req.token = token
     resp = await clients.unary("civitai", clients.civitai.StartDownload, req, deadline=120)
-    return to_dict(resp.job)
+    return proto_json(resp.job, 201)
 
 
 @router.get("/downloads", tags=["downloads"], summary="List download jobs, newest first (ListDownloads)")
 async def list_downloads(clients: Clients, active_only: bool = False, page_size: int = 0,
-                         page_token: str = "") -> dict[str, Any]:
+                         page_token: str = "") -> JSONResponse:
     req = civitai_pb2.ListDownloadsRequest(active_only=active_only, page_size=page_size, page_token=page_token)
-    return to_dict(await clients.unary("civitai", clients.civitai.ListDownloads, req))
+    return proto_json(await clients.unary("civitai", clients.civitai.ListDownloads, req))
 
 
 @router.get("/downloads/{job_id}", tags=["downloads"], summary="One download job (GetDownload)")
-async def get_download(job_id: str, clients: Clients) -> dict[str, Any]:
+async def get_download(job_id: str, clients: Clients) -> JSONResponse:
     resp = await clients.unary("civitai", clients.civitai.GetDownload, civitai_pb2.GetDownloadRequest(job_id=job_id))
-    return to_dict(resp.job)
+    return proto_json(resp.job)
 
 
 @router.post("/downloads/{job_id}/cancel", tags=["downloads"], summary="Cancel a download job (CancelDownload)")
-async def cancel_download(job_id: str, clients: Clients) -> dict[str, Any]:
+async def cancel_download(job_id: str, clients: Clients) -> JSONResponse:
     req = civitai_pb2.CancelDownloadRequest(job_id=job_id)
     resp = await clients.unary("civitai", clients.civitai.CancelDownload, req)
-    return to_dict(resp.job)
+    return proto_json(resp.job)
 
 
 def _job_event(msg: civitai_pb2.WatchDownloadResponse) -> tuple[str, str | None, Any]:
@@ -319,12 +320,12 @@ async def load_checkpoint(clients: Clients, body: Annotated[dict[str, Any] | Non
 
 
 @router.get("/inference/status", tags=["inference"], summary="Device, cache and queue state (GetStatus)")
-async def inference_status(clients: Clients) -> dict[str, Any]:
+async def inference_status(clients: Clients) -> JSONResponse:
     req = inference_pb2.GetStatusRequest()
-    return to_dict(await clients.unary("inference", clients.inference.GetStatus, req))
+    return proto_json(await clients.unary("inference", clients.inference.GetStatus, req))
 
 
 @router.get("/inference/schedulers", tags=["inference"], summary="Scheduler names (ListSchedulers)")
-async def list_schedulers(clients: Clients) -> dict[str, Any]:
+async def list_schedulers(clients: Clients) -> JSONResponse:
     req = inference_pb2.ListSchedulersRequest()
-    return to_dict(await clients.unary("inference", clients.inference.ListSchedulers, req))
+    return proto_json(await clients.unary("inference", clients.inference.ListSchedulers, req))
