@@ -5,9 +5,10 @@ Why it is built this way:
   after every dropped connection (signed URLs expire; reference §2.2). The
   token goes to that endpoint only, never to the storage host.
 - Bytes are hashed and written in one pass. The event loop only collects the
-  socket's chunks; every `block_size` bytes the chunks go to one worker thread
-  that updates the sha256 and `writev`s them (both release the GIL), while the
-  loop keeps receiving. At most two blocks are in flight, which bounds memory.
+  socket's chunks; every `block_size` bytes the chunks go to two worker threads,
+  one updating the sha256 and one `writev`ing them (both release the GIL),
+  while the loop keeps receiving. At most two blocks are in flight, which
+  bounds memory (2 x 16 MiB).
 - After a cut, the bytes already received are flushed (TCP delivered them in
   order, so the hash state stays valid) and the transfer goes on with
   `Range: bytes=N-`. 206 appends; a 200 means the server ignored the range, so
@@ -62,15 +63,20 @@ class _Stalled(Exception):
 
 
 class _BlockWriter:
-    """Hash + write blocks of chunks on one worker thread, in order, two blocks in flight at most."""
+    """Hash and write blocks of chunks off the event loop, in order, two blocks in flight at most.
+
+    Hashing and writing each get their own thread: both release the GIL, so a block is hashed
+    while the previous one is written while the loop receives the next one.
+    """
 
     def __init__(self, fd: int, block_size: int) -> None:
         self._fd = fd
         self._block_size = block_size
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="civitai-write")
+        self._hash_pool = ThreadPoolExecutor(1, thread_name_prefix="civitai-sha256")
+        self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="civitai-write")
         self._chunks: list[bytes] = []
         self._buffered = 0
-        self._inflight: deque[asyncio.Future[None]] = deque()
+        self._inflight: deque[asyncio.Future[object]] = deque()
         self.hasher = hashlib.sha256()
         self.offset = 0  # bytes handed over (written, in flight or buffered)
 
@@ -81,19 +87,22 @@ class _BlockWriter:
         self.offset += len(chunk)
         return self._buffered >= self._block_size
 
-    def _write(self, chunks: list[bytes], hasher: hashlib._Hash) -> None:
+    @staticmethod
+    def _hash(chunks: list[bytes], hasher: hashlib._Hash) -> None:
         for chunk in chunks:
             hasher.update(chunk)
-        view_chunks: list[bytes | memoryview] = list(chunks)
-        while view_chunks:
-            written = os.writev(self._fd, view_chunks[:1024])  # IOV_MAX
-            while written and view_chunks:  # partial writes: drop what went out
-                head = view_chunks[0]
+
+    def _write(self, chunks: list[bytes]) -> None:
+        pending: list[bytes | memoryview] = list(chunks)
+        while pending:
+            written = os.writev(self._fd, pending[:1024])  # IOV_MAX
+            while written and pending:  # partial writes: drop what went out
+                head = pending[0]
                 if written >= len(head):
                     written -= len(head)
-                    view_chunks.pop(0)
+                    pending.pop(0)
                 else:
-                    view_chunks[0] = memoryview(head)[written:]
+                    pending[0] = memoryview(head)[written:]
                     written = 0
 
     async def submit(self) -> None:
@@ -101,7 +110,9 @@ class _BlockWriter:
             return
         chunks, self._chunks, self._buffered = self._chunks, [], 0
         loop = asyncio.get_running_loop()
-        self._inflight.append(loop.run_in_executor(self._executor, self._write, chunks, self.hasher))
+        hashed = loop.run_in_executor(self._hash_pool, self._hash, chunks, self.hasher)
+        written = loop.run_in_executor(self._write_pool, self._write, chunks)
+        self._inflight.append(asyncio.gather(hashed, written))
         while len(self._inflight) > 2:
             await self._inflight.popleft()
 
@@ -119,8 +130,9 @@ class _BlockWriter:
         self.offset = 0
 
     def close(self) -> None:
-        # Waits for a block being written (at most one), so the fd can be closed after.
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        # Waits for a block being hashed/written (at most two), so the fd can be closed after.
+        for pool in (self._hash_pool, self._write_pool):
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def filename_from_headers(headers: httpx.Headers) -> str:
