@@ -6,7 +6,7 @@ well under a second. Everything is deterministic by `seed`.
 
 API
 ---
-``write_tiny_checkpoint(path, seed=0, *, variant="default", dtype=torch.float16) -> Path``
+``write_tiny_checkpoint(path, seed=0, *, variant="default", dtype=torch.float16, v_prediction=False) -> Path``
     One `.safetensors` file in the original LDM layout (`model.diffusion_model.*`,
     `first_stage_model.*`, `conditioner.embedders.0.transformer.*`,
     `conditioner.embedders.1.model.*`), like an Illustrious/Pony checkpoint. Its
@@ -163,12 +163,23 @@ def build_tiny_pipeline(seed: int = 0, *, variant: Variant = "default"):
 
 
 def write_tiny_checkpoint(
-    path: str | Path, seed: int = 0, *, variant: Variant = "default", dtype: torch.dtype = torch.float16
+    path: str | Path,
+    seed: int = 0,
+    *,
+    variant: Variant = "default",
+    dtype: torch.dtype = torch.float16,
+    v_prediction: bool = False,
 ) -> Path:
-    """A single-file LDM-layout checkpoint (what CivitAI serves), with its configs embedded."""
+    """A single-file LDM-layout checkpoint (what CivitAI serves), with its configs embedded.
+
+    `v_prediction=True` adds the empty `v_pred` and `ztsnr` marker tensors that NoobAI-XL V-Pred carries.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.to(dtype) for k, v in pipeline_to_ldm(build_tiny_pipeline(seed, variant=variant)).items()}
+    if v_prediction:
+        state["v_pred"] = torch.zeros(0)
+        state["ztsnr"] = torch.zeros(0)
     metadata = {
         EMBEDDED_CONFIG_KEY: embedded_config_text(tiny_config_files(variant)),
         "modelspec.architecture": "stable-diffusion-xl-v1-base",

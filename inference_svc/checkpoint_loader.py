@@ -53,6 +53,9 @@ class CheckpointFile:
     metadata: dict[str, str]
     # Floating-point values in the file: what the pipeline's weights will hold.
     parameter_count: int = 0
+    # NoobAI-style markers: `v_pred` (v-prediction) and `ztsnr` (zero terminal SNR) keys.
+    v_prediction: bool = False
+    zero_terminal_snr: bool = False
 
     def loaded_bytes(self, dtype: torch.dtype) -> int:
         return self.parameter_count * torch.finfo(dtype).bits // 8
@@ -106,7 +109,13 @@ def inspect_checkpoint(path: Path) -> CheckpointFile:
             metadata={"path": path, "detail": "architecture"},
         )
     return CheckpointFile(
-        path=path, size_bytes=size, tensor_bytes=end, metadata=metadata, parameter_count=_float_count(tensors)
+        path=path,
+        size_bytes=size,
+        tensor_bytes=end,
+        metadata=metadata,
+        parameter_count=_float_count(tensors),
+        v_prediction="v_pred" in tensors,
+        zero_terminal_snr="ztsnr" in tensors,
     )
 
 
@@ -170,6 +179,7 @@ class CheckpointLoader:
                     torch_dtype=self.device.dtype,
                     device=self.device.device,
                 )
+                _apply_prediction_type(pipe, checkpoint)
         except (CheckpointLoadFailed, CheckpointNotFound):
             raise
         except torch.OutOfMemoryError:
@@ -185,6 +195,16 @@ class CheckpointLoader:
         pipe.set_progress_bar_config(disable=True)
         report("moving_to_device", 1.0)
         return pipe
+
+
+def _apply_prediction_type(pipe: Any, checkpoint: CheckpointFile) -> None:
+    """v-prediction checkpoints (NoobAI-XL V-Pred...) say so by a marker key, as A1111 and ComfyUI read it."""
+    if not checkpoint.v_prediction:
+        return
+    overrides: dict[str, Any] = {"prediction_type": "v_prediction"}
+    if checkpoint.zero_terminal_snr:
+        overrides.update(rescale_betas_zero_snr=True, timestep_spacing="trailing")
+    pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, **overrides)
 
 
 def _parameters(pipe: Any) -> list[torch.Tensor]:

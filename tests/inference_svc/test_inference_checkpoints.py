@@ -137,3 +137,17 @@ def test_failed_load_leaves_the_previous_checkpoint_working(tiny, loader):
     again = cache.acquire("a", tiny.checkpoint_a)
     assert again.loaded_from == "device"
     np.testing.assert_array_equal(image_of(again.entry), image)
+
+
+def test_v_prediction_checkpoints_get_a_v_prediction_scheduler(loader, tmp_path):
+    from devtools.tiny_models import write_tiny_checkpoint
+
+    pipe = loader.load(write_tiny_checkpoint(tmp_path / "vpred.safetensors", seed=1, v_prediction=True))
+    config = pipe.scheduler.config
+    assert config.prediction_type == "v_prediction"
+    assert config.rescale_betas_zero_snr and config.timestep_spacing == "trailing"
+    assert run(pipe).shape == (SIZE, SIZE, 3)
+
+
+def test_ordinary_checkpoints_keep_epsilon_prediction(tiny, loader):
+    assert loader.load(tiny.checkpoint_a).scheduler.config.prediction_type == "epsilon"
