@@ -8,7 +8,7 @@ from pathlib import Path
 
 from metadata_svc.config import RegistrySettings
 from metadata_svc.errors import DOMAIN
-from metadata_svc.index_store import INDEX_NAME, IndexState, load_index
+from metadata_svc.index_store import INDEX_NAME, IndexState, VolumeLock, load_index
 from metadata_svc.migration import migrate
 from metadata_svc.registry import Registry
 from metadata_svc.servicer import RegistryServicer
@@ -33,6 +33,18 @@ async def open_registry(settings: RegistrySettings) -> Registry:
     root = settings.user_models_dir
     root.mkdir(parents=True, exist_ok=True)
     index_path = root / INDEX_NAME
+    lock = VolumeLock(root)
+    lock.acquire()
+    try:
+        registry = await _open(settings, root, index_path)
+    except BaseException:
+        lock.release()
+        raise
+    registry.volume_lock = lock
+    return registry
+
+
+async def _open(settings: RegistrySettings, root: Path, index_path: Path) -> Registry:
     loaded = await asyncio.to_thread(load_index, index_path)
     state = loaded or IndexState()
     steps = await asyncio.to_thread(migrate, root, state)
@@ -72,6 +84,8 @@ async def create_server(settings: RegistrySettings) -> GrpcServer:
         hasher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await hasher
+        if registry.volume_lock is not None:
+            registry.volume_lock.release()
 
     server.on_shutdown.append(shutdown)
     server.registry = registry  # type: ignore[attr-defined]  # for in-process tests and benches

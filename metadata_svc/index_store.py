@@ -15,6 +15,7 @@ acknowledged before it is on disk.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import tempfile
@@ -29,6 +30,7 @@ from service_kit import get_logger
 log = get_logger("metadata_svc.index")
 
 INDEX_NAME = ".metadata.json"
+LOCK_NAME = ".metadata.lock"
 VERSION = 1
 DEFAULT_CHECKPOINT = "illustrious-xl"
 
@@ -105,6 +107,35 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+class VolumeInUseError(Exception):
+    """Another registry process holds the volume; two writers would lose each other's changes."""
+
+
+class VolumeLock:
+    """An exclusive flock on `<volume>/.metadata.lock`, held while the registry runs (the kernel drops it
+    if the process dies, so a crash never leaves the volume locked)."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise VolumeInUseError(
+                f"another registry is using {self.path.parent} (it holds {self.path}); stop it first"
+            ) from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
 
 
 class IndexStore:

@@ -43,7 +43,14 @@ from metadata_svc.errors import (
     Sha256Mismatch,
 )
 from metadata_svc.filenames import check_extension, looks_like_model_file, validate_filename
-from metadata_svc.index_store import DEFAULT_CHECKPOINT, INDEX_NAME, IndexState, IndexStore, fsync_dir
+from metadata_svc.index_store import (
+    DEFAULT_CHECKPOINT,
+    INDEX_NAME,
+    IndexState,
+    IndexStore,
+    VolumeLock,
+    fsync_dir,
+)
 from metadata_svc.models import (
     CHECKPOINT,
     FOLDER_OF_TYPE,
@@ -166,6 +173,7 @@ class Registry:
         self._token_key = secrets.token_bytes(32)
         self.store = IndexStore(self.root / INDEX_NAME, self._snapshot)
         self._hash_wanted = asyncio.Event()
+        self.volume_lock: VolumeLock | None = None  # set by app.open_registry
 
     # ------------------------------------------------------------------ state
 
@@ -406,9 +414,7 @@ class Registry:
             else:
                 changes[name] = value.strip() if name != "description" else value
         updated = dataclasses.replace(current, **changes)  # type: ignore[arg-type]
-        if self._models.get(current.filename) is not current:
-            raise errors.Aborted(f"{current.filename} changed concurrently; retry", reason="CONCURRENT_UPDATE")
-        self._put(updated)
+        self._put(updated)  # no await since get(): nothing else changed the entry meanwhile
         await self.store.commit()
         return updated
 
