@@ -92,6 +92,7 @@ import random
 import re
 import secrets
 import shutil
+import signal
 import socket
 import struct
 import tempfile
@@ -1094,6 +1095,10 @@ def _demo(argv: list[str] | None = None) -> int:
         print(f"  export CIVITAI_BASE_URL={fake.base_url}", flush=True)
         for m in made:
             print(f"  {m.name}: model {m.model_id} version {m.version_id} file {m.file_id} -> {m.url}", flush=True)
+        def stop(*_: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)  # clean up the fixture files on SIGTERM too
         try:
             threading.Event().wait()
         except KeyboardInterrupt:

@@ -7,6 +7,7 @@ import email.utils
 import re
 import time
 
+import httpx
 import pytest
 
 from civitai_svc import errors as E
@@ -128,3 +129,29 @@ async def test_html_challenge_instead_of_json_is_unavailable(fake, api):
     fake.fail("version", 200, body="<!DOCTYPE html><html>Just a moment...</html>")
     with pytest.raises(E.CivitaiUnavailable):
         await api.get_version(lora.version_id)
+
+
+async def test_browser_user_agents_get_html_flows_from_the_fake(fake):
+    lora = fake.add_lora()
+    fake.early_access(lora.version_id)
+    browser = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0"}
+    async with httpx.AsyncClient(base_url=fake.base_url) as client:
+        login = await client.get(f"/api/download/models/{lora.version_id}", headers=browser)
+        assert login.status_code == 307 and "reason=download-auth" in login.headers["location"]
+        page = await client.get(f"/api/download/models/{lora.version_id}",
+                                headers={**browser, "Authorization": "Bearer tok-abcdef-123456"})
+        assert page.status_code == 307 and page.headers["location"] == f"/model-versions/{lora.version_id}"
+        html = await client.get(page.headers["location"], headers=browser)
+        assert html.headers["content-type"].startswith("text/html")
+
+
+@pytest.mark.parametrize(
+    ("location", "error"),
+    [("/login?returnUrl=/model-versions/5&reason=download-auth", E.CivitaiUnauthenticated),
+     ("/model-versions/5", E.EarlyAccess)],
+)
+async def test_redirects_to_site_pages_are_access_errors(fake, api, location, error):
+    lora = fake.add_lora()
+    fake.fail("download", 307, headers={"Location": location}, body=b"")
+    with pytest.raises(error):
+        await api.resolve_download(lora.version_id, lora.file_id)
