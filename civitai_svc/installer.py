@@ -100,6 +100,7 @@ class Installer:
         self.downloader = downloader
         self.disk_reserve_bytes = disk_reserve_bytes
         self._reserved: set[Path] = set()  # final names held by running jobs
+        self._reserving = asyncio.Lock()  # check-then-reserve must not interleave between jobs
 
     def folder(self, model_type: int) -> Path:
         folder = self.root / FOLDERS[model_type]
@@ -121,11 +122,12 @@ class Installer:
         return await self.registry.find_model(path.name) is not None
 
     async def _reserve(self, folder: Path, name: str, version_id: int) -> Path:
-        for candidate in _candidates(name, version_id):
-            path = folder / candidate
-            if not await self._taken(path):
-                self._reserved.add(path)
-                return path
+        async with self._reserving:
+            for candidate in _candidates(name, version_id):
+                path = folder / candidate
+                if not await self._taken(path):
+                    self._reserved.add(path)
+                    return path
         raise E.errors.ResourceExhausted(f"no free file name for {name}")
 
     def _move(self, part: Path, final: Path) -> None:
@@ -200,7 +202,7 @@ class Installer:
                            filename=existing.filename)
                 return
             # Content-Disposition is the name CivitAI means the file to have; use it when it differs.
-            served = sanitize_filename(result.filename, "") if result.filename else ""
+            served = sanitize_filename(result.filename, final.name) if result.filename else ""
             if served and served != final.name and served != chosen.name:
                 alternative = await self._reserve(folder, served, info.version_id)
                 reserved.append(alternative)

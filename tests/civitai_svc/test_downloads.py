@@ -311,3 +311,14 @@ async def test_start_download_refuses_at_once(stack, prepare, reference, code, r
     assert (got_code, info.reason) == (code, reason), exc.value.details()
     if reason == "UNSUPPORTED_MODEL_TYPE":
         assert "TextualInversion" in exc.value.details() and "Checkpoint" in exc.value.details()
+
+
+async def test_concurrent_jobs_with_the_same_name_never_share_a_file(stack):
+    made = [stack.fake.add_lora(name=f"Same {i}", filename="same.safetensors",
+                                data=make_safetensors("lora", 200_000, seed=30 + i)) for i in range(3)]
+    started = [await stack.civitai.StartDownload(S.StartDownloadRequest(reference=m.url), timeout=10) for m in made]
+    jobs = await asyncio.gather(*(stack.wait(s.job.id) for s in started))
+    assert all(j.state == S.DOWNLOAD_STATE_SUCCEEDED for j in jobs), [j.error for j in jobs]
+    assert len({j.filename for j in jobs}) == 3
+    for model, job in zip(made, jobs, strict=True):
+        assert (stack.user_models / "loras" / job.filename).read_bytes() == stack.fake._files[model.file_id].content
