@@ -138,6 +138,18 @@ async def test_checkpoints_generate_and_status(services: dict, tiny_files: dict[
         assert result["final_prompt"].startswith("inkwash")
         assert result["checkpoint"] == "other.safetensors"
 
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        body = {"image": base64.b64encode(buf.getvalue()).decode(), "prompt": "sharper", "scale_factor": 2,
+                "steps": 4, "tile_size": 64, "tile_overlap": 16, "seed": 1}
+        async with http.stream("POST", "/api/v1/upscale", json=body) as resp:
+            assert resp.status_code == 200, (await resp.aread()).decode()
+            events = await read_sse(resp)
+        assert [e for e, _ in events][-2:] == ["result", "end"]
+        upscaled = json.loads(events[-2][1])
+        assert Image.open(io.BytesIO(base64.b64decode(upscaled["png"]))).size == (128, 128)
+        assert any(json.loads(d).get("total_tiles") for e, d in events if e == "progress")
+
         bad = await http.post("/api/v1/generate", json={"prompt": "x", "width": 63})
         assert bad.status_code == 400  # refused before any event: a real HTTP error, not a 200 stream
         assert bad.json()["error"]["status"] == "INVALID_ARGUMENT"
