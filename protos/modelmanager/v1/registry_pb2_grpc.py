@@ -34,7 +34,11 @@ class ModelRegistryServiceStub:
     "registry.modelmanager" and whose reason is listed on each RPC below.
     Errors common to all RPCs: INVALID_ARGUMENT / INVALID_FILENAME for a
     filename with path parts, "..", a leading dot, control characters or more
-    than 255 bytes.
+    than 255 bytes; UNAVAILABLE / INDEX_WRITE_FAILED when a change could not be
+    made durable (it was not acknowledged; retry).
+
+    Writes are acknowledged only once `.metadata.json` is on disk (temp file,
+    fsync, rename, fsync of the folder); concurrent writes are group-committed.
     """
 
     def __init__(self, channel):
@@ -104,7 +108,11 @@ class ModelRegistryServiceServicer:
     "registry.modelmanager" and whose reason is listed on each RPC below.
     Errors common to all RPCs: INVALID_ARGUMENT / INVALID_FILENAME for a
     filename with path parts, "..", a leading dot, control characters or more
-    than 255 bytes.
+    than 255 bytes; UNAVAILABLE / INDEX_WRITE_FAILED when a change could not be
+    made durable (it was not acknowledged; retry).
+
+    Writes are acknowledged only once `.metadata.json` is on disk (temp file,
+    fsync, rename, fsync of the folder); concurrent writes are group-committed.
     """
 
     def ListModels(self, request, context):
@@ -125,7 +133,9 @@ class ModelRegistryServiceServicer:
 
     def CreateModel(self, request, context):
         """Registers a file already in place under `loras/` or `checkpoints/`.
-        Size and sha256 are computed when missing; the header is inspected.
+        Size and sha256 are computed; a given sha256 is verified against the
+        file, never trusted blindly. The safetensors header is inspected: a LoRA
+        must show LoRA tensors (kohya or PEFT), a checkpoint SDXL LDM tensors.
         Errors: ALREADY_EXISTS / MODEL_ALREADY_EXISTS; NOT_FOUND / FILE_NOT_FOUND;
         INVALID_ARGUMENT / UNSUPPORTED_EXTENSION, PICKLE_NOT_ALLOWED,
         INVALID_SAFETENSORS, TYPE_MISMATCH, MISSING_TYPE; FAILED_PRECONDITION /
@@ -159,7 +169,9 @@ class ModelRegistryServiceServicer:
         go to a `.part` file and are renamed into place only when complete and
         valid; a failed or cancelled upload leaves no file and no entry.
         Errors: as CreateModel, plus INVALID_ARGUMENT / MISSING_HEADER,
-        RESOURCE_EXHAUSTED / UPLOAD_TOO_LARGE, DATA_LOSS / SHA256_MISMATCH.
+        DUPLICATE_HEADER, INVALID_SHA256, INVALID_SIZE; RESOURCE_EXHAUSTED /
+        UPLOAD_TOO_LARGE (over the configured limit or the announced size);
+        DATA_LOSS / SHA256_MISMATCH, SIZE_MISMATCH.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -186,8 +198,12 @@ class ModelRegistryServiceServicer:
         """Composes the final prompt: the one implementation of trigger-word
         injection. Trigger words of the selected LoRAs that are not already in
         the prompt (case-insensitive) are prepended, without duplicates.
+        "Already in the prompt" matches whole words or phrases, so a trigger
+        "art" is not found in "party". Words are joined with ", ".
         Errors: NOT_FOUND / LORA_NOT_FOUND naming the LoRA; FAILED_PRECONDITION /
-        NOT_A_LORA; INVALID_ARGUMENT / INVALID_WEIGHT.
+        NOT_A_LORA, FILE_MISSING; INVALID_ARGUMENT / INVALID_WEIGHT (not finite
+        or beyond ±10), DUPLICATE_LORA, AMBIGUOUS_LORA (a name matching several
+        LoRAs; use the filename).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -271,7 +287,11 @@ class ModelRegistryService:
     "registry.modelmanager" and whose reason is listed on each RPC below.
     Errors common to all RPCs: INVALID_ARGUMENT / INVALID_FILENAME for a
     filename with path parts, "..", a leading dot, control characters or more
-    than 255 bytes.
+    than 255 bytes; UNAVAILABLE / INDEX_WRITE_FAILED when a change could not be
+    made durable (it was not acknowledged; retry).
+
+    Writes are acknowledged only once `.metadata.json` is on disk (temp file,
+    fsync, rename, fsync of the folder); concurrent writes are group-committed.
     """
 
     @staticmethod
