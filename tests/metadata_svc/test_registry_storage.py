@@ -179,3 +179,20 @@ async def test_error_info_metadata_names_the_file(reg):
 
 def test_load_index_of_a_missing_file_is_none(tmp_path):
     assert load_index(tmp_path / ".metadata.json") is None
+
+
+async def test_a_failed_index_write_is_not_acknowledged_and_a_later_one_recovers(tmp_path):
+    from metadata_svc.errors import IndexWriteFailed
+    from metadata_svc.index_store import IndexStore
+
+    folder = tmp_path / "vol"
+    state = {"lines": [b'"a.safetensors":{"filename":"a.safetensors","type":"lora"}']}
+    store = IndexStore(folder / ".metadata.json", lambda: ("illustrious-xl", list(state["lines"])))
+    with pytest.raises(IndexWriteFailed) as caught:
+        await store.commit()  # the folder does not exist: the write fails
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    folder.mkdir()
+    await asyncio.gather(*(store.commit() for _ in range(50)))
+    assert store.flushes <= 2  # grouped: 50 waiters, at most two rewrites
+    loaded = load_index(folder / ".metadata.json")
+    assert loaded is not None and list(loaded.models) == ["a.safetensors"]
