@@ -52,6 +52,7 @@ Failures and quirks (all thread-safe; `times` counts requests, then the behaviou
 ``fail(route, status, times=1, body=None, headers=None, key=None)``: the next `times` requests to
     `route` answer `status` with `body` (dict -> JSON, str -> text). Routes: "model", "version",
     "by-hash", "search", "download", "storage"; `key` limits it to one id (model/version/file id).
+``clear_failures()``: forget pending fail/rate_limit/unavailable rules and connection drops.
 ``rate_limit(route, times=1, retry_after="1")``: 429 with `Retry-After` (seconds or an HTTP-date).
 ``unavailable(route, times=1, retry_after=None)``: 503.
 ``early_access(version_id, deadline="2030-01-01T00:00:00.000Z")``: download 403 `{"error":"Early Access",
@@ -589,6 +590,12 @@ class FakeCivitai:
             raise ValueError(f"unknown route {route!r}")
         with self._lock:
             self._rules.append(_Rule(route, status, times, body, dict(headers or {}), key))
+
+    def clear_failures(self) -> None:
+        """Forget every pending fail()/rate_limit()/unavailable() rule and connection drop."""
+        with self._lock:
+            self._rules.clear()
+            self._drops.clear()
 
     def rate_limit(self, route: str, *, times: int = 1, retry_after: str | None = "1", key: int | None = None) -> None:
         headers = {"Retry-After": retry_after} if retry_after is not None else {}

@@ -1,0 +1,68 @@
+"""The downloader alone against the fake CivitAI: resume at any cut point, hash in the same pass."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from civitai_svc import errors as E
+from civitai_svc.api_client import CivitaiApi, RetryPolicy
+from civitai_svc.downloader import Downloader
+from devtools.fake_civitai import FakeCivitai
+
+DATA = random.Random(5).randbytes(700_001)
+
+
+@pytest.fixture(scope="module")
+def served():
+    with FakeCivitai() as fake:
+        model = fake.add_lora(data=DATA)
+        yield fake, model
+
+
+async def _fetch(fake, model, part: Path, block_size: int):  # type: ignore[no-untyped-def]
+    api = CivitaiApi(fake.base_url, retry=RetryPolicy(attempts=1, backoff_base=0.001))
+    try:
+        progress: list[tuple[int, int, int, int]] = []
+        result = await Downloader(api, block_size=block_size, max_resumes=3).fetch(
+            version_id=model.version_id, file_id=model.file_id, part=part, on_progress=lambda *a: progress.append(a))
+        return result, progress
+    finally:
+        await api.aclose()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(min_value=0, max_value=len(DATA) - 1), times=st.integers(min_value=0, max_value=3),
+       block_size=st.sampled_from([1024, 65536, 1 << 20]))
+def test_any_cut_resumes_to_the_exact_bytes(served, tmp_path, cut, times, block_size):
+    fake, model = served
+    fake.reset_counters()
+    if times:
+        fake.drop_connection(model.file_id, cut, times=times)
+    part = tmp_path / f"x-{cut}-{times}-{block_size}.part"
+    result, progress = asyncio.run(_fetch(fake, model, part, block_size))
+    assert part.read_bytes() == DATA
+    assert result.sha256 == hashlib.sha256(DATA).hexdigest() == model.sha256
+    assert result.size == len(DATA)
+    assert (result.resumes >= 1 if times else result.resumes == 0) and result.resumes <= times
+    assert result.bytes_transferred == len(DATA) == fake.bytes_served(model.file_id)  # nothing fetched twice
+    assert progress[-1][0] == len(DATA) and all(a[0] <= b[0] for a, b in itertools.pairwise(progress))
+    part.unlink()
+
+
+async def test_a_storage_that_keeps_failing_gives_up_as_unavailable(served, tmp_path):
+    fake, model = served
+    fake.fail("storage", 503, times=50, key=model.file_id)
+    try:
+        with pytest.raises(E.CivitaiUnavailable) as exc:
+            await _fetch(fake, model, tmp_path / "x.part", 65536)
+        assert "503" in exc.value.message
+    finally:
+        fake.clear_failures()
