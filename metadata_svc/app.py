@@ -57,7 +57,7 @@ async def _open(settings: RegistrySettings, root: Path, index_path: Path) -> Reg
     if missing:
         log.warning("rescan.missing_files", filenames=missing)
     if loaded is None or steps or added:
-        await asyncio.to_thread(registry.store.write_now, *registry._snapshot())
+        await asyncio.to_thread(registry.store.write_now, *registry.snapshot())
     log.info("registry.opened", index=str(index_path), models=len(registry), added=len(added),
              missing=len(missing), migrated=len(steps))
     return registry

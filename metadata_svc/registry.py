@@ -171,13 +171,13 @@ class Registry:
         self._order: ListOrder | None = None  # built by the first List, then kept up to date
         # Page tokens are signed so a client cannot forge a position; they expire on restart.
         self._token_key = secrets.token_bytes(32)
-        self.store = IndexStore(self.root / INDEX_NAME, self._snapshot)
+        self.store = IndexStore(self.root / INDEX_NAME, self.snapshot)
         self._hash_wanted = asyncio.Event()
         self.volume_lock: VolumeLock | None = None  # set by app.open_registry
 
     # ------------------------------------------------------------------ state
 
-    def _snapshot(self) -> tuple[str, list[bytes]]:
+    def snapshot(self) -> tuple[str, list[bytes]]:
         return self._active, list(self._lines.values())
 
     def _put(self, entry: ModelEntry) -> None:
@@ -218,9 +218,6 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._models)
-
-    def entries(self) -> list[ModelEntry]:
-        return list(self._models.values())
 
     # ------------------------------------------------------------------ list
 
