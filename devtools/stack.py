@@ -274,6 +274,16 @@ def config_from_args(args: argparse.Namespace) -> StackConfig:
     return cfg
 
 
+def cli_flags(cfg: StackConfig) -> str:
+    """The modelmgr flags needed for this stack's addresses (none for the defaults)."""
+    flags = ""
+    for name, default in (("registry", DEFAULT_REGISTRY), ("civitai", DEFAULT_CIVITAI),
+                          ("inference", DEFAULT_INFERENCE)):
+        if getattr(cfg, name) != default:
+            flags += f" --{name} {getattr(cfg, name)}"
+    return flags
+
+
 def banner(cfg: StackConfig, examples: Sequence[str]) -> str:
     url = f"http://{cfg.gateway}"
     lines = [
@@ -282,10 +292,14 @@ def banner(cfg: StackConfig, examples: Sequence[str]) -> str:
         f"  Model Manager is up{' (demo: offline, fake CivitAI, tiny models)' if cfg.demo else ''}",
         f"  Web UI:    {url}/",
         f"  API docs:  {url}/docs",
-        "  CLI:       modelmgr --help   (e.g. `modelmgr list`)",
+        f"  CLI:       modelmgr{cli_flags(cfg)} list   (modelmgr --help for more)",
         f"  Services:  registry {cfg.registry} · civitai {cfg.civitai} · inference {cfg.inference}",
         f"  Data:      {cfg.data_dir}/user-models, {cfg.data_dir}/models",
     ]
+    base = cfg.models_dir / "illustrious-xl" / "Illustrious-XL-v0.1.safetensors"
+    if not base.exists():
+        lines.append(f"  Note: no base checkpoint at {base}: put Illustrious-XL there, or install a")
+        lines.append("        checkpoint from CivitAI and make it active, before generating.")
     if examples:
         lines.append("  Paste one of these in Model Manager → Download from CivitAI:")
         lines.extend(f"     {e}" for e in examples)
