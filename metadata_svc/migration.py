@@ -13,7 +13,7 @@ from metadata_svc import inspection as insp
 from metadata_svc.errors import InvalidSafetensors
 from metadata_svc.filenames import looks_like_model_file
 from metadata_svc.index_store import IndexState, fsync_dir
-from metadata_svc.models import LORA, ModelEntry, now_iso
+from metadata_svc.models import FOLDER_OF_TYPE, LORA, ModelEntry, now_iso
 from service_kit import get_logger
 
 log = get_logger("metadata_svc.migration")
@@ -51,16 +51,19 @@ def migrate(root: Path, state: IndexState) -> list[str]:
     for path in sorted(root.iterdir()):
         if not (path.is_file() and looks_like_model_file(path.name)):
             continue
-        target = loras / path.name
+        known = state.models.get(path.name)
+        # A file the index already knows goes to its type's folder; anything else was the old app's LoRA.
+        target = root / FOLDER_OF_TYPE[known.type] / path.name if known is not None else loras / path.name
         if target.exists():
             # Never overwrite: a file of that name is in loras/ already; leave both for the operator.
             log.warning("migration.conflict", file=str(path), existing=str(target))
             continue
         os.rename(path, target)  # same volume: atomic
         moved = True
-        done.append(f"moved {path.name} into loras/")
+        done.append(f"moved {path.name} into {target.parent.name}/")
     if moved:
         fsync_dir(loras)
+        fsync_dir(root / "checkpoints")
         fsync_dir(root)
     for spec in BUILTIN_LORAS:
         filename = str(spec["filename"])

@@ -162,7 +162,7 @@ class ModelEntry:
                 short_name=str(data.get("short_name") or ""),
                 source=str(data.get("source") or "local"),
                 trigger_words=tuple(str(w) for w in data.get("trigger_words") or ()),
-                recommended_weight=float(data.get("recommended_weight", 1.0) if data.get("recommended_weight") is not None else 1.0),
+                recommended_weight=float(_or(data.get("recommended_weight"), 1.0)),
                 base_model=str(data.get("base_model") or ""),
                 tags=tuple(str(t) for t in data.get("tags") or ()),
                 description=str(data.get("description") or ""),
@@ -218,6 +218,10 @@ class ModelEntry:
         if self.inspection is not None:
             model.inspection.CopyFrom(self.inspection.to_proto())
         return model
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 def _opt_int(value: Any) -> int | None:

@@ -565,18 +565,26 @@ class Registry:
         while True:
             await self._hash_wanted.wait()
             self._hash_wanted.clear()
+            pending = 0
             for entry in [e for e in self._models.values() if not e.sha256]:
-                path = self.path_of(entry)
                 try:
-                    digest = await asyncio.to_thread(sha256_of, path)
+                    digest = await asyncio.to_thread(sha256_of, self.path_of(entry))
                 except OSError:
-                    continue
+                    continue  # gone or unreadable: reported by rescan, retried on the next one
                 if self._models.get(entry.filename) is entry:
                     self._put(dataclasses.replace(entry, sha256=digest))
-                    try:
-                        await self.store.commit()
-                    except errors.ServiceError:
-                        log.warning("hash.commit_failed", filename=entry.filename)
+                    pending += 1
+                if pending >= 16:  # one index rewrite per batch, not per file
+                    pending = await self._commit_quietly()
+            if pending:
+                await self._commit_quietly()
+
+    async def _commit_quietly(self) -> int:
+        try:
+            await self.store.commit()
+        except errors.ServiceError:
+            log.warning("hash.commit_failed")  # the hashes stay in memory and go out with the next write
+        return 0
 
 
 def _is_set(model: model_pb2.Model, name: str) -> bool:

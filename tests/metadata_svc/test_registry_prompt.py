@@ -76,6 +76,18 @@ async def test_compose_errors(with_loras, selection, code, expected):
         assert "nope.safetensors" in caught.value.details()
 
 
+async def test_ambiguous_and_duplicate_selections(with_loras):
+    write_lora(with_loras.loras / "detail-v2.safetensors", seed=5)
+    await with_loras.stub.CreateModel(create_request("detail-v2.safetensors", LORA, display_name="Detailer IL"))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await with_loras.stub.ComposePrompt(registry_pb2.ComposePromptRequest(prompt="x", loras=[_sel("Detailer IL")]))
+    assert reason(caught.value) == "AMBIGUOUS_LORA" and "detail-v2.safetensors" in caught.value.details()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await with_loras.stub.ComposePrompt(registry_pb2.ComposePromptRequest(
+            prompt="x", loras=[_sel("detail"), _sel("detail.safetensors")]))
+    assert reason(caught.value) == "DUPLICATE_LORA"
+
+
 async def test_lora_whose_file_is_gone(with_loras):
     (with_loras.loras / "detail.safetensors").unlink()
     with pytest.raises(grpc.aio.AioRpcError) as caught:

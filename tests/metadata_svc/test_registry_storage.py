@@ -134,6 +134,18 @@ async def test_migration_moves_root_files_and_seeds_builtins_idempotently(start_
     assert (await again.stub.ListModels(registry_pb2.ListModelsRequest())).total_size == 3
 
 
+async def test_migration_sends_a_known_root_checkpoint_to_checkpoints(start_registry, volumes):
+    user_models, _ = volumes
+    write_checkpoint(user_models / "base.safetensors")
+    (user_models / ".metadata.json").write_text(json.dumps({
+        "version": 1, "active_checkpoint": "base.safetensors",
+        "models": {"base.safetensors": {"filename": "base.safetensors", "type": "checkpoint"}}}))
+    reg = await start_registry()
+    assert (reg.checkpoints / "base.safetensors").is_file()
+    active = await reg.stub.GetActiveCheckpoint(registry_pb2.GetActiveCheckpointRequest())
+    assert active.file_present and active.model.type == CHECKPOINT
+
+
 async def test_migration_never_overwrites_a_file_in_loras(start_registry, volumes):
     user_models, _ = volumes
     write_lora(user_models / "loras" / "dup.safetensors", seed=1)
