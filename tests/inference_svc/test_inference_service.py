@@ -317,7 +317,7 @@ async def test_upscale_streams_per_tile_progress_and_uses_the_controlnet_when_pr
 
 async def test_two_jobs_queue_one_behind_the_other(stack, tiny):
     await stack.add_checkpoint(tiny.checkpoint_a, activate=True)
-    first = stack.inference.Generate(generate_request(steps=12))
+    first = stack.inference.Generate(generate_request(steps=30))
     first_events = []
     async for event in first:  # wait until the first job runs
         first_events.append(event)
