@@ -94,8 +94,9 @@ async def receive_upload(registry: Registry, requests: AsyncIterator[registry_pb
     registry.reserve_name(filename)
     handed_over = False
     part: PartFile | None = None
+    part_path = dest.parent / f".upload-{uuid.uuid4().hex}.part"
     try:
-        part = await asyncio.to_thread(PartFile, dest.parent / f".upload-{uuid.uuid4().hex}.part")
+        part = await asyncio.to_thread(PartFile, part_path)
         async for message in stream:
             if message.WhichOneof("payload") != "chunk":
                 raise errors.InvalidArgument("an upload has one header, then only chunks", reason="DUPLICATE_HEADER",
@@ -128,6 +129,9 @@ async def receive_upload(registry: Registry, requests: AsyncIterator[registry_pb
         if not handed_over:
             if part is not None:
                 part.discard()
+            else:  # cancelled while the thread was creating it
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(part_path)
             registry.release_name(filename)
 
 
