@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import grpc
-import pytest
 from registry_helpers import LORA, create_request, write_lora
 
 from metadata_svc.index_store import load_index
@@ -34,7 +33,6 @@ async def _spawn(user_models: Path, models: Path) -> tuple[asyncio.subprocess.Pr
     return proc, line.rsplit(" ", 1)[-1].strip()
 
 
-@pytest.mark.slow
 async def test_sigkill_mid_stream_keeps_every_acknowledged_write(volumes):
     user_models, models = volumes
     names = [f"k{i:03d}.safetensors" for i in range(300)]
