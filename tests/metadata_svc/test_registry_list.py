@@ -97,6 +97,7 @@ async def test_bad_page_arguments(populated):
     assert token and "zeta" not in token  # opaque
     cases = [
         (registry_pb2.ListModelsRequest(page_size=-1), "INVALID_PAGE_SIZE"),
+        (registry_pb2.ListModelsRequest(type=42), "INVALID_TYPE"),
         (registry_pb2.ListModelsRequest(page_token="garbage"), "INVALID_PAGE_TOKEN"),
         (registry_pb2.ListModelsRequest(page_token=token[:-2] + ("AA" if token[-2:] != "AA" else "BB")),
          "INVALID_PAGE_TOKEN"),

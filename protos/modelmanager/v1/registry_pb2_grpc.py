@@ -117,7 +117,8 @@ class ModelRegistryServiceServicer:
 
     def ListModels(self, request, context):
         """Lists models in a stable order (type, then display name, then filename).
-        Errors: INVALID_ARGUMENT / INVALID_PAGE_TOKEN, INVALID_PAGE_SIZE.
+        Errors: INVALID_ARGUMENT / INVALID_PAGE_TOKEN (not issued by this
+        process, or for another filter), INVALID_PAGE_SIZE, INVALID_TYPE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
