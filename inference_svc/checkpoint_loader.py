@@ -164,7 +164,7 @@ class CheckpointLoader:
                     )
                 report("building", 0.2)
                 pipe = StableDiffusionXLPipeline.from_pretrained(
-                    path, torch_dtype=self.device.dtype, local_files_only=True, use_safetensors=True
+                    path, dtype=self.device.dtype, local_files_only=True, use_safetensors=True
                 )
             else:
                 checkpoint = inspect_checkpoint(path)
@@ -176,7 +176,7 @@ class CheckpointLoader:
                     str(path),
                     config=str(config),
                     local_files_only=True,
-                    torch_dtype=self.device.dtype,
+                    dtype=self.device.dtype,
                     device=self.device.device,
                 )
                 _apply_prediction_type(pipe, checkpoint)

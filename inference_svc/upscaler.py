@@ -116,7 +116,7 @@ class ControlNetTile:
 
             try:
                 model = ControlNetModel.from_pretrained(
-                    self.folder, torch_dtype=self.device.dtype, local_files_only=True
+                    self.folder, dtype=self.device.dtype, local_files_only=True
                 )
             except Exception as exc:
                 raise ControlNetLoadFailed(
