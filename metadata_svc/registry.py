@@ -360,6 +360,7 @@ class Registry:
         filename = model.filename
         kind, fmt = self.check_new_name(filename, model.type)
         claimed_sha = model.sha256.strip().lower()
+        check_weight(model.recommended_weight or 1.0, filename)  # before hashing gigabytes, not after
         path = self.folder(kind) / filename
         with self.reserve(filename):
             # Hash even when the caller gives one: a cheap insurance that the index never lies
@@ -373,18 +374,22 @@ class Registry:
             source = PROTO_TO_SOURCE.get(model.source) or "local"
             entry = self.entry_from(model, filename=filename, kind=kind, source=source, facts=facts)
             self._put(entry)
-        await self.store.commit()
+        await self._commit_or_undo(entry)
         log.info("model.created", filename=filename, type=kind, source=source, size=facts.size)
         return entry
 
     async def add_uploaded(self, entry: ModelEntry) -> None:
         """Insert an entry whose file was just renamed into place (see uploads.py)."""
         self._put(entry)
+        await self._commit_or_undo(entry)
+
+    async def _commit_or_undo(self, added: ModelEntry) -> None:
+        """Commit a new entry; if the index write fails, take it out again so the caller can retry."""
         try:
             await self.store.commit()
         except errors.ServiceError:
-            if self._models.get(entry.filename) is entry:
-                self._pop(entry.filename)
+            if self._models.get(added.filename) is added:
+                self._pop(added.filename)
             raise
 
     async def update(self, model: model_pb2.Model, mask_paths: Sequence[str]) -> ModelEntry:

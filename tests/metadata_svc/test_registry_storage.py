@@ -208,3 +208,22 @@ async def test_a_failed_index_write_is_not_acknowledged_and_a_later_one_recovers
     assert store.flushes <= 2  # grouped: 50 waiters, at most two rewrites
     loaded = load_index(folder / ".metadata.json")
     assert loaded is not None and list(loaded.models) == ["a.safetensors"]
+
+
+async def test_create_whose_index_write_fails_is_unavailable_and_can_be_retried(reg):
+    write_lora(reg.loras / "a.safetensors")
+    # Make the rename over the index fail: a non-empty directory stands where the file was.
+    reg.index.unlink()
+    reg.index.mkdir()
+    (reg.index / "blocker").write_text("x")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await reg.stub.CreateModel(create_request("a.safetensors", LORA))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE and reason(caught.value) == "INDEX_WRITE_FAILED"
+    with pytest.raises(grpc.aio.AioRpcError):
+        await reg.stub.GetModel(registry_pb2.GetModelRequest(filename="a.safetensors"))
+    assert not list(reg.user_models.glob(".metadata.json.*.tmp"))
+    (reg.index / "blocker").unlink()
+    reg.index.rmdir()
+    ok = await reg.stub.CreateModel(create_request("a.safetensors", LORA))
+    assert ok.model.filename == "a.safetensors"
+    assert "a.safetensors" in json.loads(reg.index.read_text())["models"]
