@@ -186,7 +186,7 @@ class CivitaiApi:
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             follow_redirects=False,
-            headers={"User-Agent": user_agent or USER_AGENT, "Accept-Encoding": "identity"},
+            headers={"User-Agent": user_agent or USER_AGENT},
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=8),
             trust_env=False,  # a netrc entry must not add BasicAuth next to our Bearer token
         )
@@ -326,7 +326,10 @@ class CivitaiApi:
     async def open_file(self, redirect: Redirect, offset: int, token: str | None = None) -> httpx.Response:
         """A streaming GET of the file from `offset` (no retries: the downloader resumes instead)."""
         url = httpx.URL(redirect.url)
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        # The body is saved as it comes (aiter_raw): ask for it uncompressed.
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
         # The token never goes to the storage host, whatever `token` says.
         request = self._client.build_request(
             "GET", url, headers=self._headers(url, token, headers) if redirect.same_origin else headers

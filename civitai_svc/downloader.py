@@ -205,12 +205,20 @@ class Downloader:
         filename = ""
         last_report = 0.0
 
+        current: list[_Attempt] = []  # the attempt in progress, for live progress figures
+
         def report(force: bool = False) -> None:
             nonlocal last_report
             now = time.monotonic()
             if on_progress and (force or now - last_report >= self.progress_interval):
                 last_report = now
-                on_progress(writer.offset, total, transferred, resumes)
+                live = current[-1] if current else None
+                on_progress(
+                    writer.offset,
+                    (live.total if live else 0) or total,
+                    transferred + (live.received if live else 0),
+                    resumes,
+                )
 
         try:
             while True:
@@ -218,7 +226,8 @@ class Downloader:
                 redirect = await self.api.resolve_download(version_id, file_id, token)
                 filename = filename or filename_from_url(redirect.url)
                 try:
-                    done = await self._attempt(redirect, writer, token, start_offset, total, check_space)
+                    done = await self._attempt(redirect, writer, token, start_offset, total, check_space, report, current)
+                    current.clear()  # its figures move into the totals below
                     total = done.total or total
                     filename = filename or done.filename
                     transferred += done.received
@@ -227,6 +236,7 @@ class Downloader:
                     # The server sent fewer bytes than announced, then closed cleanly.
                     raise _Stalled("short body")
                 except (httpx.TransportError, _Stalled, _RetryStorage) as exc:
+                    current.clear()
                     await writer.flush()  # what arrived is valid and in order: keep it
                     received = getattr(exc, "received", 0)
                     transferred += received
@@ -268,10 +278,14 @@ class Downloader:
         offset: int,
         known_total: int,
         check_space: Callable[[int], None] | None,
+        report: Callable[[], None] = lambda: None,
+        live: list[_Attempt] | None = None,
     ) -> _Attempt:
         """One GET of the storage URL from `offset`; raises _RetryStorage/TransportError to resume."""
         response = await self.api.open_file(redirect, offset, token)
         attempt = _Attempt(total=known_total, filename=filename_from_headers(response.headers))
+        if live is not None:
+            live[:] = [attempt]
         try:
             status = response.status_code
             if status == 416:
@@ -321,6 +335,7 @@ class Downloader:
                 attempt.received += len(chunk)
                 if writer.add(chunk):
                     await writer.submit()
+                report()  # throttled to progress_interval inside
             attempt.complete = not attempt.total or writer.offset >= attempt.total
             return attempt
         except httpx.TransportError as exc:

@@ -1017,9 +1017,14 @@ class _StorageHandler(_Handler):
         if self.command == "HEAD":
             return
         to_send = length if cut_after is None else max(0, min(length, cut_after))
-        sent = self._body(stored, start, to_send)
+        # Counted before sending, so a client that has read everything never sees a stale count;
+        # corrected below if the send falls short.
         with fake._lock:
-            fake._served[file_id] = fake._served.get(file_id, 0) + sent
+            fake._served[file_id] = fake._served.get(file_id, 0) + to_send
+        sent = self._body(stored, start, to_send)
+        if sent != to_send:
+            with fake._lock:
+                fake._served[file_id] -= to_send - sent
         if cut_after is not None and to_send < length:
             with fake._lock:
                 fake._signatures.pop(sig, None)  # a cut transfer's URL is expired: ask again

@@ -26,6 +26,11 @@ async def test_model_info_by_every_selector(stack):
         S.GetModelInfoRequest(reference=f"urn:air:sdxl:lora:civitai:{lora.model_id}@{lora.version_id}"), timeout=10)).info
     assert by_air.version_id == lora.version_id
     assert by_model.images and by_model.images[0].url.startswith("https://")
+    assert not by_model.HasField("early_access_deadline")
+    gated = stack.fake.add_lora(name="Gated")
+    stack.fake.early_access(gated.version_id, "2031-01-02T03:04:05.000Z")
+    early = (await stack.civitai.GetModelInfo(S.GetModelInfoRequest(version_id=gated.version_id), timeout=10)).info
+    assert early.early_access_deadline.ToJsonString() == "2031-01-02T03:04:05Z"
 
 
 async def test_model_info_errors(stack):

@@ -121,8 +121,11 @@ async def test_cancel_leaves_nothing(stack):
     stack.fake.throttle(lora.file_id, 1024 * 1024)
     started = await stack.civitai.StartDownload(S.StartDownloadRequest(reference=lora.url), timeout=10)
     async for reply in stack.civitai.WatchDownload(S.WatchDownloadRequest(job_id=started.job.id), timeout=30):
-        if reply.job.bytes_done > 0:
+        if reply.job.bytes_per_second > 0:
             break
+    # Progress while running: bytes, exact total, speed and an ETA.
+    assert reply.job.state == S.DOWNLOAD_STATE_RUNNING and 0 < reply.job.bytes_done < lora.size
+    assert reply.job.total_bytes == lora.size and reply.job.eta_seconds > 0
     assert any(name.endswith(".part") for name in stack.files())
     cancelled = await stack.civitai.CancelDownload(S.CancelDownloadRequest(job_id=started.job.id), timeout=10)
     assert cancelled.job.state == S.DOWNLOAD_STATE_CANCELLED
