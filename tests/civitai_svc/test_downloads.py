@@ -325,3 +325,32 @@ async def test_concurrent_jobs_with_the_same_name_never_share_a_file(stack):
     assert len({j.filename for j in jobs}) == 3
     for model, job in zip(made, jobs, strict=True):
         assert (stack.user_models / "loras" / job.filename).read_bytes() == stack.fake._files[model.file_id].content
+
+
+async def test_empty_hashes_install_unverified(stack):
+    lora = stack.fake.add_lora()
+    lora.json["modelVersions"][0]["files"][0]["hashes"] = {}  # ComfyUI-Lora-Manager #933
+    job = await stack.download(lora.url)
+    assert job.state == S.DOWNLOAD_STATE_SUCCEEDED, job.error
+    assert job.model.sha256 == lora.sha256  # computed while downloading
+
+
+async def test_registry_down_is_unavailable_before_any_download(stack):
+    lora = stack.fake.add_lora()
+    await stack.registry_server.stop(0)
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stack.civitai.StartDownload(S.StartDownloadRequest(reference=lora.url), timeout=30)
+    code, info = status_of(exc.value)
+    assert code == grpc.StatusCode.UNAVAILABLE and info.reason == "REGISTRY_UNAVAILABLE"
+    assert stack.fake.storage_requests() == []
+
+
+async def test_shutdown_cancels_running_jobs_and_removes_part_files(stack):
+    lora = stack.fake.add_lora(data=make_safetensors("lora", 4 * 1024 * 1024, seed=40))
+    stack.fake.throttle(lora.file_id, 1024 * 1024)
+    started = await stack.civitai.StartDownload(S.StartDownloadRequest(reference=lora.url), timeout=10)
+    async for reply in stack.civitai.WatchDownload(S.WatchDownloadRequest(job_id=started.job.id), timeout=30):
+        if reply.job.bytes_done > 0:
+            break
+    await stack.server.stop(0)
+    assert stack.files() == [] and await stack.models() == []
