@@ -1,8 +1,26 @@
 """CivitAI fetcher and downloader: references, metadata, download jobs, search, identify, updates.
 
-Modules, one concept each: `references` (parsing what users paste),
-`api_client` (HTTP, retries, cache), `metadata` (JSON -> CivitaiModelInfo),
-`catalog` (lookups, search, identify, updates), `downloader` (one transfer),
-`jobs` (job registry), `installer` (naming, move, register), `registry_client`,
-`servicer` (gRPC), `app` (composition root), `config`, `errors`.
+    python -m civitai_svc --listen 127.0.0.1:50052 --registry 127.0.0.1:50051 \
+        --user-models-dir data/user-models [--base-url https://civitai.com]
+
+Configuration: flags, or MODELMGR_CIVITAI_* / MODELMGR_* variables (see `--help`);
+`CIVITAI_TOKEN` (environment only, so it never shows in `ps`) and `CIVITAI_BASE_URL`.
+
+Behaviour worth knowing:
+- Anything users paste parses offline (ParseReference); a bare number is a model id.
+- Metadata is cached in memory (`--cache-ttl`); update checks bypass the cache.
+- A download is a job that outlives its caller: QUEUED -> RUNNING -> VERIFYING ->
+  REGISTERING -> SUCCEEDED (or FAILED with a google.rpc.Status, or CANCELLED). Jobs
+  live in memory: a restart forgets them and removes their partial files.
+- The token goes only to the CivitAI origin (`Authorization: Bearer`), never to the
+  storage host the download endpoint redirects to.
+- Files land as `<name>.<job>.part` next to their destination in `loras/` or
+  `checkpoints/`, are hashed while they stream, resume with Range after a cut, and
+  are registered with the registry once verified. Nothing is left behind on failure.
+
+Modules, one concept each: `references` (parsing), `api_client` (HTTP, retries,
+cache), `metadata` (JSON -> CivitaiModelInfo), `catalog` (lookups, search, identify,
+updates), `downloader` (one transfer), `jobs` (job registry), `installer` (naming,
+move, register), `registry_client`, `servicer` (gRPC), `app` (composition root),
+`config`, `errors`.
 """
