@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.config import GatewaySettings
 from gateway.errors import ApiError, from_rpc_error
+from gateway.protojson import message_to_dict
 from modelmanager.v1 import civitai_pb2_grpc, inference_pb2_grpc, registry_pb2_grpc
 from service_kit import insecure_channel
 
@@ -28,10 +29,9 @@ SERVICES = ("registry", "civitai", "inference")
 
 
 def to_dict(msg: Message) -> dict[str, Any]:
-    """Proto → JSON-able dict with the proto's field names and every field present."""
-    return json_format.MessageToDict(
-        msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
+    """Proto → JSON-able dict with the proto's field names and every field present
+    (json_format's output, computed faster: see gateway.protojson)."""
+    return message_to_dict(msg)
 
 
 def proto_json(msg: Message, status_code: int = 200) -> JSONResponse:
