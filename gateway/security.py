@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import re
+import time
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -18,7 +19,9 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import ApiError
-from service_kit.logs import REQUEST_ID_HEADER, new_request_id, request_id_var
+from service_kit.logs import REQUEST_ID_HEADER, get_logger, new_request_id, request_id_var
+
+log = get_logger("gateway.http")
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -71,7 +74,20 @@ class RequestIdMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        started = time.perf_counter()
+        status = 0
+
+        async def send_logged(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send_with_id(message)
+
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_logged)
         finally:
+            path = scope.get("path", "")
+            if path.startswith("/api/"):  # the UI's own asset and queue traffic would drown the log
+                log.info("http", method=scope.get("method"), path=path, status=status,
+                         duration_ms=round((time.perf_counter() - started) * 1000, 2))
             request_id_var.reset(token)

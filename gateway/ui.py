@@ -28,6 +28,7 @@ from gateway.errors import ApiError
 from gateway.security import key_matches
 from gateway.text import human_size, type_name
 from modelmanager.v1 import civitai_pb2, inference_pb2, model_pb2, registry_pb2
+from service_kit.logs import new_request_id, request_id_var
 
 DEFAULT_CHECKPOINT = "illustrious-xl"
 UPLOAD_CHUNK = 1024 * 1024
@@ -80,6 +81,9 @@ class Ui:
 
     @property
     def clients(self) -> ServiceClients:
+        # Each UI event gets a request id (in its own task's context) that travels to the services.
+        if request_id_var.get() is None:
+            request_id_var.set(new_request_id())
         return self.app.state.clients
 
     async def unary(self, service: str, method_name: str, request: Any, deadline: float | None = None) -> Any:
@@ -608,6 +612,8 @@ def build_blocks(ui: Ui) -> gr.Blocks:
 
         for trigger in (type_filter.change, search.submit, refresh_btn.click):
             trigger(ui.refresh_models, [type_filter, search], [table, models_status])
+        search.input(ui.refresh_models, [type_filter, search], [table, models_status], trigger_mode="always_last",
+                     show_progress="hidden")
         refresh_btn.click(ui.refresh_checkpoints, None, [ckpt, active_md])
         detail_outputs = [selected_fn, d_name, d_triggers, d_weight, d_tags, facts, detail_msg]
         table.select(ui.select_model, [table], detail_outputs)
