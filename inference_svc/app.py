@@ -20,20 +20,26 @@ log = get_logger("inference_svc")
 
 
 
-def _quiet_libraries() -> None:
-    # transformers reports every LoRA-wrapped layer as "MISSING" when PEFT injects adapters:
-    # noise, not news. diffusers keeps its warnings (e.g. LoRA keys that matched nothing).
+def quiet_libraries() -> None:
+    """Silence what the libraries print that is noise here.
+
+    transformers reports every LoRA-wrapped layer as "MISSING" when PEFT injects
+    adapters; diffusers warns about float32 casts of modules that have none. The
+    cases that matter (a LoRA that matches nothing, a file that does not load)
+    are errors the service raises itself.
+    """
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
+    diffusers_logging.set_verbosity_error()
     diffusers_logging.disable_progress_bar()
 
 
 async def create_server(settings: InferenceSettings) -> GrpcServer:
     """The inference server, not started. Nothing is loaded until a request needs it."""
-    _quiet_libraries()
+    quiet_libraries()
     device = resolve_device(settings.device)
     device_budget, park_budget = default_budgets(device, settings.device_cache_bytes, settings.cpu_park_bytes)
     loader = CheckpointLoader(device, sdxl_config_dir=settings.sdxl_config_dir, config_cache_dir=settings.config_cache_dir)
