@@ -89,6 +89,13 @@ async def test_download_watch_and_disconnect_keeps_the_job(env: dict) -> None:
     assert [e for e, _ in events][-1] == "end"
     assert json.loads(events[-2][1])["state"] == "DOWNLOAD_STATE_SUCCEEDED"
 
+    identified = await http.post("/api/v1/civitai/identify", json={"filename": job["filename"]})
+    assert identified.status_code == 200, identified.text
+    assert identified.json()["info"]["version_id"] == str(lora.version_id)
+    updates = await http.post("/api/v1/civitai/check-updates")
+    assert updates.status_code == 200, updates.text
+    assert [u["update_available"] for u in updates.json()["updates"]] == [False]
+
     listed = (await http.get("/api/v1/downloads")).json()["jobs"]
     assert job_id in [j["id"] for j in listed]
     # Cancelling a finished job is a no-op that returns it.
