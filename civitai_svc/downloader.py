@@ -19,6 +19,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import re
@@ -79,6 +80,17 @@ class _BlockWriter:
         self._inflight: deque[asyncio.Future[object]] = deque()
         self.hasher = hashlib.sha256()
         self.offset = 0  # bytes handed over (written, in flight or buffered)
+
+    def reserve(self, size: int) -> None:
+        """Allocate the whole file up front: no block allocation per write, and the space is ours."""
+        try:
+            os.posix_fallocate(self._fd, 0, size)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise E.InsufficientDiskSpace(
+                    f"not enough free disk space for {size} bytes", metadata={"needed_bytes": size}
+                ) from None
+            # Filesystems without fallocate (EOPNOTSUPP, EINVAL): the writes allocate as they go.
 
     def add(self, chunk: bytes) -> bool:
         """Buffer a chunk; True when a block is full and `submit()` should be awaited."""
@@ -321,6 +333,8 @@ class Downloader:
 
             if check_space is not None and attempt.total and not known_total:
                 check_space(attempt.total - writer.offset)  # exact size known now: enough room left?
+            if attempt.total and not known_total:
+                writer.reserve(attempt.total)
             first = writer.offset == 0
             async for chunk in response.aiter_raw():
                 if first:
