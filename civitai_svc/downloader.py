@@ -333,8 +333,6 @@ class Downloader:
 
             if check_space is not None and attempt.total and not known_total:
                 check_space(attempt.total - writer.offset)  # exact size known now: enough room left?
-            if attempt.total and not known_total:
-                writer.reserve(attempt.total)
             first = writer.offset == 0
             async for chunk in response.aiter_raw():
                 if first:
@@ -346,6 +344,8 @@ class Downloader:
                             f"nothing was installed. If the model needs a login, {E.TOKEN_HINT}",
                             metadata={"content_type": response.headers.get("Content-Type", "")},
                         )
+                    if attempt.total:
+                        writer.reserve(attempt.total)  # only once the body looks like a model file
                 attempt.received += len(chunk)
                 if writer.add(chunk):
                     await writer.submit()
