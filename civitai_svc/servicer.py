@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from civitai_svc.catalog import Catalog
 from civitai_svc.installer import Installer, Plan, prepare
@@ -66,7 +67,7 @@ class CivitaiServicer(civitai_pb2_grpc.CivitaiServiceServicer):
         ref = parse_reference(request.reference)
         token = _token(request.token, ref.token)
         if request.file_id:
-            ref = Reference(**{**ref.__dict__, "file_id": request.file_id})
+            ref = replace(ref, file_id=request.file_id)
         info = await self.catalog.lookup(ref, token)
         planned = await prepare(self.installer, info, token)
         proto = civitai_pb2.DownloadJob(

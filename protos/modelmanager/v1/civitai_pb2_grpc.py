@@ -127,8 +127,13 @@ class CivitaiServiceServicer:
 
     def StartDownload(self, request, context):
         """Starts a download job and returns at once. The job outlives the caller.
+        When the same file (sha256) is installed already, the job comes back
+        SUCCEEDED with already_installed set and nothing is fetched.
         Errors: INVALID_ARGUMENT / INVALID_REFERENCE; RESOURCE_EXHAUSTED /
-        INSUFFICIENT_DISK_SPACE; metadata errors as GetModelInfo.
+        INSUFFICIENT_DISK_SPACE; FAILED_PRECONDITION / UNSUPPORTED_MODEL_TYPE,
+        MODEL_ARCHIVED, NO_MODEL_FILE; UNAVAILABLE / REGISTRY_UNAVAILABLE;
+        metadata errors as GetModelInfo. Failures during the transfer end the
+        job FAILED with DownloadJob.error (see there).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
