@@ -497,7 +497,8 @@ def build_blocks(ui: Ui) -> gr.Blocks:
                                         elem_id="model-search")
                     refresh_btn = gr.Button("Refresh", scale=1, elem_id="models-refresh")
                 models_status = gr.Markdown()
-                table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True, elem_id="models-table")
+                table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True, elem_id="models-table",
+                                     column_widths=["22%", "20%", "9%", "10%", "17%", "7%", "8%", "7%"])
 
                 with gr.Accordion("Details (select a row above)", open=True):
                     selected_fn = gr.Textbox(label="Filename", interactive=False, elem_id="detail-filename")
@@ -628,7 +629,8 @@ def build_blocks(ui: Ui) -> gr.Blocks:
         delete_btn.click(ask_delete, selected_fn, [confirm_row, confirm_md])
         cancel_btn.click(lambda: gr.update(visible=False), None, confirm_row)
         confirm_btn.click(ui.delete_model, selected_fn, detail_msg).then(
-            lambda: (gr.update(visible=False), ""), None, [confirm_row, selected_fn]).then(
+            lambda: (gr.update(visible=False), "", "", "", 1.0, "", ""), None,
+            [confirm_row, selected_fn, d_name, d_triggers, d_weight, d_tags, facts]).then(
             reload_all, [type_filter, search], everything)
 
         ckpt_btn.click(ui.set_active, ckpt, ckpt_status).then(ui.refresh_checkpoints, None, [ckpt, active_md])
