@@ -28,8 +28,14 @@ def quiet_libraries() -> None:
     cases that matter (a LoRA that matches nothing, a file that does not load)
     are errors the service raises itself.
     """
+    import warnings
+
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
+
+    # PEFT's notes on adding a second adapter, or deleting the active one, are how adapters work here.
+    warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+    warnings.filterwarnings("ignore", message="Adapter .* was active which is now deleted")
 
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
