@@ -82,11 +82,11 @@ class Job:
             self.proto.bytes_per_second = speed if previous <= 0 else 0.7 * speed + 0.3 * previous
             self._sample = (now, done)
         self.proto.bytes_done = done
-        self.proto.total_bytes = total
+        self.proto.total_bytes = total or self.proto.total_bytes  # keep CivitAI's estimate until exact
         self.proto.bytes_transferred = transferred
         self.proto.resume_count = resumes
-        speed = self.proto.bytes_per_second
-        self.proto.eta_seconds = (total - done) / speed if total and speed > 0 else -1.0
+        speed, total = self.proto.bytes_per_second, self.proto.total_bytes
+        self.proto.eta_seconds = max(0.0, (total - done) / speed) if total and speed > 0 else -1.0
         self._notify()
 
     def fail(self, error: errors.ServiceError) -> None:
