@@ -101,11 +101,15 @@ async def _service_runs(base_url: str, model_url_ref: str, size: int, work: Path
         placed = 0.0
         reply = await civitai.StartDownload(S.StartDownloadRequest(reference=model_url_ref), timeout=60)
         job = reply.job
+        seen: dict[str, float] = {"started": time.perf_counter() - started}
         async for update in civitai.WatchDownload(S.WatchDownloadRequest(job_id=job.id), timeout=600):
             job = update.job
+            state = S.DownloadState.Name(job.state).removeprefix("DOWNLOAD_STATE_").lower()
+            seen.setdefault(state, time.perf_counter() - started)
             if job.state == S.DOWNLOAD_STATE_REGISTERING and not placed:
                 placed = time.perf_counter() - started
         total = time.perf_counter() - started
+        print("    states at: " + ", ".join(f"{k} {v:.2f}s" for k, v in seen.items()), flush=True)
         assert job.state == S.DOWNLOAD_STATE_SUCCEEDED, job.error
         assert job.model.sha256 and job.bytes_done == size
         await reg.DeleteModel(registry_pb2.DeleteModelRequest(filename=job.model.filename), timeout=60)
