@@ -45,7 +45,7 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
         return registry_pb2.DeleteModelResponse(model=self.registry.to_proto(entry))
 
     async def UploadModel(self, request_iterator, context):
-        entry = await receive_upload(self.registry, request_iterator)
+        entry = await receive_upload(self.registry, request_iterator, context.cancelled)
         return registry_pb2.UploadModelResponse(model=self.registry.to_proto(entry))
 
     async def GetActiveCheckpoint(self, request, context):

@@ -16,7 +16,7 @@ import os
 import re
 import struct
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from metadata_svc import inspection as insp
@@ -64,7 +64,10 @@ class PartFile:
             pass
 
 
-async def receive_upload(registry: Registry, requests: AsyncIterator[registry_pb2.UploadModelRequest]) -> ModelEntry:
+async def receive_upload(registry: Registry, requests: AsyncIterator[registry_pb2.UploadModelRequest],
+                         cancelled: Callable[[], bool] = lambda: False) -> ModelEntry:
+    """`cancelled` is the call's own flag: grpc.aio ends a cancelled client stream like a clean
+    half-close and cancels the handler a moment later, so the flag is read again before committing."""
     stream = aiter(requests)
     try:
         first = await anext(stream)
@@ -120,6 +123,8 @@ async def receive_upload(registry: Registry, requests: AsyncIterator[registry_pb
         if expected_sha and digest != expected_sha:
             raise UploadCorrupt(f"{filename}: the bytes hash to {digest}, not the expected {expected_sha}",
                                 metadata={"filename": filename, "expected": expected_sha, "actual": digest})
+        if cancelled():
+            raise asyncio.CancelledError("the client cancelled the upload")
         # From here the upload completes even if the client goes away: it is all local work, and
         # stopping halfway through the rename and the index write would be worse.
         finalize = asyncio.ensure_future(_finalize(registry, header, kind, fmt, part, dest, digest))

@@ -18,6 +18,7 @@ from registry_helpers import (
     write_lora,
 )
 
+from metadata_svc.uploads import receive_upload
 from modelmanager.v1 import registry_pb2
 
 
@@ -180,3 +181,16 @@ async def test_two_uploads_of_one_name_at_once(reg, lora_bytes):
     assert reason(caught.value) == "MODEL_ALREADY_EXISTS"
     gate.set()
     assert (await first).model.filename == "same.safetensors"
+
+
+async def test_upload_whose_call_was_cancelled_at_the_end_commits_nothing(reg, lora_bytes):
+    # grpc.aio ends a cancelled client stream like a clean half-close and cancels the handler only
+    # a moment later; an upload must not be committed in that gap.
+    registry = reg.server.registry
+    with pytest.raises(asyncio.CancelledError):
+        await receive_upload(registry, _stream([_header("late.safetensors"), *_chunks(lora_bytes)]),
+                             cancelled=lambda: True)
+    assert list(reg.loras.iterdir()) == []
+    assert (await reg.stub.ListModels(registry_pb2.ListModelsRequest())).total_size == 0
+    entry = await receive_upload(registry, _stream([_header("late.safetensors"), *_chunks(lora_bytes)]))
+    assert entry.filename == "late.safetensors"
