@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from civitai_svc.app import create_server
 from civitai_svc.config import CivitaiSettings
-from service_kit import configure_logging, run_until_signal
+from service_kit import configure_logging, serve
 
 
 def main(argv: list[str] | None = None) -> int:
     settings = CivitaiSettings.from_args(argv)
     configure_logging("civitai", level=settings.log_level, json=settings.log_format == "json",
                       secrets=[settings.token])
-
-    async def serve() -> None:
-        await run_until_signal(await create_server(settings))
-
-    asyncio.run(serve())
+    serve(lambda: create_server(settings))
     return 0
 
 

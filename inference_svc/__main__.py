@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from inference_svc.app import create_server
 from inference_svc.config import from_args
-from service_kit import configure_logging, run_until_signal
+from service_kit import configure_logging, serve
 
 
 def main(argv: list[str] | None = None) -> int:
     settings = from_args(argv)
     configure_logging("inference", level=settings.log_level, json=settings.log_format == "json")
-
-    async def serve() -> None:
-        await run_until_signal(await create_server(settings))
-
-    asyncio.run(serve())
+    serve(lambda: create_server(settings))
     return 0
 
 

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from metadata_svc.app import create_server
 from metadata_svc.config import RegistrySettings
 from metadata_svc.errors import CorruptIndexError
 from metadata_svc.index_store import VolumeInUseError
-from service_kit import configure_logging, get_logger, run_until_signal
+from service_kit import configure_logging, get_logger, serve
 
 
 def main(argv: list[str] | None = None) -> int:
     settings = RegistrySettings.from_args(argv)
     configure_logging("registry", level=settings.log_level, json=settings.log_format == "json")
-
-    async def serve() -> None:
-        await run_until_signal(await create_server(settings))
-
     try:
-        asyncio.run(serve())
+        serve(lambda: create_server(settings))
     except CorruptIndexError as exc:
         get_logger("metadata_svc").error("registry.corrupt_index", path=str(exc.path), detail=exc.detail)
         print(f"error: {exc}", file=sys.stderr, flush=True)

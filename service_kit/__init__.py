@@ -6,7 +6,7 @@ Written once so that each service only supplies its servicers and domain code.
 from service_kit import errors
 from service_kit.client import insecure_channel
 from service_kit.logs import configure_logging, get_logger, register_secret, request_id_var
-from service_kit.server import GrpcServer, ServiceBinding, run_until_signal
+from service_kit.server import GrpcServer, ServiceBinding, run_until_signal, serve
 
 __all__ = [
     "GrpcServer",
@@ -18,4 +18,5 @@ __all__ = [
     "register_secret",
     "request_id_var",
     "run_until_signal",
+    "serve",
 ]

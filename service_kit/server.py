@@ -122,3 +122,12 @@ async def run_until_signal(server: GrpcServer) -> None:
         await stop_requested.wait()
     finally:
         await server.stop()
+
+
+def serve(make_server: Callable[[], Awaitable[GrpcServer]]) -> None:
+    """`python -m <service>`: build the server inside a fresh event loop, run it until a signal."""
+
+    async def main() -> None:
+        await run_until_signal(await make_server())
+
+    asyncio.run(main())
