@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from gateway import errors
 from gateway.api import router
@@ -37,7 +38,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         finally:
             await clients.close()
 
-    app = FastAPI(
+    # FastAPIOffline serves Swagger UI from bundled files: FastAPI's default /docs loads them from a
+    # CDN and stays blank on a self-hosted machine without internet.
+    app = FastAPIOffline(
         title="Model Manager API",
         version="1",
         description=DESCRIPTION,
@@ -45,6 +48,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        static_url="/docs-assets",
     )
     app.state.settings = settings
     errors.install(app)

@@ -241,3 +241,16 @@ def test_whole_flow_in_the_browser(stack: DemoStack, page: Page, shots: Path) ->
     shot(page, shots, "upscale")
     tab(page, "Model Manager")
     shot(page, shots, "model-manager-after")
+
+
+def test_api_docs_render_without_internet(stack: DemoStack, page: Page, shots: Path) -> None:
+    # Self-hosted machines often have no internet: /docs must not need a CDN.
+    docs = page.context.browser.new_page()
+    requested: list[str] = []
+    docs.on("request", lambda request: requested.append(request.url))
+    docs.goto(stack.url + "/docs")
+    expect(docs.locator(".opblock").first).to_be_visible()
+    expect(docs.locator("#swagger-ui")).to_contain_text("/api/v1/models")
+    shot(docs, shots, "api-docs")
+    docs.close()
+    assert requested and all(url.startswith(stack.url) for url in requested), requested
