@@ -14,11 +14,18 @@ Why it is built this way:
   `Range: bytes=N-`. 206 appends; a 200 means the server ignored the range, so
   the file restarts from zero; 416 at the known total means it was complete.
 - The first bytes are checked: an HTML page or a JSON error is never saved as a model.
+- The `.part` file's length is always the count of bytes written in order (the
+  space is reserved with FALLOC_FL_KEEP_SIZE, which does not change the length),
+  and a cancelled transfer writes what it received before it stops. So a later
+  run (after a restart, even after a crash) continues from the file's length:
+  it hashes those bytes first, then goes on with Range like after a cut.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import errno
 import hashlib
 import os
@@ -44,6 +51,15 @@ BLOCK_SIZE = 16 * 1024 * 1024
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 _HTML_START = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")
 _TEXT_TYPES = ("text/html", "application/json", "text/plain", "application/xml", "text/xml")
+
+# Linux fallocate(2), for FALLOC_FL_KEEP_SIZE (os.posix_fallocate would set the length to the full size,
+# and then the length no longer tells how many bytes a stopped transfer had written). None elsewhere.
+_FALLOC_FL_KEEP_SIZE = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+_fallocate = getattr(_libc, "fallocate64", None) or getattr(_libc, "fallocate", None)
+if _fallocate is not None:
+    _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    _fallocate.restype = ctypes.c_int
 
 
 @dataclass
@@ -82,15 +98,27 @@ class _BlockWriter:
         self.offset = 0  # bytes handed over (written, in flight or buffered)
 
     def reserve(self, size: int) -> None:
-        """Allocate the whole file up front: no block allocation per write, and the space is ours."""
-        try:
-            os.posix_fallocate(self._fd, 0, size)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise E.InsufficientDiskSpace(
-                    f"not enough free disk space for {size} bytes", metadata={"needed_bytes": size}
-                ) from None
-            # Filesystems without fallocate (EOPNOTSUPP, EINVAL): the writes allocate as they go.
+        """Allocate the whole file up front (its length unchanged): no block allocation per write, and the
+        space is ours. Filesystems or systems without fallocate: the writes allocate as they go."""
+        if _fallocate is None or _fallocate(self._fd, _FALLOC_FL_KEEP_SIZE, 0, size) == 0:
+            return
+        if ctypes.get_errno() == errno.ENOSPC:
+            raise E.InsufficientDiskSpace(
+                f"not enough free disk space for {size} bytes", metadata={"needed_bytes": size}
+            )
+
+    async def adopt(self) -> None:
+        """Continue after the bytes already in the file: hash them block by block in the hash thread
+        (a cancel stops between blocks), then append after them."""
+        loop = asyncio.get_running_loop()
+        while read := await loop.run_in_executor(self._hash_pool, self._hash_at, self.offset):
+            self.offset += read
+        os.lseek(self._fd, self.offset, os.SEEK_SET)
+
+    def _hash_at(self, offset: int) -> int:
+        data = os.pread(self._fd, self._block_size, offset)
+        self.hasher.update(data)
+        return len(data)
 
     def add(self, chunk: bytes) -> bool:
         """Buffer a chunk; True when a block is full and `submit()` should be awaited."""
@@ -126,12 +154,18 @@ class _BlockWriter:
         written = loop.run_in_executor(self._write_pool, self._write, chunks)
         self._inflight.append(asyncio.gather(hashed, written))
         while len(self._inflight) > 2:
-            await self._inflight.popleft()
+            await self._wait_oldest()
+
+    async def _wait_oldest(self) -> None:
+        # Shielded: a cancel must not drop a queued write while later ones still run (a gap in the file);
+        # the block stays in flight until flush() has seen it done.
+        await asyncio.shield(self._inflight[0])
+        self._inflight.popleft()
 
     async def flush(self) -> None:
         await self.submit()
         while self._inflight:
-            await self._inflight.popleft()
+            await self._wait_oldest()
 
     async def restart(self) -> None:
         """Drop everything: the server ignored our Range, the file starts again from byte 0."""
@@ -207,32 +241,53 @@ class Downloader:
         token: str | None = None,
         on_progress: ProgressCallback | None = None,
         check_space: Callable[[int], None] | None = None,
+        continue_part: bool = False,
+        transferred_before: int = 0,
+        resumes_before: int = 0,
     ) -> TransferResult:
-        """Download into `part` (created or truncated). The caller removes `part` on failure."""
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        """Download into `part`, created or truncated; with `continue_part`, after the bytes a previous run
+        left there (`*_before`: that run's figures, so progress counts the whole job). The caller removes
+        `part` on failure; on a cancel, `part` keeps every byte received, in order."""
+        fd = os.open(part, os.O_RDWR | os.O_CREAT | (0 if continue_part else os.O_TRUNC), 0o644)
         writer = _BlockWriter(fd, self.block_size)
         total = 0
         resumes = stalls = 0
-        transferred = 0
+        transferred = transferred_before
         filename = ""
         last_report = 0.0
+        loop = asyncio.get_running_loop()
+        trailing: list[asyncio.TimerHandle] = []
 
         current: list[_Attempt] = []  # the attempt in progress, for live progress figures
 
         def report(force: bool = False) -> None:
             nonlocal last_report
+            if on_progress is None:
+                return
             now = time.monotonic()
-            if on_progress and (force or now - last_report >= self.progress_interval):
-                last_report = now
-                live = current[-1] if current else None
-                on_progress(
-                    writer.offset,
-                    (live.total if live else 0) or total,
-                    transferred + (live.received if live else 0),
-                    resumes,
-                )
+            if not force and now - last_report < self.progress_interval:
+                if not trailing:  # the last figures are shown too, even when no chunk follows (a stall)
+                    trailing.append(loop.call_later(self.progress_interval - (now - last_report), report, True))
+                return
+            for handle in trailing:
+                handle.cancel()
+            trailing.clear()
+            last_report = now
+            live = current[-1] if current else None
+            on_progress(
+                writer.offset,
+                (live.total if live else 0) or total,
+                transferred + (live.received if live else 0),
+                resumes_before + resumes,
+            )
 
         try:
+            if continue_part:
+                await writer.adopt()
+                if writer.offset:
+                    resumes_before += 1  # going on from a previous run's bytes is a resume too
+                    log.info("download.continue", version_id=version_id, offset=writer.offset)
+                report(force=True)
             while True:
                 start_offset = writer.offset
                 redirect = await self.api.resolve_download(version_id, file_id, token)
@@ -277,8 +332,16 @@ class Downloader:
                     f"got {writer.offset} of {total} bytes of version {version_id}",
                     metadata={"bytes_done": writer.offset, "total_bytes": total},
                 )
-            return TransferResult(writer.hasher.hexdigest(), writer.offset, filename, resumes, transferred)
+            return TransferResult(writer.hasher.hexdigest(), writer.offset, filename, resumes_before + resumes,
+                                  transferred)
+        except asyncio.CancelledError:
+            # Stopped from outside (shutdown, cancel): write what arrived, so `part` is a prefix to go on from.
+            with contextlib.suppress(OSError):
+                await writer.flush()
+            raise
         finally:
+            for handle in trailing:
+                handle.cancel()
             writer.close()
             os.close(fd)
 

@@ -52,7 +52,7 @@ Failures and quirks (all thread-safe; `times` counts requests, then the behaviou
 ``fail(route, status, times=1, body=None, headers=None, key=None)``: the next `times` requests to
     `route` answer `status` with `body` (dict -> JSON, str -> text). Routes: "model", "version",
     "by-hash", "search", "download", "storage"; `key` limits it to one id (model/version/file id).
-``clear_failures()``: forget pending fail/rate_limit/unavailable rules and connection drops.
+``clear_failures()``: forget pending fail/rate_limit/unavailable rules, connection drops and stalls.
 ``rate_limit(route, times=1, retry_after="1")``: 429 with `Retry-After` (seconds or an HTTP-date).
 ``unavailable(route, times=1, retry_after=None)``: 503.
 ``early_access(version_id, deadline="2030-01-01T00:00:00.000Z")``: download 403 `{"error":"Early Access",
@@ -62,6 +62,9 @@ Failures and quirks (all thread-safe; `times` counts requests, then the behaviou
 ``drop_connection(file_id, after_bytes, times=1)``: the storage server sends the full
     Content-Length, then closes the socket after `after_bytes` bytes. The signed URL of a cut
     transfer is expired afterwards (403), so a client must ask the download endpoint again.
+``stall(file_id, after_bytes, times=1)``: the storage server sends the full Content-Length, then
+    `after_bytes` bytes of the body, then nothing until the client hangs up (e.g. to stop a service
+    mid-transfer at a known byte; `bytes_served` counts exactly those bytes).
 ``corrupt(file_id)``: serve bytes whose sha256 does not match the metadata (one byte flipped).
 ``throttle(file_id, bytes_per_second)``: send that file slowly (0 = full speed), e.g. to cancel mid-way.
 ``serve_html(file_id, content_type="text/html")``: the storage answers 200 with a Cloudflare-style HTML
@@ -92,6 +95,7 @@ import json
 import random
 import re
 import secrets
+import select
 import shutil
 import signal
 import socket
@@ -280,6 +284,8 @@ class FakeCivitai:
         self._files: dict[int, _File] = {}
         self._rules: list[_Rule] = []
         self._drops: dict[int, list[int]] = {}  # file id -> [after_bytes, times]
+        self._stalls: dict[int, list[int]] = {}  # file id -> [after_bytes, times]
+        self._closed = threading.Event()
         self._early: dict[int, str] = {}
         self._forbidden: set[int] = set()
         self._signatures: dict[str, int] = {}  # valid storage signatures -> file id
@@ -307,6 +313,7 @@ class FakeCivitai:
         return f"http://{self._storage.server_address[0]}:{self._storage.server_address[1]}"
 
     def close(self) -> None:
+        self._closed.set()  # ends stalled transfers
         for server in (self._api, self._storage):
             server.shutdown()
             server.server_close()
@@ -596,6 +603,7 @@ class FakeCivitai:
         with self._lock:
             self._rules.clear()
             self._drops.clear()
+            self._stalls.clear()
 
     def rate_limit(self, route: str, *, times: int = 1, retry_after: str | None = "1", key: int | None = None) -> None:
         headers = {"Retry-After": retry_after} if retry_after is not None else {}
@@ -632,6 +640,11 @@ class FakeCivitai:
     def drop_connection(self, file_id: int, after_bytes: int, *, times: int = 1) -> None:
         with self._lock:
             self._drops[file_id] = [after_bytes, times]
+
+    def stall(self, file_id: int, after_bytes: int, *, times: int = 1) -> None:
+        """Send `after_bytes` of the body, then hold the connection silent until the client hangs up."""
+        with self._lock:
+            self._stalls[file_id] = [after_bytes, times]
 
     def corrupt(self, file_id: int, on: bool = True) -> None:
         with self._lock:
@@ -987,6 +1000,11 @@ class _StorageHandler(_Handler):
             if drop and drop[1] > 0:
                 drop[1] -= 1
                 cut_after = drop[0]
+            stall = fake._stalls.get(file_id)
+            stall_after = None
+            if stall and stall[1] > 0:
+                stall[1] -= 1
+                stall_after = stall[0]
         if stored.html is not None:
             self._send(200, CLOUDFLARE_HTML, content_type=stored.html)
             return
@@ -1016,7 +1034,8 @@ class _StorageHandler(_Handler):
         self.end_headers()
         if self.command == "HEAD":
             return
-        to_send = length if cut_after is None else max(0, min(length, cut_after))
+        limit = cut_after if cut_after is not None else stall_after
+        to_send = length if limit is None else max(0, min(length, limit))
         # Counted before sending, so a client that has read everything never sees a stale count;
         # corrected below if the send falls short.
         with fake._lock:
@@ -1025,7 +1044,9 @@ class _StorageHandler(_Handler):
         if sent != to_send:
             with fake._lock:
                 fake._served[file_id] -= to_send - sent
-        if cut_after is not None and to_send < length:
+        if stall_after is not None and to_send < length:
+            self._wait_for_hangup()
+        elif cut_after is not None and to_send < length:
             with fake._lock:
                 fake._signatures.pop(sig, None)  # a cut transfer's URL is expired: ask again
             self.wfile.flush()
@@ -1035,14 +1056,23 @@ class _StorageHandler(_Handler):
                 pass
             self.close_connection = True
 
+    def _wait_for_hangup(self) -> None:
+        """A stall: send nothing more until the client closes the connection (or the fake is closed)."""
+        self.wfile.flush()
+        while not self.fake._closed.is_set():
+            readable, _, _ = select.select([self.connection], [], [], 0.05)
+            if readable:  # end of stream (or a reset): the client has gone
+                break
+        self.close_connection = True
+
     def _body(self, stored: _File, start: int, count: int) -> int:
         """Send `count` bytes of the file from `start`; returns how many went out."""
         self.wfile.flush()
         flip = stored.size // 2 if stored.corrupt else -1
+        sent = 0
         try:
             if isinstance(stored.content, bytes) or flip >= 0 or stored.rate:
                 data = stored.content if isinstance(stored.content, bytes) else None
-                sent = 0
                 with (open(stored.content, "rb") if data is None else _Null()) as f:
                     while sent < count:
                         n = min(_SEND_BLOCK if not stored.rate else 64 * 1024, count - sent)
@@ -1063,7 +1093,7 @@ class _StorageHandler(_Handler):
                 return self.connection.sendfile(f, start, count) or 0
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
-            return 0
+            return sent  # the blocks sent before the client went away
 
 
 class _Null:

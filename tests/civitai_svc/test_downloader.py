@@ -67,3 +67,52 @@ async def test_a_storage_that_keeps_failing_gives_up_as_unavailable(served, tmp_
         assert "503" in exc.value.message
     finally:
         fake.clear_failures()
+
+
+async def test_continue_part_hashes_the_kept_bytes_and_fetches_only_the_rest(served, tmp_path):
+    fake, model = served
+    fake.reset_counters()
+    kept = 300_123
+    part = tmp_path / "kept.part"
+    part.write_bytes(DATA[:kept])
+    api = CivitaiApi(fake.base_url, retry=RetryPolicy(attempts=1, backoff_base=0.001))
+    try:
+        result = await Downloader(api, block_size=65536).fetch(
+            version_id=model.version_id, file_id=model.file_id, part=part, continue_part=True,
+            transferred_before=kept, resumes_before=2)
+    finally:
+        await api.aclose()
+    assert part.read_bytes() == DATA and result.sha256 == model.sha256
+    assert fake.bytes_served(model.file_id) == len(DATA) - kept  # nothing fetched twice
+    assert result.bytes_transferred == len(DATA) and result.resumes == 3
+    assert fake.storage_requests()[0].headers["range"] == f"bytes={kept}-"
+
+
+async def test_a_cancelled_transfer_keeps_every_byte_it_received(served, tmp_path):
+    fake, model = served
+    fake.reset_counters()
+    stop_at = 400_001  # several blocks and a partly filled one
+    fake.stall(model.file_id, stop_at)
+    part = tmp_path / "stopped.part"
+    api = CivitaiApi(fake.base_url, retry=RetryPolicy(attempts=1, backoff_base=0.001))
+    done = asyncio.Event()
+
+    def progress(received: int, *_: int) -> None:
+        if received == stop_at:
+            done.set()
+
+    try:
+        downloader = Downloader(api, block_size=65536, progress_interval=0.05)
+        task = asyncio.create_task(downloader.fetch(
+            version_id=model.version_id, file_id=model.file_id, part=part, on_progress=progress))
+        await asyncio.wait_for(done.wait(), timeout=60)  # the stall's last bytes show up in progress too
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert part.read_bytes() == DATA[:stop_at]  # the length is what was written, not the reserved size
+        result = await downloader.fetch(version_id=model.version_id, file_id=model.file_id, part=part,
+                                        continue_part=True)
+    finally:
+        await api.aclose()
+    assert part.read_bytes() == DATA and result.sha256 == model.sha256
+    assert fake.bytes_served(model.file_id) == len(DATA)  # 0 bytes fetched twice
