@@ -8,6 +8,7 @@ from civitai_svc.config import CivitaiSettings
 from civitai_svc.downloader import Downloader
 from civitai_svc.errors import DOMAIN
 from civitai_svc.installer import Installer
+from civitai_svc.job_journal import JobJournal
 from civitai_svc.jobs import JobManager
 from civitai_svc.registry_client import RegistryClient
 from civitai_svc.servicer import CivitaiServicer
@@ -36,8 +37,10 @@ async def create_server(settings: CivitaiSettings) -> GrpcServer:
     registry = RegistryClient(settings.registry)
     downloader = Downloader(api, max_resumes=settings.max_resumes)
     installer = Installer(settings.user_models_dir, registry, downloader, disk_reserve_bytes=settings.disk_reserve_bytes)
+    journal = JobJournal(settings.user_models_dir)
     jobs = JobManager(installer.run, max_concurrent=settings.max_concurrent_downloads,
-                      max_finished=settings.max_finished_jobs)
+                      max_finished=settings.max_finished_jobs, journal=journal)
+    resume_downloads(journal, installer, jobs, settings.token)
     servicer = CivitaiServicer(Catalog(api, registry), installer, jobs)
     server = GrpcServer(
         name="civitai",
@@ -51,6 +54,19 @@ async def create_server(settings: CivitaiSettings) -> GrpcServer:
         ],
         error_domain=DOMAIN,
     )
-    # Jobs first (their partial files go), then the clients they used.
+    # Jobs first (stopped as interrupted: partial files and journal entries stay), then the clients they used.
     server.on_shutdown.extend([jobs.shutdown, api.aclose, registry.aclose])
     return server
+
+
+def resume_downloads(journal: JobJournal, installer: Installer, jobs: JobManager, token: str | None) -> None:
+    """The jobs a previous run left unfinished run again under their ids, oldest first, with the
+    service's token (the journal has none); `.part` files that no entry continues are removed."""
+    kept = set()
+    for proto, plan in journal.load():
+        plan.token = token
+        part = installer.adopt(proto, plan)
+        if part is not None:
+            kept.add(part)
+        jobs.restore(proto, plan)
+    installer.remove_stray_parts(kept)

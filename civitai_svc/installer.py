@@ -8,8 +8,10 @@ Rules it keeps:
 - a name that is taken (on disk, in the registry, or by a running job) gets a
   suffix (`-{versionId}`, then `-{versionId}-2`...), never an overwrite: the
   final move is `link()` + `unlink()`, which fails instead of replacing;
-- the `.part` file lives next to the destination (same filesystem, so the
-  move is a rename) and is removed on every failure and on cancel;
+- the `.part` file (`{final}.{job12}.part`) lives next to the destination
+  (same filesystem, so the move is a rename) and is removed on every failure
+  and on cancel, but kept when the service's shutdown interrupts the job: the
+  next start continues it (`adopt`), and removes `.part` files no job owns;
 - a file whose sha256 is already installed is not installed again.
 """
 
@@ -39,15 +41,22 @@ FOLDERS = {model_pb2.MODEL_TYPE_LORA: "loras", model_pb2.MODEL_TYPE_CHECKPOINT: 
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
 MAX_NAME_BYTES = 200  # the registry allows 255; leave room for a suffix
 _RESERVED_CHARS = re.compile(r'[<>:"|?*\x00-\x1f\x7f]')
+_OUR_PART = re.compile(r"\.[0-9a-f]{12}\.part$")  # not the registry's `.upload-{uuid}.part`
 
 
 @dataclass
 class Plan:
-    """What a job needs to run; lives only in memory (it holds the token)."""
+    """What a job needs to run. The journal keeps all of it but the token (which stays in memory)."""
 
     info: civitai_pb2.CivitaiModelInfo
     file: civitai_pb2.CivitaiFile
     token: str | None
+    # Reserved by the job when it first runs (its .part is `part_path(final, job id)`); kept across a restart.
+    final: Path | None = None
+
+
+def part_path(final: Path, job_id: str) -> Path:
+    return final.with_name(f"{final.name}.{job_id[:12]}.part")
 
 
 def sanitize_filename(name: str, fallback: str) -> str:
@@ -163,20 +172,52 @@ class Installer:
             sha256=sha256,
         )
 
+    def adopt(self, proto: civitai_pb2.DownloadJob, plan: Plan) -> Path | None:
+        """At start-up, a job from the journal: its final name is its own again before any new job runs,
+        and its figures are those of the `.part` file it continues (returned; None when it has none yet).
+
+        The file's length is what the last run wrote (the journal may be older, after a crash); a
+        missing file means starting from 0. Network bytes: at least the bytes kept."""
+        if plan.final is None:
+            return None
+        self._reserved.add(plan.final)
+        part = part_path(plan.final, proto.id)
+        try:
+            kept = part.stat().st_size
+        except FileNotFoundError:
+            kept = 0
+        proto.bytes_done = kept
+        proto.bytes_transferred = max(proto.bytes_transferred, kept)
+        return part
+
+    def remove_stray_parts(self, keep: set[Path]) -> None:
+        """At start-up: `.part` files of ours that no journal entry continues (their job's entry was never
+        written, or was unreadable). Nobody else writes that name pattern."""
+        for folder in FOLDERS.values():
+            for path in (self.root / folder).glob("*.part"):
+                if _OUR_PART.search(path.name) and path not in keep:
+                    path.unlink(missing_ok=True)
+                    log.info("download.stray_part_removed", file=str(path))
+
     async def run(self, job: Job) -> None:
-        """The job runner: download, verify, place, register. Leaves nothing behind on failure."""
+        """The job runner: download, verify, place, register. Leaves nothing behind on failure or cancel;
+        an interruption by shutdown keeps the `.part` file for the next start."""
         plan: Plan = job.plan
         info, chosen = plan.info, plan.file
         folder = self.folder(info.model_type)
-        fallback = f"{_slug(info.name) or 'model'}_{info.version_id}.safetensors"
-        final = await self._reserve(folder, sanitize_filename(chosen.name, fallback), info.version_id)
-        part = final.with_name(f"{final.name}.{job.id[:12]}.part")
+        resumed = plan.final is not None  # reserved before a restart; its .part may hold bytes
+        if plan.final is None:
+            fallback = f"{_slug(info.name) or 'model'}_{info.version_id}.safetensors"
+            plan.final = await self._reserve(folder, sanitize_filename(chosen.name, fallback), info.version_id)
+        final = plan.final
+        part = part_path(final, job.id)
         placed: Path | None = None
         reserved = [final]
-        job.update(filename=final.name)
+        job.update(filename=final.name)  # journaled: the name is this job's, across restarts too
         try:
             if chosen.size_bytes:
-                self.check_space(folder, chosen.size_bytes)
+                kept = job.proto.bytes_done if resumed else 0  # what adopt() found in the .part
+                self.check_space(folder, max(0, chosen.size_bytes - kept))
             result = await self.downloader.fetch(
                 version_id=info.version_id,
                 file_id=chosen.id,
@@ -184,6 +225,9 @@ class Installer:
                 token=plan.token,
                 on_progress=job.progress,
                 check_space=lambda needed: self.check_space(folder, needed),
+                continue_part=resumed,
+                transferred_before=job.proto.bytes_transferred,
+                resumes_before=job.proto.resume_count,
             )
             job.update(state=State.DOWNLOAD_STATE_VERIFYING, bytes_per_second=0.0, eta_seconds=0.0)
             if chosen.sha256 and result.sha256 != chosen.sha256.lower():
@@ -227,7 +271,8 @@ class Installer:
             log.info("download.installed", job_id=job.id, filename=final.name, size=result.size,
                      resumes=result.resumes)
         finally:
-            part.unlink(missing_ok=True)
+            if not job.interrupted:
+                part.unlink(missing_ok=True)
             if placed is not None:
                 placed.unlink(missing_ok=True)
             for path in reserved:

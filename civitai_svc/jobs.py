@@ -5,6 +5,11 @@ started it, so a client may disconnect and watch again later. A semaphore
 bounds how many run at once (the rest wait QUEUED). Each change of a job bumps
 an event that Watch streams wait on; progress is throttled by the downloader,
 so watchers see a few updates per second, not one per chunk.
+
+With a journal, jobs survive a restart of the service: every change of state
+(not progress ticks) is recorded, an entry goes once its job has ended, and
+`shutdown()` stops jobs as *interrupted* (QUEUED again, partial files kept)
+rather than cancelled; `restore()` runs them again under their old id.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -45,6 +50,10 @@ class Job:
         # For the speed estimate: (monotonic time, bytes) at the last sample.
         self._sample = (time.monotonic(), 0)
         self.cancel_requested = False
+        # Stopped by the service's shutdown, not by a user: the runner keeps the partial file.
+        self.interrupted = False
+        # Called after each update() (state, name), never for progress ticks: the journal's hook.
+        self.on_update: Callable[[Job], None] | None = None
 
     @property
     def id(self) -> str:
@@ -71,6 +80,8 @@ class Job:
             else:
                 setattr(self.proto, key, value)
         self._notify()
+        if self.on_update is not None:
+            self.on_update(self)
 
     def progress(self, done: int, total: int, transferred: int, resumes: int) -> None:
         now = time.monotonic()
@@ -102,14 +113,27 @@ class Job:
 Runner = Callable[[Job], Awaitable[None]]
 
 
+class Journal(Protocol):
+    """Where unfinished jobs are kept across restarts (job_journal.JobJournal)."""
+
+    def save(self, job: Job) -> None: ...
+
+    async def delete(self, job_id: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class JobManager:
     """Creates, runs, lists and cancels jobs; `runner(job)` does the work and updates the job."""
 
-    def __init__(self, runner: Runner, *, max_concurrent: int = 2, max_finished: int = 200) -> None:
+    def __init__(
+        self, runner: Runner, *, max_concurrent: int = 2, max_finished: int = 200, journal: Journal | None = None
+    ) -> None:
         self._runner = runner
         self._slots = asyncio.Semaphore(max(1, max_concurrent))
         self._jobs: dict[str, Job] = {}
         self._max_finished = max_finished
+        self._journal = journal
 
     def create(self, proto: civitai_pb2.DownloadJob, plan: Any) -> Job:
         proto.id = uuid.uuid4().hex
@@ -117,11 +141,30 @@ class JobManager:
         proto.eta_seconds = -1.0
         proto.create_time.CopyFrom(_now())
         proto.update_time.CopyFrom(proto.create_time)
-        job = Job(proto, plan)
+        return self._start(Job(proto, plan))
+
+    def restore(self, proto: civitai_pb2.DownloadJob, plan: Any) -> Job:
+        """A job the journal kept across a restart: same id and figures, QUEUED again, run again."""
+        proto.state = State.DOWNLOAD_STATE_QUEUED
+        proto.bytes_per_second = 0.0
+        proto.eta_seconds = -1.0
+        proto.ClearField("error")
+        proto.update_time.CopyFrom(_now())
+        log.info("download.restored", job_id=proto.id, bytes_done=proto.bytes_done, total_bytes=proto.total_bytes)
+        return self._start(Job(proto, plan))
+
+    def _start(self, job: Job) -> Job:
         self._jobs[job.id] = job
+        job.on_update = self._persist
+        self._persist(job)
         job.task = asyncio.create_task(self._run(job), name=f"download-{job.id}")
         self._prune()
         return job
+
+    def _persist(self, job: Job) -> None:
+        # An ended job's entry goes in _run, once the runner has dealt with its files.
+        if self._journal is not None and job.plan is not None and not job.finished:
+            self._journal.save(job)
 
     def add_finished(self, proto: civitai_pb2.DownloadJob) -> Job:
         """A job that was done before it started (the file was already installed)."""
@@ -141,8 +184,12 @@ class JobManager:
                 job.update(state=State.DOWNLOAD_STATE_RUNNING)
                 await self._runner(job)
         except asyncio.CancelledError:
-            job.update(state=State.DOWNLOAD_STATE_CANCELLED, bytes_per_second=0.0, eta_seconds=-1.0)
-            log.info("download.cancelled", job_id=job.id)
+            if job.interrupted:  # the journal keeps it (saved by this update): the next start resumes it
+                job.update(state=State.DOWNLOAD_STATE_QUEUED, bytes_per_second=0.0, eta_seconds=-1.0)
+                log.info("download.interrupted", job_id=job.id, bytes_done=job.proto.bytes_done)
+            else:
+                job.update(state=State.DOWNLOAD_STATE_CANCELLED, bytes_per_second=0.0, eta_seconds=-1.0)
+                log.info("download.cancelled", job_id=job.id)
         except errors.ServiceError as exc:
             log.warning("download.failed", job_id=job.id, code=exc.code.name, reason=exc.reason, error=exc.message)
             job.fail(exc)
@@ -150,6 +197,8 @@ class JobManager:
             log.exception("download.crashed", job_id=job.id)
             job.fail(errors.Internal("the download failed unexpectedly; see the server log", reason="INTERNAL"))
         finally:
+            if job.finished and self._journal is not None:
+                await self._journal.delete(job.id)  # so a cancel returns with the entry gone too
             job.plan = None  # drop the token and buffers with the plan
 
     def get(self, job_id: str) -> Job:
@@ -183,12 +232,18 @@ class JobManager:
             await changed.wait()
 
     async def shutdown(self) -> None:
-        """Cancel running jobs (their partial files are removed) before the process exits."""
-        tasks = [j.task for j in self._jobs.values() if j.task is not None and not j.task.done()]
-        for task in tasks:
-            task.cancel()
+        """Stop unfinished jobs before the process exits, as interrupted: with a journal, their partial
+        files and entries stay and the next start resumes them (without one, they are cancelled)."""
+        tasks = []
+        for job in self._jobs.values():
+            if job.task is not None and not job.task.done():
+                job.interrupted = self._journal is not None
+                job.task.cancel()
+                tasks.append(job.task)
         if tasks:
             await asyncio.wait(tasks, timeout=10)
+        if self._journal is not None:
+            await self._journal.close()
 
     def _prune(self) -> None:
         finished = [j for j in self.list() if j.finished]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,12 @@ class Stack:
     server: GrpcServer
     registry_server: GrpcServer
     _closers: list = field(default_factory=list)
+    _restart: Callable[[Stack], Awaitable[Stack]] | None = None
+
+    async def restarted(self) -> Stack:
+        """A new CivitAI service on the same volume, registry and fake (stop this one first)."""
+        assert self._restart is not None
+        return await self._restart(self)
 
     async def download(self, reference: str, **kwargs) -> civitai_pb2.DownloadJob:
         """Start a download and watch it to the end; returns the final job."""

@@ -41,14 +41,17 @@ async def stack_factory(volumes) -> AsyncIterator[Callable]:
             retry_after_max=0.02,
             disk_reserve_bytes=0,
         )
-        settings = replace(settings, **overrides)
+        return await serve(replace(settings, **overrides), fake, registry_server)
+
+    async def serve(settings: CivitaiSettings, fake: FakeCivitai, registry_server) -> Stack:
         server = await create_server(settings)
         await server.start()
         channel = insecure_channel(server.address)
         registry_channel = insecure_channel(registry_server.address)
         stack = Stack(fake, civitai_pb2_grpc.CivitaiServiceStub(channel),
                       registry_pb2_grpc.ModelRegistryServiceStub(registry_channel), user_models, settings, server,
-                      registry_server, [channel, registry_channel])
+                      registry_server, [channel, registry_channel],
+                      _restart=lambda old: serve(old.settings, old.fake, old.registry_server))
         made.append(stack)
         return stack
 
@@ -57,8 +60,10 @@ async def stack_factory(volumes) -> AsyncIterator[Callable]:
         for channel in stack._closers:
             await channel.close()
         await stack.server.stop(0)
+    for stack in made:  # a restarted stack shares these with the first one (stopping twice is a no-op)
         await stack.registry_server.stop(0)
-        await asyncio.to_thread(stack.fake.close)
+    for fake in {id(s.fake): s.fake for s in made}.values():
+        await asyncio.to_thread(fake.close)
 
 
 @pytest_asyncio.fixture

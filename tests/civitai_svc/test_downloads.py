@@ -345,7 +345,7 @@ async def test_registry_down_is_unavailable_before_any_download(stack):
     assert stack.fake.storage_requests() == []
 
 
-async def test_shutdown_cancels_running_jobs_and_removes_part_files(stack):
+async def test_shutdown_stops_running_jobs_and_keeps_part_files_for_the_next_start(stack):
     lora = stack.fake.add_lora(data=make_safetensors("lora", 4 * 1024 * 1024, seed=40))
     stack.fake.throttle(lora.file_id, 1024 * 1024)
     started = await stack.civitai.StartDownload(S.StartDownloadRequest(reference=lora.url), timeout=10)
@@ -353,4 +353,8 @@ async def test_shutdown_cancels_running_jobs_and_removes_part_files(stack):
         if reply.job.bytes_done > 0:
             break
     await stack.server.stop(0)
-    assert stack.files() == [] and await stack.models() == []
+    # The partial file and the job's journal entry stay (the next start resumes it); nothing is registered.
+    assert [name for name in stack.files() if name.endswith(f".{started.job.id[:12]}.part")] == stack.files()
+    assert len(stack.files()) == 1
+    assert (stack.user_models / ".downloads" / f"{started.job.id}.json").is_file()
+    assert await stack.models() == []
