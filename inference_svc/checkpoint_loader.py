@@ -63,6 +63,12 @@ class CheckpointFile:
 
 def read_header(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """(tensor table, __metadata__) of a safetensors file; raises CheckpointLoadFailed when malformed."""
+    tensors, metadata, _ = _read_header(path)
+    return tensors, metadata
+
+
+def _read_header(path: Path) -> tuple[dict[str, Any], dict[str, str], int]:
+    """read_header, plus the header's length in bytes."""
     try:
         with open(path, "rb") as f:
             raw_len = f.read(8)
@@ -79,7 +85,7 @@ def read_header(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     if not isinstance(header, dict):
         raise CheckpointLoadFailed(f"{path.name}: safetensors header is not an object", metadata={"path": path})
     metadata = header.pop("__metadata__", None) or {}
-    return header, {str(k): str(v) for k, v in metadata.items()}
+    return header, {str(k): str(v) for k, v in metadata.items()}, length
 
 
 def inspect_checkpoint(path: Path) -> CheckpointFile:
@@ -91,11 +97,9 @@ def inspect_checkpoint(path: Path) -> CheckpointFile:
         raise CheckpointLoadFailed(
             f"{path.name}: only .safetensors checkpoints are loaded", metadata={"path": path, "detail": "format"}
         )
-    tensors, metadata = read_header(path)
+    tensors, metadata, header_len = _read_header(path)
     size = path.stat().st_size
     end = max((int(t["data_offsets"][1]) for t in tensors.values() if isinstance(t, dict)), default=0)
-    with open(path, "rb") as f:
-        header_len = struct.unpack("<Q", f.read(8))[0]
     if 8 + header_len + end > size:
         raise CheckpointLoadFailed(
             f"{path.name} is truncated: the header describes {8 + header_len + end} bytes, the file has {size}",
