@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,15 @@ class Stack:
         """Every file under the volume's model folders, relative names (part files included)."""
         return sorted(str(p.relative_to(self.user_models)) for d in ("loras", "checkpoints")
                       if (self.user_models / d).exists() for p in (self.user_models / d).iterdir())
+
+
+async def eventually(check: Callable[[], bool]) -> None:
+    """Wait until `check()` holds (for what a background thread or another process finishes)."""
+    for _ in range(3000):  # a guard against hanging, not a timing assertion
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
 
 
 def status_of(exc: grpc.aio.AioRpcError):

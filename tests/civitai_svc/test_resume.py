@@ -6,11 +6,10 @@ byte), then a new one on the same volume, registry and fake.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 
-from civitai_helpers import TOKEN
+from civitai_helpers import TOKEN, eventually
 from google.rpc import code_pb2
 from test_downloads import job_error
 
@@ -26,14 +25,6 @@ STOP_AT = 1_234_567  # not a block boundary
 def journal(stack) -> list[str]:
     folder = stack.user_models / ".downloads"
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
-
-
-async def eventually(check) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(2000):  # a guard against hanging, not a timing assertion
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the condition never held")
 
 
 async def stop_mid_transfer(stack, seed: int, *, stalls: int = 1, **start):  # type: ignore[no-untyped-def]
