@@ -157,6 +157,7 @@ class CheckpointLoader:
     def load(self, path: Path, progress: LoadProgress | None = None) -> Any:
         """A StableDiffusionXLPipeline on the device; raises CheckpointNotFound / CheckpointLoadFailed."""
         from diffusers import StableDiffusionXLPipeline
+        from transformers.initialization import no_init_weights
 
         report = progress or (lambda stage, fraction: None)
         report("reading", 0.0)
@@ -174,15 +175,21 @@ class CheckpointLoader:
                 checkpoint = inspect_checkpoint(path)
                 config = self.config_dir_for(checkpoint)
                 report("building", 0.2)
-                # `device` puts the UNet and VAE weights straight on the target device as they are
-                # read; the text encoders are built on the host and moved below.
-                pipe = StableDiffusionXLPipeline.from_single_file(
-                    str(path),
-                    config=str(config),
-                    local_files_only=True,
-                    dtype=self.device.dtype,
-                    device=self.device.device,
-                )
+                # diffusers builds each model on the meta device but still runs every layer's random
+                # init on it (Python code per tensor: a third of a small checkpoint's load time).
+                # Skip it, as diffusers' from_pretrained does; transformers' version of the switch also
+                # covers the CLIP encoders' init_weights. It patches torch.nn.init process-wide while
+                # it is on: fine, only the job worker thread builds models.
+                with no_init_weights():
+                    # `device` puts the UNet and VAE weights straight on the target device as they are
+                    # read; the text encoders are built on the host and moved below.
+                    pipe = StableDiffusionXLPipeline.from_single_file(
+                        str(path),
+                        config=str(config),
+                        local_files_only=True,
+                        dtype=self.device.dtype,
+                        device=self.device.device,
+                    )
                 _apply_prediction_type(pipe, checkpoint)
         except (CheckpointLoadFailed, CheckpointNotFound):
             raise

@@ -50,6 +50,16 @@ def test_single_file_round_trip_matches_the_original_pipeline(tiny, reference_a,
     assert pipe.unet.dtype == torch.float32
 
 
+def test_single_file_buffers_match_the_original_pipeline(tiny, reference_a, loader):
+    # The loader skips random init (weights come from the file); buffers outside the state dict
+    # (CLIP's position ids) must still hold their real values.
+    pipe = loader.load(tiny.checkpoint_a)
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        ours, theirs = dict(getattr(pipe, name).named_buffers()), dict(getattr(reference_a, name).named_buffers())
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs), name
+
+
 def test_diffusers_folder_loads_like_the_single_file(tiny, reference_a, loader):
     pipe = loader.load(tiny.diffusers_a)
     # Same weights; from_pretrained lays some tensors out differently, hence float noise only.
