@@ -161,3 +161,26 @@ def test_v_prediction_checkpoints_get_a_v_prediction_scheduler(loader, tmp_path)
 
 def test_ordinary_checkpoints_keep_epsilon_prediction(tiny, loader):
     assert loader.load(tiny.checkpoint_a).scheduler.config.prediction_type == "epsilon"
+
+
+def test_pipelines_share_tokenizers_but_not_schedulers(tiny, loader):
+    a, b = loader.load(tiny.checkpoint_a), loader.load(tiny.checkpoint_b)
+    # Read once per config folder (tiny-a and tiny-b embed the same configs)...
+    assert a.tokenizer is b.tokenizer and a.tokenizer_2 is b.tokenizer_2
+    # ...while a scheduler keeps the state of a run (set_timesteps): one each.
+    assert a.scheduler is not b.scheduler
+    a.scheduler.set_timesteps(3)
+    assert len(b.scheduler.timesteps) == b.scheduler.config.num_train_timesteps
+
+
+def test_shared_tokenizers_tokenize_like_freshly_read_ones(tiny, loader):
+    from transformers import CLIPTokenizer
+
+    pipe = loader.load(tiny.checkpoint_a)
+    config = loader.config_dir_for(inspect_checkpoint(tiny.checkpoint_a))
+    prompt = "a photo of a cat, masterpiece!! " * 20  # over 77 tokens
+    for name in ("tokenizer", "tokenizer_2"):
+        fresh = CLIPTokenizer.from_pretrained(config, subfolder=name, local_files_only=True)
+        # Calls with other settings in between leave nothing behind in the shared one.
+        for kwargs in ({}, {"padding": "max_length", "max_length": 77, "truncation": True}, {}):
+            assert getattr(pipe, name)(prompt, **kwargs).input_ids == fresh(prompt, **kwargs).input_ids, name
