@@ -190,7 +190,7 @@ class CheckpointLoader:
                         tokenizer=_tokenizer(str(config), "tokenizer"),
                         tokenizer_2=_tokenizer(str(config), "tokenizer_2"),
                         local_files_only=True,
-                        dtype=self.device.dtype,
+                        dtype=_single_file_dtype(self.device.dtype),
                         device=self.device.device,
                     )
                 _apply_prediction_type(pipe, checkpoint)
@@ -209,6 +209,16 @@ class CheckpointLoader:
         pipe.set_progress_bar_config(disable=True)
         report("moving_to_device", 1.0)
         return pipe
+
+
+def _single_file_dtype(dtype: torch.dtype) -> torch.dtype | None:
+    """What to pass from_single_file as `dtype` for models in `dtype`.
+
+    None for torch's default dtype (float32, the CPU's): diffusers then casts each tensor to the
+    empty model's dtype (the default) as it reads it, and skips a whole-model `.to(dtype)` pass per
+    component (~8 ms of a 0.5 GB checkpoint's ~110 ms).
+    """
+    return None if dtype == torch.get_default_dtype() else dtype
 
 
 @functools.lru_cache(maxsize=8)

@@ -50,11 +50,13 @@ def test_single_file_round_trip_matches_the_original_pipeline(tiny, reference_a,
     assert pipe.unet.dtype == torch.float32
 
 
-def test_single_file_buffers_match_the_original_pipeline(tiny, reference_a, loader):
+def test_single_file_buffers_and_dtypes_match_the_original_pipeline(tiny, reference_a, loader):
     # The loader skips random init (weights come from the file); buffers outside the state dict
     # (CLIP's position ids) must still hold their real values.
     pipe = loader.load(tiny.checkpoint_a)
     for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        # The file is float16; the loader asks diffusers for no dtype on the CPU, still float32 throughout.
+        assert {p.dtype for p in getattr(pipe, name).parameters()} == {torch.float32}, name
         ours, theirs = dict(getattr(pipe, name).named_buffers()), dict(getattr(reference_a, name).named_buffers())
         assert ours.keys() == theirs.keys()
         assert all(torch.equal(ours[k], theirs[k]) for k in theirs), name
