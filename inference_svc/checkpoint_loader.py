@@ -137,6 +137,19 @@ class CheckpointLoader:
         self.device = device
         self.sdxl_config_dir = sdxl_config_dir or SDXL_CONFIG_DIR
         self.config_cache_dir = config_cache_dir
+        # (path, mtime, size) -> what inspect_checkpoint said, for the last file inspected.
+        self._inspected: tuple[tuple[str, int, int], CheckpointFile] | None = None
+
+    def inspect(self, path: Path) -> CheckpointFile:
+        """inspect_checkpoint, remembered for the last file: the cache checks a file right before loading it."""
+        try:
+            st = path.stat()
+        except OSError:
+            return inspect_checkpoint(path)  # raises CheckpointNotFound
+        key = (str(path), st.st_mtime_ns, st.st_size)
+        if self._inspected is None or self._inspected[0] != key:
+            self._inspected = (key, inspect_checkpoint(path))
+        return self._inspected[1]
 
     def config_dir_for(self, checkpoint: CheckpointFile) -> Path:
         embedded = checkpoint.metadata.get(EMBEDDED_CONFIG_KEY)
@@ -153,7 +166,7 @@ class CheckpointLoader:
             # A diffusers folder: the weights of each component in its own file(s).
             count = sum(_float_count(read_header(f)[0]) for f in sorted(path.glob("*/*.safetensors")))
             return count * torch.finfo(self.device.dtype).bits // 8
-        return inspect_checkpoint(path).loaded_bytes(self.device.dtype)
+        return self.inspect(path).loaded_bytes(self.device.dtype)
 
     def load(self, path: Path, progress: LoadProgress | None = None) -> Any:
         """A StableDiffusionXLPipeline on the device; raises CheckpointNotFound / CheckpointLoadFailed."""
@@ -173,7 +186,7 @@ class CheckpointLoader:
                     path, dtype=self.device.dtype, local_files_only=True, use_safetensors=True
                 )
             else:
-                checkpoint = inspect_checkpoint(path)
+                checkpoint = self.inspect(path)
                 config = self.config_dir_for(checkpoint)
                 report("building", 0.2)
                 # diffusers builds each model on the meta device but still runs every layer's random

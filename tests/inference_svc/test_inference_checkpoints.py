@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
-from inference_helpers import SIZE
+from inference_helpers import SIZE, copy_into
 
 from inference_svc.checkpoint_cache import CheckpointCache
 from inference_svc.checkpoint_loader import CheckpointLoader, inspect_checkpoint
@@ -186,3 +188,11 @@ def test_shared_tokenizers_tokenize_like_freshly_read_ones(tiny, loader):
         # Calls with other settings in between leave nothing behind in the shared one.
         for kwargs in ({}, {"padding": "max_length", "max_length": 77, "truncation": True}, {}):
             assert getattr(pipe, name)(prompt, **kwargs).input_ids == fresh(prompt, **kwargs).input_ids, name
+
+
+def test_a_replaced_file_is_inspected_again(tiny, loader, tmp_path):
+    path = copy_into(tiny.checkpoint_a, tmp_path / "models")
+    assert loader.estimate_bytes(path) > 0  # the loader remembers this inspection...
+    shutil.copy(tiny.not_sdxl, path)
+    with pytest.raises(CheckpointLoadFailed, match="a LoRA"):  # ...only while the file is the same
+        loader.load(path)
