@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import re
-import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from google.protobuf import json_format
 from civitai_svc.installer import FOLDERS, Plan, part_path
 from civitai_svc.jobs import Job
 from modelmanager.v1 import civitai_pb2
+from service_kit.files import fsync_dir, write_atomic
 from service_kit.logs import get_logger
 
 log = get_logger("civitai_svc.job_journal")
@@ -87,18 +87,7 @@ class JobJournal:
     def _write(self, job_id: str, data: bytes) -> None:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            path = self.folder / f"{job_id}.json"
-            fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=self.folder)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(data)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            _fsync_dir(self.folder)
+            write_atomic(self.folder / f"{job_id}.json", data)
         except OSError as exc:
             # The download goes on; only a restart would not resume it.
             log.warning("download_journal.write_failed", job_id=job_id, error=str(exc))
@@ -107,7 +96,7 @@ class JobJournal:
         try:
             (self.folder / f"{job_id}.json").unlink(missing_ok=True)
             if self.folder.is_dir():
-                _fsync_dir(self.folder)  # an ended job must not come back after a crash
+                fsync_dir(self.folder)  # an ended job must not come back after a crash
         except OSError as exc:
             log.warning("download_journal.remove_failed", job_id=job_id, error=str(exc))
 
@@ -159,10 +148,3 @@ class JobJournal:
                 raise CorruptEntry(f"final {final!r} / part {part!r} are not this job's files")
         return job, plan
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -18,7 +18,6 @@ import asyncio
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 from metadata_svc.errors import CorruptIndexError, IndexWriteFailed
 from metadata_svc.models import ModelEntry
 from service_kit import get_logger
+from service_kit.files import write_atomic
 
 log = get_logger("metadata_svc.index")
 
@@ -80,33 +80,6 @@ def render(active_checkpoint: str, lines: Sequence[bytes]) -> bytes:
     if not lines:
         return head + b"}}\n"
     return head + b"\n" + b",\n".join(lines) + b"\n}}\n"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename over `path`, fsync the folder."""
-    folder = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_dir(folder)
-
-
-def fsync_dir(folder: Path) -> None:
-    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class VolumeInUseError(Exception):

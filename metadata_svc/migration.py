@@ -12,9 +12,10 @@ from pathlib import Path
 from metadata_svc import inspection as insp
 from metadata_svc.errors import InvalidSafetensors
 from metadata_svc.filenames import looks_like_model_file
-from metadata_svc.index_store import IndexState, fsync_dir
+from metadata_svc.index_store import IndexState
 from metadata_svc.models import FOLDER_OF_TYPE, LORA, ModelEntry, now_iso
 from service_kit import get_logger
+from service_kit.files import fsync_dir
 
 log = get_logger("metadata_svc.migration")
 

@@ -49,7 +49,6 @@ from metadata_svc.index_store import (
     IndexState,
     IndexStore,
     VolumeLock,
-    fsync_dir,
 )
 from metadata_svc.models import (
     CHECKPOINT,
@@ -65,6 +64,7 @@ from metadata_svc.models import (
 from metadata_svc.prompt import compose
 from modelmanager.v1 import model_pb2
 from service_kit import errors, get_logger
+from service_kit.files import fsync_dir
 
 log = get_logger("metadata_svc.registry")
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from metadata_svc import inspection as insp
 from metadata_svc.errors import MissingHeader, ModelAlreadyExists, UploadCorrupt, UploadTooLarge
-from metadata_svc.index_store import fsync_dir
 from metadata_svc.models import ModelEntry
 from metadata_svc.registry import FileFacts, Registry
 from modelmanager.v1 import registry_pb2
 from service_kit import errors, get_logger
+from service_kit.files import fsync_dir
 
 log = get_logger("metadata_svc.uploads")
 
