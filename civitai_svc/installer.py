@@ -128,7 +128,7 @@ class Installer:
     async def _taken(self, path: Path) -> bool:
         if path in self._reserved or _on_disk(path):
             return True
-        return await self.registry.find_model(path.name) is not None
+        return await self.registry.find_model(path.name, wait=True) is not None  # jobs only
 
     async def _reserve(self, folder: Path, name: str, version_id: int) -> Path:
         async with self._reserving:
@@ -240,7 +240,7 @@ class Installer:
             if not chosen.sha256:
                 log.warning("download.unverified", job_id=job.id, version_id=info.version_id,
                             why="CivitAI lists no SHA256 for this file")
-            existing = await self.registry.find_by_sha256(result.sha256)
+            existing = await self.registry.find_by_sha256(result.sha256, wait=True)
             if existing is not None:  # installed meanwhile by another job or an upload
                 job.update(state=State.DOWNLOAD_STATE_SUCCEEDED, already_installed=True, model=existing,
                            filename=existing.filename)

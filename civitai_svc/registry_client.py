@@ -2,6 +2,11 @@
 
 Failures of the registry keep their code, reason and domain (`from_rpc_error`),
 so a caller sees e.g. UNAVAILABLE from "registry.modelmanager" when it is down.
+
+Calls made for a user's request fail fast when the registry is down. Calls made
+by a running download job pass `wait=True` (gRPC wait-for-ready, up to the call's
+deadline): a registry that restarts, or starts after this service, must not fail
+a job and throw away gigabytes already downloaded.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from modelmanager.v1 import model_pb2, registry_pb2, registry_pb2_grpc
 from service_kit import errors, insecure_channel
 
 CALL_TIMEOUT = 30.0
+# How long a download job waits for a registry that is down before it gives up.
+JOB_WAIT_TIMEOUT = 120.0
 # CreateModel may hash and inspect a multi-GB file when it must; give it time.
 CREATE_TIMEOUT = 600.0
 
@@ -27,9 +34,11 @@ class RegistryClient:
     async def aclose(self) -> None:
         await self._channel.close()
 
-    async def _call(self, method, request, deadline: float = CALL_TIMEOUT):  # type: ignore[no-untyped-def]
+    async def _call(self, method, request, deadline: float = CALL_TIMEOUT, wait: bool = False):  # type: ignore[no-untyped-def]
+        if wait:
+            deadline = max(deadline, JOB_WAIT_TIMEOUT)
         try:
-            return await method(request, timeout=deadline)
+            return await method(request, timeout=deadline, wait_for_ready=wait)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and not errors.error_info_of(exc):
                 raise errors.Unavailable(
@@ -40,26 +49,30 @@ class RegistryClient:
             raise errors.from_rpc_error(exc) from None
 
     async def create_model(self, model: model_pb2.Model) -> model_pb2.Model:
-        reply = await self._call(self._stub.CreateModel, registry_pb2.CreateModelRequest(model=model), CREATE_TIMEOUT)
+        # Only download jobs register: always wait for the registry.
+        reply = await self._call(self._stub.CreateModel, registry_pb2.CreateModelRequest(model=model), CREATE_TIMEOUT,
+                                 wait=True)
         return reply.model
 
-    async def get_model(self, filename: str) -> model_pb2.Model:
-        reply = await self._call(self._stub.GetModel, registry_pb2.GetModelRequest(filename=filename))
+    async def get_model(self, filename: str, *, wait: bool = False) -> model_pb2.Model:
+        reply = await self._call(self._stub.GetModel, registry_pb2.GetModelRequest(filename=filename), wait=wait)
         return reply.model
 
-    async def find_model(self, filename: str) -> model_pb2.Model | None:
+    async def find_model(self, filename: str, *, wait: bool = False) -> model_pb2.Model | None:
         try:
-            return await self.get_model(filename)
+            return await self.get_model(filename, wait=wait)
         except errors.NotFound:
             return None
         except errors.InvalidArgument:
             return None
 
-    async def iter_models(self, model_type: int = model_pb2.MODEL_TYPE_UNSPECIFIED) -> AsyncIterator[model_pb2.Model]:
+    async def iter_models(self, model_type: int = model_pb2.MODEL_TYPE_UNSPECIFIED, *,
+                          wait: bool = False) -> AsyncIterator[model_pb2.Model]:
         token = ""
         while True:
             reply = await self._call(
-                self._stub.ListModels, registry_pb2.ListModelsRequest(page_size=1000, page_token=token, type=model_type)
+                self._stub.ListModels, registry_pb2.ListModelsRequest(page_size=1000, page_token=token, type=model_type),
+                wait=wait,
             )
             for model in reply.models:
                 yield model
@@ -67,9 +80,9 @@ class RegistryClient:
             if not token:
                 return
 
-    async def find_by_sha256(self, sha256: str) -> model_pb2.Model | None:
+    async def find_by_sha256(self, sha256: str, *, wait: bool = False) -> model_pb2.Model | None:
         sha256 = sha256.lower()
-        async for model in self.iter_models():
+        async for model in self.iter_models(wait=wait):
             if model.sha256 and model.sha256.lower() == sha256:
                 return model
         return None

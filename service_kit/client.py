@@ -20,6 +20,8 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+    # A service that restarts is found again within seconds (gRPC's default backoff grows to 120 s).
+    ("grpc.max_reconnect_backoff_ms", 5_000),
 ]
 
 

@@ -8,7 +8,7 @@ import json
 
 import grpc
 import pytest
-from civitai_helpers import TOKEN, status_of
+from civitai_helpers import TERMINAL, TOKEN, status_of
 from google.rpc import code_pb2, error_details_pb2
 
 from devtools.fake_civitai import make_safetensors
@@ -344,6 +344,37 @@ async def test_registry_down_is_unavailable_before_any_download(stack):
     assert code == grpc.StatusCode.UNAVAILABLE and info.reason == "REGISTRY_UNAVAILABLE"
     assert stack.fake.storage_requests() == []
 
+
+
+async def test_a_running_job_waits_for_a_registry_that_restarts(stack):
+    # The registry goes away while a file is downloading and comes back on the same address: the
+    # job must wait for it, not fail and throw the downloaded bytes away.
+    from metadata_svc.app import create_server as create_registry
+    from metadata_svc.config import RegistrySettings
+
+    lora = stack.fake.add_lora(data=make_safetensors("lora", 2 * 1024 * 1024, seed=41))
+    stack.fake.throttle(lora.file_id, 1024 * 1024)
+    started = await stack.civitai.StartDownload(S.StartDownloadRequest(reference=lora.url), timeout=10)
+    async for reply in stack.civitai.WatchDownload(S.WatchDownloadRequest(job_id=started.job.id), timeout=30):
+        if reply.job.bytes_done > 0:
+            break
+    address = stack.registry_server.address
+    await stack.registry_server.stop(0)
+    stack.fake.throttle(lora.file_id, 0)
+    async for reply in stack.civitai.WatchDownload(S.WatchDownloadRequest(job_id=started.job.id), timeout=30):
+        if reply.job.state in (S.DOWNLOAD_STATE_VERIFYING, S.DOWNLOAD_STATE_REGISTERING) or reply.job.state in TERMINAL:
+            break
+    assert reply.job.state not in TERMINAL, reply.job.error
+    registry = await create_registry(RegistrySettings(listen=address, user_models_dir=stack.user_models,
+                                                      models_dir=stack.user_models.parent / "models"))
+    await registry.start()
+    try:
+        job = await stack.wait(started.job.id)
+        assert job.state == S.DOWNLOAD_STATE_SUCCEEDED, job.error
+        assert job.model.sha256 == lora.sha256
+        assert [m.filename for m in await stack.models()] == [job.filename]
+    finally:
+        await registry.stop(0)
 
 async def test_shutdown_stops_running_jobs_and_keeps_part_files_for_the_next_start(stack):
     lora = stack.fake.add_lora(data=make_safetensors("lora", 4 * 1024 * 1024, seed=40))
