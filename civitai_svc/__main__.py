@@ -7,13 +7,18 @@ import sys
 from civitai_svc.app import create_server
 from civitai_svc.config import CivitaiSettings
 from service_kit import configure_logging, serve
+from service_kit.files import LockHeld
 
 
 def main(argv: list[str] | None = None) -> int:
     settings = CivitaiSettings.from_args(argv)
     configure_logging("civitai", level=settings.log_level, json=settings.log_format == "json",
                       secrets=[settings.token])
-    serve(lambda: create_server(settings))
+    try:
+        serve(lambda: create_server(settings))
+    except LockHeld as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
     return 0
 
 

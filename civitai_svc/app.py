@@ -14,11 +14,24 @@ from civitai_svc.registry_client import RegistryClient
 from civitai_svc.servicer import CivitaiServicer
 from modelmanager.v1 import civitai_pb2, civitai_pb2_grpc
 from service_kit import GrpcServer, ServiceBinding, register_secret
+from service_kit.files import ExclusiveLock
 
 
 async def create_server(settings: CivitaiSettings) -> GrpcServer:
     """The service's gRPC server, not started (port 0 works; `.port` after `start()`)."""
     register_secret(settings.token)
+    # One CivitAI service per volume: start-up resumes journalled jobs and deletes part files no
+    # job owns, which would destroy the downloads of a second service on the same volume.
+    lock = ExclusiveLock(settings.user_models_dir / ".downloads" / ".lock", "CivitAI service")
+    lock.acquire()
+    try:
+        return _build(settings, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _build(settings: CivitaiSettings, lock: ExclusiveLock) -> GrpcServer:
     api = CivitaiApi(
         settings.base_url,
         token=settings.token,
@@ -55,7 +68,7 @@ async def create_server(settings: CivitaiSettings) -> GrpcServer:
         error_domain=DOMAIN,
     )
     # Jobs first (stopped as interrupted: partial files and journal entries stay), then the clients they used.
-    server.on_shutdown.extend([jobs.shutdown, api.aclose, registry.aclose])
+    server.on_shutdown.extend([jobs.shutdown, api.aclose, registry.aclose, _release(lock)])
     return server
 
 
@@ -70,3 +83,10 @@ def resume_downloads(journal: JobJournal, installer: Installer, jobs: JobManager
             kept.add(part)
         jobs.restore(proto, plan)
     installer.remove_stray_parts(kept)
+
+
+def _release(lock: ExclusiveLock):  # type: ignore[no-untyped-def]
+    async def release() -> None:
+        lock.release()
+
+    return release

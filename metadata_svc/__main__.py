@@ -7,8 +7,8 @@ import sys
 from metadata_svc.app import create_server
 from metadata_svc.config import RegistrySettings
 from metadata_svc.errors import CorruptIndexError
-from metadata_svc.index_store import VolumeInUseError
 from service_kit import configure_logging, get_logger, serve
+from service_kit.files import LockHeld
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         get_logger("metadata_svc").error("registry.corrupt_index", path=str(exc.path), detail=exc.detail)
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
-    except VolumeInUseError as exc:
+    except LockHeld as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
     return 0

@@ -15,9 +15,7 @@ acknowledged before it is on disk.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +23,7 @@ from pathlib import Path
 from metadata_svc.errors import CorruptIndexError, IndexWriteFailed
 from metadata_svc.models import ModelEntry
 from service_kit import get_logger
-from service_kit.files import write_atomic
+from service_kit.files import ExclusiveLock, write_atomic
 
 log = get_logger("metadata_svc.index")
 
@@ -82,33 +80,11 @@ def render(active_checkpoint: str, lines: Sequence[bytes]) -> bytes:
     return head + b"\n" + b",\n".join(lines) + b"\n}}\n"
 
 
-class VolumeInUseError(Exception):
-    """Another registry process holds the volume; two writers would lose each other's changes."""
-
-
-class VolumeLock:
-    """An exclusive flock on `<volume>/.metadata.lock`, held while the registry runs (the kernel drops it
-    if the process dies, so a crash never leaves the volume locked)."""
+class VolumeLock(ExclusiveLock):
+    """`<volume>/.metadata.lock`: one registry per volume (two writers would lose each other's changes)."""
 
     def __init__(self, root: Path) -> None:
-        self.path = root / LOCK_NAME
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise VolumeInUseError(
-                f"another registry is using {self.path.parent} (it holds {self.path}); stop it first"
-            ) from None
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the flock
-            self._fd = None
+        super().__init__(root / LOCK_NAME, "registry")
 
 
 class IndexStore:

@@ -1,4 +1,4 @@
-"""Durable file writes shared by the services that keep state on the volume.
+"""Durable file writes and volume locks shared by the services that keep state on the volume.
 
 A reader or a crash sees either the old file or the new one, never a mix:
 temp file in the same folder (`{name}.XXXX.tmp`, so leftovers are easy to
@@ -8,6 +8,7 @@ survives a power cut.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from pathlib import Path
@@ -36,3 +37,34 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+class LockHeld(Exception):
+    """Another process holds the lock; two of them on one volume would undo each other's work."""
+
+
+class ExclusiveLock:
+    """An exclusive flock on `path`, held while a service runs (the kernel drops it when the process
+    dies, so a crash never leaves the volume locked)."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        self.path = path
+        self.holder = holder
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LockHeld(
+                f"another {self.holder} is using {self.path.parent} (it holds {self.path}); stop it first"
+            ) from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 from civitai_helpers import TOKEN, eventually
 from google.rpc import code_pb2
 from test_downloads import job_error
@@ -16,6 +17,7 @@ from test_downloads import job_error
 from devtools.fake_civitai import make_safetensors
 from modelmanager.v1 import civitai_pb2, model_pb2, registry_pb2
 from service_kit import configure_logging
+from service_kit.files import LockHeld
 
 S = civitai_pb2
 SIZE = 3 * 1024 * 1024
@@ -24,7 +26,7 @@ STOP_AT = 1_234_567  # not a block boundary
 
 def journal(stack) -> list[str]:
     folder = stack.user_models / ".downloads"
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    return sorted(p.name for p in folder.iterdir() if p.name != ".lock") if folder.exists() else []
 
 
 async def stop_mid_transfer(stack, seed: int, *, stalls: int = 1, **start):  # type: ignore[no-untyped-def]
@@ -129,7 +131,7 @@ async def test_a_resumed_job_uses_the_services_token_and_fails_clearly_without_o
 
 async def test_start_up_sets_bad_entries_aside_and_removes_parts_no_job_owns(stack):
     folder = stack.user_models / ".downloads"
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)  # the running service holds its lock file there
     bad = "0123456789abcdef0123456789abcdef.json"
     (folder / bad).write_text("{not json")
     wrong_place = "fedcba9876543210fedcba9876543210.json"  # a valid entry naming a file outside loras/
@@ -157,3 +159,15 @@ async def test_start_up_sets_bad_entries_aside_and_removes_parts_no_job_owns(sta
     lora = stack.fake.add_lora()
     job = await again.download(lora.url)  # the service works as usual
     assert job.state == S.DOWNLOAD_STATE_SUCCEEDED, job.error
+
+
+async def test_one_civitai_service_per_volume(stack):
+    # A second service would delete the first one's part files at start-up as files no job owns.
+    from civitai_svc.app import create_server
+
+    with pytest.raises(LockHeld) as caught:
+        await create_server(stack.settings)
+    assert str(stack.user_models) in str(caught.value)
+    await stack.server.stop(0)  # releases the volume
+    again = await stack.restarted()
+    assert (await again.civitai.ListDownloads(S.ListDownloadsRequest(), timeout=5)).jobs == []

@@ -13,11 +13,11 @@ from registry_helpers import write_lora
 
 from metadata_svc.app import create_server
 from metadata_svc.config import GIB, RegistrySettings
-from metadata_svc.index_store import VolumeInUseError
 from metadata_svc.models import ModelEntry
 from metadata_svc.registry import ListOrder
 from modelmanager.v1 import registry_pb2
 from service_kit import insecure_channel
+from service_kit.files import LockHeld
 
 
 def test_settings_from_flags_and_environment(monkeypatch):
@@ -52,7 +52,7 @@ async def test_reflection_and_health(reg):
 
 
 async def test_one_registry_per_volume(reg):
-    with pytest.raises(VolumeInUseError) as caught:
+    with pytest.raises(LockHeld) as caught:
         await create_server(RegistrySettings(listen="127.0.0.1:0", user_models_dir=reg.user_models,
                                              models_dir=reg.models))
     assert str(reg.user_models) in str(caught.value)
