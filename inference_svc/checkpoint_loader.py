@@ -190,7 +190,7 @@ class CheckpointLoader:
                 config = self.config_dir_for(checkpoint)
                 report("building", 0.2)
                 # diffusers builds each model on the meta device but still runs every layer's random
-                # init on it (Python code per tensor: a third of a small checkpoint's load time).
+                # init on it (Python code per tensor: over a quarter of a 0.5 GB checkpoint's load time).
                 # Skip it, as diffusers' from_pretrained does; transformers' version of the switch also
                 # covers the CLIP encoders' init_weights. It patches torch.nn.init process-wide while
                 # it is on: fine, only the job worker thread builds models.
