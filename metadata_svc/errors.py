@@ -99,6 +99,12 @@ class Sha256Mismatch(errors.FailedPrecondition):
     default_reason = "SHA256_MISMATCH"
 
 
+class ModelBusy(errors.Aborted):
+    """The model is being deleted right now; a change to it would race the delete."""
+
+    default_reason = "MODEL_BUSY"
+
+
 class UploadTooLarge(errors.ResourceExhausted):
     default_reason = "UPLOAD_TOO_LARGE"
 

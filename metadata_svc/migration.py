@@ -42,6 +42,34 @@ BUILTIN_LORAS: tuple[dict[str, object], ...] = (
 )
 
 
+def builtin_spec(filename: str) -> dict[str, object] | None:
+    return next((spec for spec in BUILTIN_LORAS if spec["filename"] == filename), None)
+
+
+def builtin_entry(path: Path, spec: dict[str, object]) -> ModelEntry:
+    """The entry of one of the old app's built-in LoRAs, whose file is at `path` (in `loras/`)."""
+    try:
+        found = insp.inspect_file(path)
+    except InvalidSafetensors:
+        found = insp.Inspection()  # seeded anyway: the old app shipped and used these files
+    return ModelEntry(
+        filename=path.name,
+        type=LORA,
+        display_name=str(spec["display_name"]),
+        short_name=str(spec["short_name"]),
+        source="builtin",
+        trigger_words=tuple(spec["trigger_words"]),  # type: ignore[arg-type]
+        recommended_weight=float(spec["recommended_weight"]),  # type: ignore[arg-type]
+        base_model="Illustrious",
+        file_size_bytes=path.stat().st_size,
+        added_at=now_iso(),
+        civitai_model_id=spec.get("civitai_model_id"),  # type: ignore[arg-type]
+        civitai_version_id=spec.get("civitai_version_id"),  # type: ignore[arg-type]
+        civitai_url=str(spec.get("civitai_url", "")),
+        inspection=found,
+    )
+
+
 def migrate(root: Path, state: IndexState) -> list[str]:
     """Apply the migration to the volume and to `state`; returns what it did (empty when nothing)."""
     done: list[str] = []
@@ -71,26 +99,7 @@ def migrate(root: Path, state: IndexState) -> list[str]:
         path = loras / filename
         if filename in state.models or not path.is_file():
             continue
-        try:
-            found = insp.inspect_file(path)
-        except InvalidSafetensors:
-            found = insp.Inspection()  # seeded anyway: the old app shipped and used these files
-        state.models[filename] = ModelEntry(
-            filename=filename,
-            type=LORA,
-            display_name=str(spec["display_name"]),
-            short_name=str(spec["short_name"]),
-            source="builtin",
-            trigger_words=tuple(spec["trigger_words"]),  # type: ignore[arg-type]
-            recommended_weight=float(spec["recommended_weight"]),  # type: ignore[arg-type]
-            base_model="Illustrious",
-            file_size_bytes=path.stat().st_size,
-            added_at=now_iso(),
-            civitai_model_id=spec.get("civitai_model_id"),  # type: ignore[arg-type]
-            civitai_version_id=spec.get("civitai_version_id"),  # type: ignore[arg-type]
-            civitai_url=str(spec.get("civitai_url", "")),
-            inspection=found,
-        )
+        state.models[filename] = builtin_entry(path, spec)
         done.append(f"seeded built-in LoRA {filename}")
     for line in done:
         log.info("migration.step", step=line)

@@ -19,7 +19,7 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from metadata_svc.errors import (
     LoraNotFound,
     MissingType,
     ModelAlreadyExists,
+    ModelBusy,
     ModelNotFound,
     NotACheckpoint,
     NotALora,
@@ -50,6 +51,7 @@ from metadata_svc.index_store import (
     IndexStore,
     VolumeLock,
 )
+from metadata_svc.migration import builtin_entry, builtin_spec
 from metadata_svc.models import (
     CHECKPOINT,
     FOLDER_OF_TYPE,
@@ -214,6 +216,15 @@ class Registry:
         entry = self._models.get(filename)
         if entry is None:
             raise ModelNotFound(f"no model {filename!r} in the registry", metadata={"filename": filename})
+        return entry
+
+    def _get_for_change(self, filename: str) -> ModelEntry:
+        """`get` for a change: an entry whose file is being deleted (its name is reserved) is not changed
+        meanwhile, or an Update or SetActiveCheckpoint racing a Delete could leave an entry or an active
+        checkpoint without a file."""
+        entry = self.get(filename)
+        if filename in self._reserved:
+            raise ModelBusy(f"{filename} is being deleted; try again", metadata={"filename": filename})
         return entry
 
     def __len__(self) -> int:
@@ -385,15 +396,28 @@ class Registry:
 
     async def _commit_or_undo(self, added: ModelEntry) -> None:
         """Commit a new entry; if the index write fails, take it out again so the caller can retry."""
+        await self._commit(lambda: self._restore(added.filename, added, None))
+
+    async def _commit(self, undo: Callable[[], None]) -> None:
+        """Make the change in memory durable; if the index write fails, undo it, so that what a
+        client was told failed is not served meanwhile nor written by the next commit."""
         try:
             await self.store.commit()
         except errors.ServiceError:
-            if self._models.get(added.filename) is added:
-                self._pop(added.filename)
+            undo()
             raise
 
+    def _restore(self, filename: str, changed: ModelEntry | None, previous: ModelEntry | None) -> None:
+        """Put `previous` back (None: no entry) where `changed` still stands, i.e. nothing changed it since."""
+        if self._models.get(filename) is not changed:
+            return
+        if previous is not None:
+            self._put(previous)
+        elif changed is not None:
+            self._pop(filename)
+
     async def update(self, model: model_pb2.Model, mask_paths: Sequence[str]) -> ModelEntry:
-        current = self.get(model.filename)
+        current = self._get_for_change(model.filename)
         paths = list(mask_paths)
         unknown = [p for p in paths if p not in EDITABLE_FIELDS]
         if unknown:
@@ -417,23 +441,24 @@ class Registry:
                 changes[name] = value.strip() if name != "description" else value
         updated = dataclasses.replace(current, **changes)  # type: ignore[arg-type]
         self._put(updated)  # no await since get(): nothing else changed the entry meanwhile
-        await self.store.commit()
+        await self._commit(lambda: self._restore(updated.filename, updated, current))
         return updated
 
     async def delete(self, filename: str, keep_file: bool) -> ModelEntry:
-        entry = self.get(filename)
+        entry = self._get_for_change(filename)
         if entry.type == CHECKPOINT and self._active == filename:
             raise ActiveCheckpoint(
                 f"{filename} is the active checkpoint; set another one active before deleting it",
                 metadata={"filename": filename},
             )
-        with self.reserve(filename):
+        with self.reserve(filename):  # Update and SetActiveCheckpoint refuse it from here on
             if not keep_file:
                 # The file goes first: if the index write then fails, a retry finds the entry and no file.
                 await asyncio.to_thread(_unlink_durably, self.path_of(entry))
-            if self._models.get(filename) is entry:
-                self._pop(filename)
-        await self.store.commit()
+            # The background hasher may have replaced the entry (with its sha256) meanwhile: remove
+            # whatever stands under the name, so no entry outlives its file.
+            last = self._pop(filename) if filename in self._models else None
+        await self._commit(lambda: self._restore(filename, None, last))
         log.info("model.deleted", filename=filename, kept_file=keep_file)
         return entry
 
@@ -453,6 +478,8 @@ class Registry:
         if name != DEFAULT_CHECKPOINT:
             validate_filename(name)
             entry = self._models.get(name)
+            if name in self._reserved and entry is not None:
+                raise ModelBusy(f"{name} is being deleted; try again", metadata={"checkpoint": name})
             if entry is None:
                 raise CheckpointNotFound(
                     f"no checkpoint {name!r}: expected {DEFAULT_CHECKPOINT!r} or an installed checkpoint's filename",
@@ -464,8 +491,8 @@ class Registry:
                 raise FileMissing(f"the file of checkpoint {name} is gone from {self.folder(CHECKPOINT)}",
                                   metadata={"checkpoint": name, "path": str(self.path_of(entry))})
         if name != self._active:
-            self._active = name
-            await self.store.commit()
+            previous, self._active = self._active, name
+            await self._commit(lambda: setattr(self, "_active", previous) if self._active == name else None)
             log.info("checkpoint.activated", checkpoint=name)
         return self.active_checkpoint()
 
@@ -528,6 +555,10 @@ class Registry:
                 if not looks_like_model_file(name) or name in self._models or name in self._reserved:
                     continue
                 if not path.is_file():
+                    continue
+                spec = builtin_spec(name) if kind == LORA else None
+                if spec is not None:  # the old app's built-in LoRA, dropped in later: its known metadata
+                    added.append(builtin_entry(path, spec))
                     continue
                 try:
                     validate_filename(name)

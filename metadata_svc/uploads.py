@@ -22,7 +22,7 @@ from pathlib import Path
 from metadata_svc import inspection as insp
 from metadata_svc.errors import MissingHeader, ModelAlreadyExists, UploadCorrupt, UploadTooLarge
 from metadata_svc.models import ModelEntry
-from metadata_svc.registry import FileFacts, Registry
+from metadata_svc.registry import FileFacts, Registry, check_weight
 from modelmanager.v1 import registry_pb2
 from service_kit import errors, get_logger
 from service_kit.files import fsync_dir
@@ -78,6 +78,7 @@ async def receive_upload(registry: Registry, requests: AsyncIterator[registry_pb
     header = first.header
     filename = header.filename
     kind, fmt = registry.check_new_name(filename, header.type)
+    check_weight(header.recommended_weight or 1.0, filename)  # before the gigabytes arrive, not after
     limit = registry.settings.max_upload_bytes
     meta = {"filename": filename, "limit_bytes": limit}
     if header.total_size_bytes < 0:

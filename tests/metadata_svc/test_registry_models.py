@@ -234,3 +234,79 @@ async def test_deleting_the_active_checkpoint_is_refused(reg):
     await reg.stub.SetActiveCheckpoint(registry_pb2.SetActiveCheckpointRequest(checkpoint="illustrious-xl"))
     await reg.stub.DeleteModel(registry_pb2.DeleteModelRequest(filename="base.safetensors"))
     assert not path.exists()
+
+
+async def test_a_model_being_deleted_is_neither_activated_nor_edited_meanwhile(reg, monkeypatch):
+    import asyncio
+    import threading
+
+    from metadata_svc import registry as registry_module
+
+    removing, release = threading.Event(), threading.Event()
+    unlink = registry_module._unlink_durably
+
+    def held_unlink(path):  # holds the file removal open so the calls below land inside it
+        removing.set()
+        release.wait(10)
+        unlink(path)
+
+    monkeypatch.setattr(registry_module, "_unlink_durably", held_unlink)
+    path = write_checkpoint(reg.checkpoints / "base.safetensors")
+    await reg.stub.CreateModel(create_request("base.safetensors", CHECKPOINT))
+    deleting = asyncio.ensure_future(reg.stub.DeleteModel(registry_pb2.DeleteModelRequest(filename="base.safetensors")))
+    await asyncio.to_thread(removing.wait, 10)
+    try:
+        await _fails(reg.stub.SetActiveCheckpoint(registry_pb2.SetActiveCheckpointRequest(
+            checkpoint="base.safetensors")), grpc.StatusCode.ABORTED, "MODEL_BUSY")
+        await _fails(reg.stub.UpdateModel(registry_pb2.UpdateModelRequest(
+            model=model_pb2.Model(filename="base.safetensors", display_name="renamed"),
+            update_mask=field_mask_pb2.FieldMask(paths=["display_name"]))), grpc.StatusCode.ABORTED, "MODEL_BUSY")
+        await _fails(reg.stub.DeleteModel(registry_pb2.DeleteModelRequest(filename="base.safetensors")),
+                     grpc.StatusCode.ABORTED, "MODEL_BUSY")
+    finally:
+        release.set()
+    await deleting
+    assert not path.exists()
+    stored = json.loads(reg.index.read_text())
+    assert stored["models"] == {} and stored["active_checkpoint"] == "illustrious-xl"
+
+
+def _block_index_writes(reg):
+    """Make the rename over the index fail: a non-empty directory stands where the file was."""
+    reg.index.unlink()
+    reg.index.mkdir()
+    (reg.index / "blocker").write_text("x")
+
+    def unblock():
+        (reg.index / "blocker").unlink()
+        reg.index.rmdir()
+
+    return unblock
+
+
+async def test_changes_whose_index_write_fails_are_undone(reg):
+    write_lora(reg.loras / "a.safetensors")
+    write_checkpoint(reg.checkpoints / "base.safetensors")
+    await reg.stub.CreateModel(create_request("a.safetensors", LORA, display_name="Before"))
+    await reg.stub.CreateModel(create_request("base.safetensors", CHECKPOINT))
+    unblock = _block_index_writes(reg)
+    await _fails(reg.stub.UpdateModel(registry_pb2.UpdateModelRequest(
+        model=model_pb2.Model(filename="a.safetensors", display_name="After"),
+        update_mask=field_mask_pb2.FieldMask(paths=["display_name"]))), grpc.StatusCode.UNAVAILABLE,
+        "INDEX_WRITE_FAILED")
+    got = await reg.stub.GetModel(registry_pb2.GetModelRequest(filename="a.safetensors"))
+    assert got.model.display_name == "Before"
+    await _fails(reg.stub.SetActiveCheckpoint(registry_pb2.SetActiveCheckpointRequest(checkpoint="base.safetensors")),
+                 grpc.StatusCode.UNAVAILABLE, "INDEX_WRITE_FAILED")
+    active = await reg.stub.GetActiveCheckpoint(registry_pb2.GetActiveCheckpointRequest())
+    assert active.checkpoint == "illustrious-xl"
+    await _fails(reg.stub.DeleteModel(registry_pb2.DeleteModelRequest(filename="a.safetensors")),
+                 grpc.StatusCode.UNAVAILABLE, "INDEX_WRITE_FAILED")
+    # The file went first; the entry stays (file_present false) so that a retry finishes the delete.
+    got = await reg.stub.GetModel(registry_pb2.GetModelRequest(filename="a.safetensors"))
+    assert got.model.file_present is False
+    unblock()
+    await reg.stub.DeleteModel(registry_pb2.DeleteModelRequest(filename="a.safetensors"))
+    stored = json.loads(reg.index.read_text())
+    assert list(stored["models"]) == ["base.safetensors"] and stored["active_checkpoint"] == "illustrious-xl"
+    assert stored["models"]["base.safetensors"]["display_name"] == "base"

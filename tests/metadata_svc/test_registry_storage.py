@@ -95,6 +95,14 @@ async def test_index_keeps_unknown_fields(start_registry, volumes):
     assert stored["future_field"] == {"x": 1} and stored["description"] == "d" and stored["trigger_words"] == ["t"]
 
 
+async def test_a_builtin_lora_found_by_rescan_gets_its_known_metadata(reg):
+    write_lora(reg.loras / "lora_1231943.safetensors", seed=2)
+    resp = await reg.stub.RescanModels(registry_pb2.RescanModelsRequest())
+    (det,) = resp.added
+    assert (det.filename, det.display_name, list(det.trigger_words), det.source) == (
+        "lora_1231943.safetensors", "Detailer IL", ["Jeddtl02"], model_pb2.MODEL_SOURCE_BUILTIN)
+
+
 async def test_migration_moves_root_files_and_seeds_builtins_idempotently(start_registry, volumes):
     user_models, _ = volumes
     write_lora(user_models / "lora_929497.safetensors", seed=1)

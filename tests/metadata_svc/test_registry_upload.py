@@ -194,3 +194,22 @@ async def test_upload_whose_call_was_cancelled_at_the_end_commits_nothing(reg, l
     assert (await reg.stub.ListModels(registry_pb2.ListModelsRequest())).total_size == 0
     entry = await receive_upload(registry, _stream([_header("late.safetensors"), *_chunks(lora_bytes)]))
     assert entry.filename == "late.safetensors"
+
+
+async def test_an_out_of_range_weight_is_refused_before_the_bytes(reg, lora_bytes):
+    held = asyncio.Event()  # the chunks wait behind it: the refusal must come from the header alone
+
+    async def messages():
+        yield _header("w.safetensors", recommended_weight=50.0)
+        await held.wait()
+        for message in _chunks(lora_bytes):
+            yield message
+
+    # Released late only so that a registry that waits for the bytes fails the assertion below, not hangs.
+    fallback = asyncio.get_running_loop().call_later(60, held.set)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await reg.stub.UploadModel(messages())
+    fallback.cancel()
+    assert not held.is_set(), "the weight was checked only after the file's bytes arrived"
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and reason(caught.value) == "INVALID_WEIGHT"
+    assert _leftovers(reg) == []

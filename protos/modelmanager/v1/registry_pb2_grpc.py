@@ -139,8 +139,9 @@ class ModelRegistryServiceServicer:
         must show LoRA tensors (kohya or PEFT), a checkpoint SDXL LDM tensors.
         Errors: ALREADY_EXISTS / MODEL_ALREADY_EXISTS; NOT_FOUND / FILE_NOT_FOUND;
         INVALID_ARGUMENT / UNSUPPORTED_EXTENSION, PICKLE_NOT_ALLOWED,
-        INVALID_SAFETENSORS, TYPE_MISMATCH, MISSING_TYPE; FAILED_PRECONDITION /
-        SHA256_MISMATCH when a given sha256 disagrees with the file.
+        INVALID_SAFETENSORS, TYPE_MISMATCH, MISSING_TYPE, INVALID_WEIGHT;
+        FAILED_PRECONDITION / SHA256_MISMATCH when a given sha256 disagrees with
+        the file.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -148,9 +149,10 @@ class ModelRegistryServiceServicer:
 
     def UpdateModel(self, request, context):
         """Updates editable metadata: display_name, short_name, trigger_words,
-        recommended_weight, tags, description, base_model.
+        recommended_weight, tags, description, base_model. A recommended_weight
+        of 0 in the mask resets it to the default, 1.0.
         Errors: NOT_FOUND / MODEL_NOT_FOUND; INVALID_ARGUMENT / INVALID_UPDATE_MASK,
-        INVALID_WEIGHT.
+        INVALID_WEIGHT; ABORTED / MODEL_BUSY while the model is being deleted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -159,7 +161,8 @@ class ModelRegistryServiceServicer:
     def DeleteModel(self, request, context):
         """Deletes the entry and its file (unless keep_file).
         Errors: NOT_FOUND / MODEL_NOT_FOUND; FAILED_PRECONDITION /
-        ACTIVE_CHECKPOINT when it is the active checkpoint.
+        ACTIVE_CHECKPOINT when it is the active checkpoint; ABORTED / MODEL_BUSY
+        while another Delete of it runs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -188,8 +191,12 @@ class ModelRegistryServiceServicer:
     def SetActiveCheckpoint(self, request, context):
         """Sets the active checkpoint: "illustrious-xl" (the default base on the
         models volume) or the filename of an installed checkpoint.
+        "illustrious-xl" is accepted even when its file is missing, so that one
+        can always switch back to the default (GetActiveCheckpoint says whether
+        the file is present).
         Errors: NOT_FOUND / CHECKPOINT_NOT_FOUND; FAILED_PRECONDITION /
-        NOT_A_CHECKPOINT, FILE_MISSING.
+        NOT_A_CHECKPOINT, FILE_MISSING; ABORTED / MODEL_BUSY while it is being
+        deleted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
