@@ -131,6 +131,25 @@ async def test_request_id_travels_as_metadata(probe_server):
     assert probe.seen_request_ids[1] and probe.seen_request_ids[1] != "rid-123"
 
 
+async def test_the_access_log_line_carries_the_request_id_from_metadata(probe_server):
+    server, _ = probe_server
+    stream = io.StringIO()
+    configure_logging("t", stream=stream)
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:  # plain: no request id of its own
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            await stub.ListSchedulers(inference_pb2.ListSchedulersRequest(), metadata=(("x-request-id", "rid-log"),),
+                                      timeout=5)
+            await stub.ListSchedulers(inference_pb2.ListSchedulersRequest(), timeout=5)
+    finally:
+        configure_logging("tests", level="WARNING")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    rpcs = [line for line in lines if line["event"] == "rpc"]
+    assert [line["method"].rsplit("/", 1)[-1] for line in rpcs] == ["ListSchedulers", "ListSchedulers"]
+    assert rpcs[0]["request_id"] == "rid-log" and rpcs[0]["code"] == "OK"
+    assert rpcs[1]["request_id"] and rpcs[1]["request_id"] != "rid-log"  # made when none was sent
+
+
 def test_logs_are_json_and_never_carry_secrets():
     stream = io.StringIO()
     configure_logging("t", stream=stream, secrets=["sekrit-token-value"])

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import grpc
-from registry_helpers import LORA, create_request, write_lora
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from registry_helpers import LORA, write_lora
 
 from metadata_svc.index_store import load_index
 from modelmanager.v1 import model_pb2, registry_pb2, registry_pb2_grpc
@@ -90,19 +92,43 @@ async def test_sigkill_mid_stream_keeps_every_acknowledged_write(volumes):
     assert not list(user_models.glob(".metadata.json.*.tmp"))
 
 
-async def test_sigterm_shuts_down_gracefully(volumes):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_signal_lets_the_call_in_flight_finish_then_stops(volumes, sig):
     user_models, models = volumes
     write_lora(user_models / "loras" / "a.safetensors")
+    data = write_lora(user_models.parent / "src" / "b.safetensors", seed=2).read_bytes()
+    half = len(data) // 2
+    signalled = asyncio.Event()
+
+    async def upload():
+        yield registry_pb2.UploadModelRequest(header=registry_pb2.UploadModelHeader(
+            filename="b.safetensors", type=LORA, total_size_bytes=len(data)))
+        yield registry_pb2.UploadModelRequest(chunk=data[:half])
+        await signalled.wait()  # the rest is sent while the registry drains
+        yield registry_pb2.UploadModelRequest(chunk=data[half:])
+
     proc, address = await _spawn(user_models, models)
     try:
         async with insecure_channel(address) as channel:
             stub = registry_pb2_grpc.ModelRegistryServiceStub(channel)
             got = await stub.GetModel(registry_pb2.GetModelRequest(filename="a.safetensors"), timeout=10)
             assert got.model.type == LORA
-            write_lora(user_models / "loras" / "b.safetensors", seed=2)
-            await stub.CreateModel(create_request("b.safetensors", LORA), timeout=10)
+            health = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+            assert (await health.read()).status == health_pb2.HealthCheckResponse.SERVING
+            call = asyncio.ensure_future(stub.UploadModel(upload(), timeout=30))
+            for _ in range(3000):  # until the upload is under way on the server; not a timing assertion
+                if list((user_models / "loras").glob(".upload-*.part")):
+                    break
+                await asyncio.sleep(0.01)
+            proc.send_signal(sig)
+            # The rest of the upload goes out only once the registry is draining.
+            assert (await health.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            signalled.set()
+            done = await call
+            assert done.model.filename == "b.safetensors"
     finally:
-        proc.send_signal(signal.SIGTERM)
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 30)
     assert code == 0
     state = load_index(user_models / ".metadata.json")
