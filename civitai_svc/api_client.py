@@ -104,7 +104,8 @@ def error_for(response: httpx.Response, what: str, *, token_sent: bool) -> E.err
     said = f" (CivitAI: {message})" if message else ""
     meta: dict[str, object] = {"http_status": status, "what": what}
     if status == 401:
-        hint = "the token was not accepted; check it" if token_sent else E.TOKEN_HINT
+        # Name the setting to fix either way (which one was sent is not ours to say; never the token itself).
+        hint = "the token sent was not accepted; check CIVITAI_TOKEN or the per-request token" if token_sent else E.TOKEN_HINT
         return E.CivitaiUnauthenticated(f"CivitAI requires a login for {what}{said}; {hint}", metadata=meta)
     if status == 403:
         if str(data.get("error", "")).lower() == "early access":
