@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -188,7 +188,8 @@ def build_info(
 
     `model` is `GET /models/{id}` (or a search item); `version` is either one of its
     `modelVersions` or `GET /model-versions/{id}` (which nests a small `model`).
-    Either may be missing; whatever is there is used.
+    Either may be missing; whatever is there is used. An early-access deadline before
+    `now` (default: the current time) is left out: that version is public now.
     """
     model = model or {}
     if version is None:
@@ -237,7 +238,9 @@ def build_info(
 
     deadline = version.get("earlyAccessDeadline") or version.get("earlyAccessEndsAt")
     ts = _ts(deadline)
-    if ts is not None and (now is None or ts.ToDatetime().timestamp() > now.timestamp()):
+    now = now or datetime.now(UTC)
+    # Epoch seconds: ToDatetime() is naive UTC, which .timestamp() would read as local time.
+    if ts is not None and ts.seconds > now.timestamp():
         info.early_access_deadline.CopyFrom(ts)
 
     for v in model.get("modelVersions") or []:

@@ -33,6 +33,20 @@ async def test_model_info_by_every_selector(stack):
     assert early.early_access_deadline.ToJsonString() == "2031-01-02T03:04:05Z"
 
 
+async def test_an_early_access_that_ended_is_not_reported_and_the_version_downloads(stack):
+    lora = stack.fake.add_lora(name="Was Early")
+    # CivitAI may still send a deadline that has passed; the version is public by now.
+    lora.json["modelVersions"][0]["earlyAccessDeadline"] = "2020-01-02T03:04:05.000Z"
+    by_version = (await stack.civitai.GetModelInfo(S.GetModelInfoRequest(version_id=lora.version_id), timeout=10)).info
+    by_model = (await stack.civitai.GetModelInfo(S.GetModelInfoRequest(model_id=lora.model_id), timeout=10)).info
+    found = (await stack.civitai.SearchModels(S.SearchModelsRequest(query="was early"), timeout=10)).models
+    assert [m.version_id for m in found] == [lora.version_id]
+    for info in (by_version, by_model, found[0]):
+        assert not info.HasField("early_access_deadline"), info.early_access_deadline
+    job = await stack.download(lora.url)
+    assert job.state == S.DOWNLOAD_STATE_SUCCEEDED, job.error
+
+
 async def test_model_info_errors(stack):
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await stack.civitai.GetModelInfo(S.GetModelInfoRequest(model_id=424242), timeout=10)
