@@ -289,10 +289,20 @@ def small_image() -> bytes:
 
 
 def tiny_controlnet(folder: Path, reference) -> None:
+    """A ControlNet tile model that changes the image: from_unet zero-initialises its output layers."""
     from diffusers import ControlNetModel
 
-    torch.manual_seed(0)
-    ControlNetModel.from_unet(reference.unet).save_pretrained(folder)
+    controlnet = ControlNetModel.from_unet(reference.unet)
+    # The zero convs (and the conditioning embedding's last conv, so the tile image reaches the
+    # model) get seeded random weights; with zeros the ControlNet would add nothing at all.
+    generator = torch.Generator().manual_seed(0)
+    zeroed = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
+              controlnet.controlnet_cond_embedding.conv_out]
+    with torch.no_grad():
+        for module in zeroed:
+            for p in module.parameters():
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.2)
+    controlnet.save_pretrained(folder)
 
 
 async def test_upscale_streams_per_tile_progress_and_uses_the_controlnet_when_present(stack, tiny, reference_a):
@@ -312,7 +322,8 @@ async def test_upscale_streams_per_tile_progress_and_uses_the_controlnet_when_pr
     assert again.png == result.png
     tiny_controlnet(stack.models / "controlnet-tile", reference_a)
     controlled = result_of(await collect(stack.inference.Upscale(request)))
-    assert controlled.png != result.png
+    # Pixels, not PNG bytes: the PNG's parameters chunk says "controlnet" whether or not it did anything.
+    assert np.abs(pixels(controlled.png) - pixels(result.png)).mean() > 1.0
 
 
 async def test_two_jobs_queue_one_behind_the_other(stack, tiny):
