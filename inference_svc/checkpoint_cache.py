@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from inference_svc.checkpoint_loader import CheckpointLoader, LoadProgress, pipeline_bytes
-from inference_svc.device import DeviceInfo, empty_cache
+from inference_svc.device import DeviceInfo, empty_cache, is_out_of_memory
 from inference_svc.errors import CheckpointNotFound, OutOfMemory
 from service_kit import get_logger
 
@@ -105,7 +105,9 @@ class CheckpointCache:
         self._make_room(self.loader.estimate_bytes(path), keep=None)
         try:
             pipe = self.loader.load(path, progress)
-        except torch.OutOfMemoryError as exc:
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
             empty_cache(self.device)
             raise OutOfMemory(f"out of memory loading {name}", metadata={"checkpoint": name}) from exc
         seconds = time.perf_counter() - started

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from inference_svc.assets import EMBEDDED_CONFIG_KEY, SDXL_CONFIG_DIR, materialize_embedded_config
-from inference_svc.device import DeviceInfo
+from inference_svc.device import DeviceInfo, is_out_of_memory
 from inference_svc.errors import CheckpointLoadFailed, CheckpointNotFound
 
 # Progress callback: (stage, fraction 0..1).
@@ -209,9 +209,9 @@ class CheckpointLoader:
                 _apply_prediction_type(pipe, checkpoint)
         except (CheckpointLoadFailed, CheckpointNotFound):
             raise
-        except torch.OutOfMemoryError:
-            raise
         except Exception as exc:  # diffusers raises ValueError/KeyError/RuntimeError/SafetensorError...
+            if is_out_of_memory(exc):
+                raise  # not the file's fault: the cache reports it as OUT_OF_MEMORY
             raise CheckpointLoadFailed(
                 f"{path.name} could not be loaded as an SDXL pipeline: {type(exc).__name__}: {exc}"[:1000],
                 metadata={"path": path, "detail": "load"},

@@ -92,7 +92,14 @@ def empty_cache(info: DeviceInfo) -> None:
         torch.cuda.empty_cache()
 
 
+# What torch's allocators say when they fail with a plain RuntimeError: CUDA ("CUDA out of memory",
+# older versions), the CPU on Linux ("DefaultCPUAllocator: can't allocate memory") and Windows
+# ("DefaultCPUAllocator: not enough memory").
+_OOM_MESSAGES = ("out of memory", "can't allocate memory", "not enough memory")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError | MemoryError):
         return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    message = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(m in message for m in _OOM_MESSAGES)

@@ -398,6 +398,37 @@ async def test_out_of_memory_is_resource_exhausted_and_the_service_keeps_serving
     assert result_of(await collect(stack.inference.Generate(generate_request()))).png
 
 
+def cpu_allocation_failure() -> None:
+    torch.empty(2**50, dtype=torch.uint8)  # 1 PiB: torch's real "DefaultCPUAllocator: can't allocate memory"
+
+
+def memory_error() -> None:
+    raise MemoryError
+
+
+@pytest.mark.parametrize("fail", [cpu_allocation_failure, memory_error])
+async def test_out_of_memory_while_loading_a_checkpoint_is_resource_exhausted(stack, tiny, monkeypatch, fail):
+    from diffusers import StableDiffusionXLPipeline
+
+    await stack.add_checkpoint(tiny.checkpoint_a, activate=True)
+    real = StableDiffusionXLPipeline.from_single_file
+    calls = []
+
+    def fails_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            fail()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(StableDiffusionXLPipeline, "from_single_file", fails_once)
+    # Not the file's fault: not CHECKPOINT_LOAD_FAILED.
+    await expect_error(
+        collect(stack.inference.Generate(generate_request())), grpc.StatusCode.RESOURCE_EXHAUSTED, "OUT_OF_MEMORY"
+    )
+    assert result_of(await collect(stack.inference.Generate(generate_request()))).png
+    assert len(calls) == 2
+
+
 async def test_schedulers(stack, tiny):
     await stack.add_checkpoint(tiny.checkpoint_a, activate=True)
     names = (await stack.inference.ListSchedulers(inference_pb2.ListSchedulersRequest())).schedulers
