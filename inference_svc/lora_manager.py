@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inference_svc.checkpoint_cache import CachedCheckpoint
+from inference_svc.device import is_out_of_memory
 from inference_svc.errors import LoraIncompatible, LoraNotFound
 from service_kit import get_logger
 
@@ -67,6 +68,8 @@ class LoraManager:
             pipe.load_lora_weights(str(lora.path), adapter_name=name)
         except Exception as exc:  # shape mismatches (RuntimeError), unknown key layouts (ValueError)...
             self._forget(entry, name)
+            if is_out_of_memory(exc):
+                raise  # not the file's fault: the engine reports OUT_OF_MEMORY
             raise LoraIncompatible(
                 f"LoRA {lora.filename} does not fit checkpoint {entry.name}: {type(exc).__name__}: {_first_line(exc)}",
                 metadata={"lora": lora.filename, "checkpoint": entry.name},

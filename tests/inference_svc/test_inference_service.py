@@ -398,6 +398,29 @@ async def test_out_of_memory_is_resource_exhausted_and_the_service_keeps_serving
     assert result_of(await collect(stack.inference.Generate(generate_request()))).png
 
 
+async def test_out_of_memory_while_loading_a_lora_is_resource_exhausted(stack, tiny, monkeypatch):
+    from diffusers import StableDiffusionXLPipeline
+
+    await stack.add_checkpoint(tiny.checkpoint_a, activate=True)
+    lora = await stack.add_lora(tiny.lora_kohya)
+    real = StableDiffusionXLPipeline.load_lora_weights
+    calls = []
+
+    def fails_once(self, *args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 64.00 MiB")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(StableDiffusionXLPipeline, "load_lora_weights", fails_once)
+    request = generate_request(loras=[model_pb2.LoraSelection(name=lora, weight=1.0)])
+    # Not the LoRA's fault: not LORA_INCOMPATIBLE, and the next request loads it.
+    await expect_error(collect(stack.inference.Generate(request)), grpc.StatusCode.RESOURCE_EXHAUSTED, "OUT_OF_MEMORY")
+    assert result_of(await collect(stack.inference.Generate(request))).png
+    status = await stack.inference.GetStatus(inference_pb2.GetStatusRequest())
+    assert list(status.checkpoints[0].adapters) == [lora] and len(calls) == 2
+
+
 def cpu_allocation_failure() -> None:
     torch.empty(2**50, dtype=torch.uint8)  # 1 PiB: torch's real "DefaultCPUAllocator: can't allocate memory"
 
