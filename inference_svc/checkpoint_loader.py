@@ -108,9 +108,8 @@ def inspect_checkpoint(path: Path) -> CheckpointFile:
         )
     missing = [k for k in _SDXL_MARKERS if k not in tensors]
     if missing:
-        kind = "a LoRA" if any(k.startswith(("lora_", "unet.", "lora_unet")) for k in tensors) else "not SDXL"
         raise CheckpointLoadFailed(
-            f"{path.name} is {kind}: an SDXL checkpoint has {missing[0]}",
+            f"{path.name} is {_kind(tensors)}: an SDXL checkpoint has {missing[0]}",
             metadata={"path": path, "detail": "architecture"},
         )
     return CheckpointFile(
@@ -122,6 +121,16 @@ def inspect_checkpoint(path: Path) -> CheckpointFile:
         v_prediction="v_pred" in tensors,
         zero_terminal_snr="ztsnr" in tensors,
     )
+
+
+def _kind(tensors: dict[str, Any]) -> str:
+    """What a file that is not an SDXL checkpoint looks like, for the error message."""
+    if any(k.startswith(("lora_", "unet.", "lora_unet")) for k in tensors):
+        return "a LoRA"
+    if any(k.startswith("cond_stage_model.") for k in tensors):
+        # SD 1.x (CLIP-L as cond_stage_model.transformer) and 2.x (OpenCLIP-H as cond_stage_model.model).
+        return "an SD 1.x/2.x checkpoint, not SDXL"
+    return "not SDXL"
 
 
 def _float_count(tensors: dict[str, Any]) -> int:

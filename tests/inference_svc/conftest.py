@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from inference_helpers import rewrite_checkpoint, to_sd15_layout
 
 from devtools.tiny_models import (
     build_tiny_pipeline,
@@ -32,7 +33,9 @@ class TinyFiles:
     lora_peft: Path
     lora_incompatible: Path
     corrupt: Path
-    not_sdxl: Path
+    # A LoRA, and an SD 1.5-shaped checkpoint: files the service must refuse as checkpoints.
+    lora_as_checkpoint: Path
+    sd15: Path
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +54,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyFiles:
         lora_peft=write_tiny_lora(root / "peft.safetensors", seed=2, format="peft"),
         lora_incompatible=write_incompatible_lora(root / "incompatible.safetensors"),
         corrupt=corrupt,
-        not_sdxl=write_tiny_lora(root / "a-lora-not-a-checkpoint.safetensors", seed=3),
+        lora_as_checkpoint=write_tiny_lora(root / "a-lora-not-a-checkpoint.safetensors", seed=3),
+        sd15=rewrite_checkpoint(checkpoint_a, root / "tiny-sd15.safetensors", to_sd15_layout, metadata={}),
     )
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+
+import torch
 
 from devtools.tiny_models import TINY_SIZE
 
@@ -15,3 +18,27 @@ def copy_into(src: Path, folder: Path) -> Path:
     dst = folder / src.name
     shutil.copy(src, dst)
     return dst
+
+
+def rewrite_checkpoint(src: Path, dst: Path, edit: Callable[[dict[str, torch.Tensor]], None],
+                       metadata: dict[str, str] | None = None) -> Path:
+    """A copy of the checkpoint `src` whose tensors `edit` changed in place (header metadata kept unless given)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(src))
+    if metadata is None:
+        with safe_open(str(src), "pt") as f:
+            metadata = f.metadata()
+    edit(state)
+    save_file(state, str(dst), metadata=metadata)
+    return dst
+
+
+def to_sd15_layout(state: dict[str, torch.Tensor]) -> None:
+    """An SD 1.5-shaped checkpoint: one text encoder (cond_stage_model), no size conditioning (label_emb)."""
+    for key in list(state):
+        if key.startswith(("conditioner.embedders.1.", "model.diffusion_model.label_emb.")):
+            del state[key]
+        elif key.startswith("conditioner.embedders.0.transformer."):
+            state["cond_stage_model.transformer." + key.removeprefix("conditioner.embedders.0.transformer.")] = state.pop(key)

@@ -83,7 +83,10 @@ def test_bad_checkpoints_get_clear_errors(tiny, loader, tmp_path):
         loader.load(tiny.corrupt)
     assert corrupt.value.metadata["path"].endswith("corrupt.safetensors")
     with pytest.raises(CheckpointLoadFailed, match="a LoRA"):
-        loader.load(tiny.not_sdxl)
+        loader.load(tiny.lora_as_checkpoint)
+    with pytest.raises(CheckpointLoadFailed, match=r"is an SD 1\.x/2\.x checkpoint, not SDXL") as sd15:
+        loader.load(tiny.sd15)
+    assert sd15.value.metadata["detail"] == "architecture"
     with pytest.raises(CheckpointNotFound):
         loader.load(tmp_path / "missing.safetensors")
     garbage = tmp_path / "garbage.safetensors"
@@ -193,6 +196,6 @@ def test_shared_tokenizers_tokenize_like_freshly_read_ones(tiny, loader):
 def test_a_replaced_file_is_inspected_again(tiny, loader, tmp_path):
     path = copy_into(tiny.checkpoint_a, tmp_path / "models")
     assert loader.estimate_bytes(path) > 0  # the loader remembers this inspection...
-    shutil.copy(tiny.not_sdxl, path)
+    shutil.copy(tiny.lora_as_checkpoint, path)
     with pytest.raises(CheckpointLoadFailed, match="a LoRA"):  # ...only while the file is the same
         loader.load(path)

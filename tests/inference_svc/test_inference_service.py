@@ -218,6 +218,19 @@ async def test_corrupt_checkpoint_leaves_the_previous_one_working(stack, tiny):
     assert result_of(await collect(stack.inference.Generate(generate_request()))).png == good.png
 
 
+async def test_sd15_checkpoint_is_refused_as_not_sdxl(stack, tiny):
+    # The registry refuses to register one; the default checkpoint's file is not registered.
+    folder = stack.models / "illustrious-xl"
+    folder.mkdir()
+    shutil.copy(tiny.sd15, folder / "Illustrious-XL-v0.1.safetensors")
+    failure = await expect_error(
+        collect(stack.inference.Generate(generate_request())),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "CHECKPOINT_LOAD_FAILED",
+    )
+    assert "Illustrious-XL-v0.1.safetensors is an SD 1.x/2.x checkpoint, not SDXL" in failure.details()
+
+
 async def test_missing_default_checkpoint_fails_per_request(stack):
     failure = await expect_error(
         collect(stack.inference.Generate(generate_request())), grpc.StatusCode.NOT_FOUND, "CHECKPOINT_NOT_FOUND"
