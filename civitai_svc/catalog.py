@@ -14,7 +14,7 @@ from typing import Any
 
 from civitai_svc import errors as E
 from civitai_svc.api_client import CivitaiApi
-from civitai_svc.metadata import SEARCH_TYPES, build_info, find_version
+from civitai_svc.metadata import SEARCH_TYPES, build_info, find_version, select_file
 from civitai_svc.references import Kind, Reference
 from civitai_svc.registry_client import RegistryClient
 from modelmanager.v1 import civitai_pb2
@@ -43,21 +43,31 @@ class Catalog:
                 model = None
         if model is not None and "modelId" not in version:
             version = {**version, "modelId": model_id}
-        return build_info(model, version, file_id=ref.file_id)
+        return build_info(model, version, file_id=ref.file_id, wanted=ref.file_filter)
 
     async def lookup(self, ref: Reference, token: str | None = None) -> civitai_pb2.CivitaiModelInfo:
-        """The info of what `ref` names (a model's latest version unless a version is named)."""
+        """The info of what `ref` names (a model's latest version unless a version or a file is named).
+
+        A reference that names a file (id, or a download URL's type/format/size/fp) gets that file
+        or an error saying why not (FILE_NOT_FOUND, NO_MODEL_FILE for training data), never
+        another file of the version."""
         if ref.kind is Kind.MODEL:
             model = await self.api.get_model(ref.model_id, token)
             if not model.get("modelVersions") and model.get("mode") is None:
                 raise E.CivitaiNotFound(f"model {ref.model_id} has no published version",
                                         metadata={"model_id": ref.model_id})
-            return build_info(model, None, file_id=ref.file_id)
-        if ref.kind is Kind.VERSION:
-            version = await self.api.get_version(ref.version_id, token)
+            # An AIR `civitai:{model}+{file}` without a version: the version that has the file.
+            version = _version_with_file(model, ref.file_id) if ref.file_id else None
+            info = build_info(model, version, file_id=ref.file_id, wanted=ref.file_filter)
         else:
-            version = await self.api.get_version_by_hash(ref.hash, token)
-        return await self._with_model(version, ref, token)
+            if ref.kind is Kind.VERSION:
+                version = await self.api.get_version(ref.version_id, token)
+            else:
+                version = await self.api.get_version_by_hash(ref.hash, token)
+            info = await self._with_model(version, ref, token)
+        if (ref.file_id or ref.file_filter) and not info.mode:  # archived: no files; StartDownload says so
+            select_file(info.files, version_id=info.version_id, file_id=ref.file_id, wanted=ref.file_filter)
+        return info
 
     async def mark_installed(self, info: civitai_pb2.CivitaiModelInfo) -> None:
         """Fill `installed_filename` when this version (or the same file) is in the registry."""
@@ -159,3 +169,12 @@ class Catalog:
 
         updates = await asyncio.gather(*(check(m) for m in installed))
         return civitai_pb2.CheckUpdatesResponse(updates=updates)
+
+
+def _version_with_file(model: dict[str, Any], file_id: int) -> dict[str, Any] | None:
+    for version in model.get("modelVersions") or []:
+        if isinstance(version, dict) and any(
+            isinstance(f, dict) and f.get("id") == file_id for f in version.get("files") or []
+        ):
+            return version
+    return None

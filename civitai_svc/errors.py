@@ -70,9 +70,16 @@ class UnsupportedModelType(errors.FailedPrecondition):
 
 
 class NoModelFile(errors.FailedPrecondition):
-    """The version has no file we can install (only training data, or nothing)."""
+    """The version has no file we can install (only training data, or nothing), or the file asked for
+    is training data (never installed)."""
 
     default_reason = "NO_MODEL_FILE"
+
+
+class FileNotFound(errors.NotFound):
+    """The reference names a file (id, or type/format/size/fp) that the version does not have."""
+
+    default_reason = "FILE_NOT_FOUND"
 
 
 class NotAModelFile(errors.FailedPrecondition):

@@ -292,15 +292,11 @@ async def prepare(
             f"{info.name} is {info.mode.lower()} on CivitAI; its files cannot be downloaded",
             metadata={"model_id": info.model_id, "mode": info.mode},
         )
-    chosen = info.file
+    chosen = info.file  # never training data (metadata.select_file); a named file was checked by the lookup
     if not chosen.id:
         raise E.NoModelFile(
             f"version {info.version_id} of {info.name} has no model file to install",
             metadata={"version_id": info.version_id},
-        )
-    if chosen.type.lower() == "training data":
-        raise E.NoModelFile(
-            f"file {chosen.id} is training data, not a model", metadata={"file_id": chosen.id, "type": chosen.type}
         )
     if chosen.sha256:
         existing = await installer.registry.find_by_sha256(chosen.sha256)

@@ -18,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from civitai_svc import errors as E
 from civitai_svc.api_client import parse_time
+from civitai_svc.references import FileFilter
 from modelmanager.v1 import civitai_pb2, model_pb2
 
 SITE = "https://civitai.com"
@@ -130,22 +131,53 @@ def file_info(raw: dict[str, Any]) -> civitai_pb2.CivitaiFile:
     )
 
 
-def choose_file(files: Iterable[civitai_pb2.CivitaiFile], file_id: int = 0) -> civitai_pb2.CivitaiFile | None:
-    """The file a download installs: `file_id` if given, else the best weights file.
+def _matches(f: civitai_pb2.CivitaiFile, wanted: FileFilter) -> bool:
+    # Every field given must agree, as on CivitAI's download endpoint; case-insensitive, since people edit URLs.
+    pairs = ((wanted.type, f.type), (wanted.format, f.format), (wanted.size, f.size), (wanted.fp, f.fp))
+    return all(not want or want.lower() == have.lower() for want, have in pairs)
 
-    Preference: a weights type (never training data), SafeTensor, primary, pruned, fp16.
+
+def _describe(f: civitai_pb2.CivitaiFile) -> str:
+    return f"{f.id} ({', '.join(v for v in (f.type or 'no type', f.format, f.size, f.fp) if v)})"
+
+
+def select_file(
+    files: Iterable[civitai_pb2.CivitaiFile], *, version_id: int, file_id: int = 0, wanted: FileFilter = FileFilter()
+) -> civitai_pb2.CivitaiFile:
+    """The file a download of the version installs; raises when there is none to install.
+
+    `file_id` (?fileId=, an AIR `+file`, the request's file_id) names one file; `wanted` (a download
+    URL's type/format/size/fp) keeps the files that agree on every field given. Among what is left:
+    a weights type, SafeTensor, primary, pruned, fp16 (CivitAI's own order). Training data never.
+    FileNotFound: the version has no such file. NoModelFile: what is left is training data, or
+    (nothing asked for) the version has no weights file.
     """
     files = list(files)
+    listing = ", ".join(_describe(f) for f in files) or "none"
+    meta: dict[str, object] = {"version_id": version_id, "file_ids": ",".join(str(f.id) for f in files)}
+    asked = bool(file_id or wanted)
+    pool = files
     if file_id:
-        for f in files:
-            if f.id == file_id:
-                return f
-        return None
-    candidates = [f for f in files if f.type.lower() in _WEIGHT_TYPES or (f.primary and f.type.lower() != "training data")]
-    if not candidates:
-        return None
+        pool = [f for f in files if f.id == file_id]
+        if not pool:
+            raise E.FileNotFound(f"file {file_id} is not a file of version {version_id}; its files: {listing}",
+                                 metadata={**meta, "file_id": file_id})
+    if wanted:
+        pool = [f for f in pool if _matches(f, wanted)]
+        if not pool:
+            which = f"file {file_id} with {wanted}" if file_id else f"file with {wanted}"
+            raise E.FileNotFound(f"version {version_id} has no {which}; its files: {listing}",
+                                 metadata={**meta, "filter": str(wanted)})
+    installable = [f for f in pool if f.type.lower() != "training data"]
+    if not asked:  # a weights file, or the primary one (new weight types appear, e.g. "Enhancement LoRA")
+        installable = [f for f in installable if f.type.lower() in _WEIGHT_TYPES or f.primary]
+    if not installable:
+        if asked:
+            raise E.NoModelFile(f"file {pool[0].id} of version {version_id} is training data; training data is "
+                                "never installed", metadata={**meta, "file_id": pool[0].id, "type": pool[0].type})
+        raise E.NoModelFile(f"version {version_id} has no model file to install; its files: {listing}", metadata=meta)
     return max(
-        candidates,
+        installable,
         key=lambda f: (
             f.type.lower() in _WEIGHT_TYPES,
             f.format.lower() == "safetensor" or f.name.lower().endswith(".safetensors"),
@@ -155,6 +187,16 @@ def choose_file(files: Iterable[civitai_pb2.CivitaiFile], file_id: int = 0) -> c
             -files.index(f),
         ),
     )
+
+
+def choose_file(
+    files: Iterable[civitai_pb2.CivitaiFile], file_id: int = 0, wanted: FileFilter = FileFilter()
+) -> civitai_pb2.CivitaiFile | None:
+    """`select_file`, or None where it would refuse (info is still shown; a download says why)."""
+    try:
+        return select_file(files, version_id=0, file_id=file_id, wanted=wanted)
+    except (E.FileNotFound, E.NoModelFile):
+        return None
 
 
 def _air(model_id: int, version_id: int, civitai_type: str, base_model: str) -> str:
@@ -182,6 +224,7 @@ def build_info(
     version: dict[str, Any] | None,
     *,
     file_id: int = 0,
+    wanted: FileFilter = FileFilter(),
     now: datetime | None = None,
 ) -> civitai_pb2.CivitaiModelInfo:
     """One version as this project installs it.
@@ -201,7 +244,7 @@ def build_info(
     civitai_type = _str(model.get("type") or nested.get("type"))
     base_model = _str(version.get("baseModel"))
     files = [file_info(f) for f in version.get("files") or [] if isinstance(f, dict)]
-    chosen = choose_file(files, file_id)
+    chosen = choose_file(files, file_id, wanted)
     model_description = model.get("description")
     version_description = version.get("description")
     description = _str(model_description or version_description)

@@ -6,7 +6,9 @@ as civitdl does), `v:{versionId}`, a sha256 (bare 64 hex, `sha256:`, or
 `hash:` for the shorter AutoV1/V2/V3/CRC32 forms), and AIR URNs in the strict
 civitai form the reference recommends. Fragments, trailing slashes, slugs and
 tracking parameters are ignored; a `token=` query parameter is lifted out of
-the URL (kept only as `Reference.token`, never echoed back).
+the URL (kept only as `Reference.token`, never echoed back). A download URL's
+`type`/`format`/`size`/`fp` are kept (`Reference.file_filter`): CivitAI's own
+links for a version's other files carry them instead of a `fileId`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,23 @@ class Kind(enum.Enum):
 
 
 @dataclass(frozen=True)
+class FileFilter:
+    """Which file of a version a download URL asks for (reference §1.5); empty fields ask nothing."""
+
+    type: str = ""  # ModelFileType: "Model", "Pruned Model", "Training Data"...
+    format: str = ""  # "SafeTensor", "PickleTensor"...
+    size: str = ""  # "full" or "pruned"
+    fp: str = ""  # "fp16", "fp32", "bf16"...
+
+    def __bool__(self) -> bool:
+        return any((self.type, self.format, self.size, self.fp))
+
+    def __str__(self) -> str:
+        named = (("type", self.type), ("format", self.format), ("size", self.size), ("fp", self.fp))
+        return "&".join(f"{key}={value}" for key, value in named if value)
+
+
+@dataclass(frozen=True)
 class Reference:
     kind: Kind
     model_id: int = 0
@@ -39,6 +58,7 @@ class Reference:
     host: str = ""
     original: str = ""
     token: str = ""  # from a pasted ?token=; never shown
+    file_filter: FileFilter = FileFilter()  # from a download URL's ?type=&format=&size=&fp=
 
 
 # Strict civitai AIR (reference §3.3): `urn:` and `air:` optional, ecosystem and type optional.
@@ -134,10 +154,15 @@ def _parse_url(original: str) -> Reference:
         raw = _first(query, "fileId")
         return _id(raw, "fileId", original) if raw is not None else 0
 
+    def filter_query() -> FileFilter:
+        # CivitAI caps these at 64 characters; a longer value matches no file anyway.
+        return FileFilter(*((_first(query, name) or "")[:64] for name in ("type", "format", "size", "fp")))
+
     match lowered:
-        # /api/download/models/{versionId}?fileId=...
+        # /api/download/models/{versionId}[?fileId=...][&type=&format=&size=&fp=]
         case ["api", "download", "models", vid, *_]:
-            return replace(base, kind=Kind.VERSION, version_id=_id(vid, "version id", original), file_id=file_query())
+            return replace(base, kind=Kind.VERSION, version_id=_id(vid, "version id", original), file_id=file_query(),
+                           file_filter=filter_query())
         # /api/v1/model-versions/by-hash/{hash}
         case ["api", "v1", "model-versions", "by-hash", h, *_]:
             if not re.fullmatch(r"[0-9a-f]{8,64}", h):

@@ -9,7 +9,7 @@ from civitai_svc.catalog import Catalog
 from civitai_svc.installer import Installer, Plan, prepare
 from civitai_svc.jobs import JobManager, State
 from civitai_svc.metadata import ensure_supported
-from civitai_svc.references import Kind, Reference, parse_reference
+from civitai_svc.references import FileFilter, Kind, Reference, parse_reference
 from modelmanager.v1 import civitai_pb2, civitai_pb2_grpc
 from service_kit import errors
 from service_kit.logs import register_secret
@@ -66,8 +66,8 @@ class CivitaiServicer(civitai_pb2_grpc.CivitaiServiceServicer):
     async def StartDownload(self, request, context):  # type: ignore[no-untyped-def]
         ref = parse_reference(request.reference)
         token = _token(request.token, ref.token)
-        if request.file_id:
-            ref = replace(ref, file_id=request.file_id)
+        if request.file_id:  # an explicit pick; a pasted URL's type/format/size/fp no longer apply
+            ref = replace(ref, file_id=request.file_id, file_filter=FileFilter())
         info = await self.catalog.lookup(ref, token)
         planned = await prepare(self.installer, info, token)
         proto = civitai_pb2.DownloadJob(

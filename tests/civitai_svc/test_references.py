@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from civitai_svc.errors import InvalidReference
-from civitai_svc.references import MAX_ID, Kind, parse_reference
+from civitai_svc.references import MAX_ID, FileFilter, Kind, parse_reference
 
 SHA = "D339F720DE1FD92A672DF9EF19A8CDBDA6171CBF33FCD35AD95C46F8AEBAF628"
 
@@ -31,7 +31,7 @@ TABLE = [
     ("https://civitai.com/models/license/2345678", Kind.VERSION, 0, 2345678, 0, "", "civitai.com"),
     ("https://civitai.com/api/download/models/2345678", Kind.VERSION, 0, 2345678, 0, "", "civitai.com"),
     ("https://civitai.com/api/download/models/2345678?type=Model&format=SafeTensor&size=full&fp=fp32",
-     Kind.VERSION, 0, 2345678, 0, "", "civitai.com"),
+     Kind.VERSION, 0, 2345678, 0, "", "civitai.com"),  # with the FILTERS below
     ("https://civitai.com/api/download/models/2345678?type=Training%20Data", Kind.VERSION, 0, 2345678, 0, "", "civitai.com"),
     ("https://civitai.com/api/download/models/2514310?fileId=2402203", Kind.VERSION, 0, 2514310, 2402203, "", "civitai.com"),
     ("https://civitai.red/api/download/models/2514310?type=Model&fileId=2402203&format=SafeTensor",
@@ -57,6 +57,15 @@ TABLE = [
     ("civitai:1234567@2345678", Kind.VERSION, 1234567, 2345678, 0, "", ""),
     ("URN:AIR:SDXL:LORA:CIVITAI:1234567", Kind.MODEL, 1234567, 0, 0, "", ""),
 ]
+# The file a download URL asks for by type/format/size/fp (CivitAI's links to a version's other files);
+# every other row carries none.
+FILTERS = {
+    "https://civitai.com/api/download/models/2345678?type=Model&format=SafeTensor&size=full&fp=fp32":
+        FileFilter(type="Model", format="SafeTensor", size="full", fp="fp32"),
+    "https://civitai.com/api/download/models/2345678?type=Training%20Data": FileFilter(type="Training Data"),
+    "https://civitai.red/api/download/models/2514310?type=Model&fileId=2402203&format=SafeTensor":
+        FileFilter(type="Model", format="SafeTensor"),
+}
 
 
 @pytest.mark.parametrize(("text", "kind", "model_id", "version_id", "file_id", "hash_", "host"), TABLE)
@@ -65,6 +74,7 @@ def test_real_world_forms(text, kind, model_id, version_id, file_id, hash_, host
     assert (ref.kind, ref.model_id, ref.version_id, ref.file_id, ref.hash, ref.host) == (
         kind, model_id, version_id, file_id, hash_, host
     )
+    assert ref.file_filter == FILTERS.get(text, FileFilter())
     assert ref.original == text.strip()
 
 
@@ -142,6 +152,7 @@ def test_download_urls_round_trip(version_id, file_id, host, scheme, prefix, pai
     extra = [f"fileId={file_id}"] if file_id else []
     ref = parse_reference(f"{scheme}{prefix}{host}/api/download/models/{version_id}{_query(pairs, ['type=Model', *extra])}")
     assert (ref.kind, ref.version_id, ref.file_id) == (Kind.VERSION, version_id, file_id)
+    assert ref.file_filter == FileFilter(type="Model")
 
 
 @settings(max_examples=200, deadline=None)

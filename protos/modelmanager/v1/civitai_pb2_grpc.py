@@ -119,7 +119,9 @@ class CivitaiServiceServicer:
 
     def GetModelInfo(self, request, context):
         """Fetches model metadata by reference, model id, version id or sha256.
-        Errors: as above, plus FAILED_PRECONDITION / UNSUPPORTED_MODEL_TYPE.
+        Errors: as above, plus FAILED_PRECONDITION / UNSUPPORTED_MODEL_TYPE, and
+        for a reference that names a file, as StartDownload (FILE_NOT_FOUND,
+        NO_MODEL_FILE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -129,9 +131,15 @@ class CivitaiServiceServicer:
         """Starts a download job and returns at once. The job outlives the caller.
         When the same file (sha256) is installed already, the job comes back
         SUCCEEDED with already_installed set and nothing is fetched.
+        A reference that names a file (?fileId=, an AIR "+file", file_id, or a
+        download URL's type/format/size/fp) installs that file or fails: NOT_FOUND
+        / FILE_NOT_FOUND when the version has no such file (the message lists its
+        files), FAILED_PRECONDITION / NO_MODEL_FILE for training data (never
+        installed).
         Errors: INVALID_ARGUMENT / INVALID_REFERENCE; RESOURCE_EXHAUSTED /
         INSUFFICIENT_DISK_SPACE; FAILED_PRECONDITION / UNSUPPORTED_MODEL_TYPE,
-        MODEL_ARCHIVED, NO_MODEL_FILE; UNAVAILABLE / REGISTRY_UNAVAILABLE;
+        MODEL_ARCHIVED, NO_MODEL_FILE; NOT_FOUND / FILE_NOT_FOUND;
+        UNAVAILABLE / REGISTRY_UNAVAILABLE;
         metadata errors as GetModelInfo. Failures during the transfer end the
         job FAILED with DownloadJob.error (see there).
         """
