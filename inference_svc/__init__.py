@@ -3,7 +3,8 @@
 Modules, one concept each: config (settings), app (composition root),
 servicer (gRPC mapping), validation (request checks), engine (job bodies),
 job_queue (one GPU job at a time), checkpoint_loader / checkpoint_cache
-(loading and the memory-bounded cache), lora_manager (adapters), pipelines
+(loading and the memory-bounded cache), checkpoint_shapes (the header's
+shape check), lora_manager (adapters), pipelines
 (text to image), upscaler (tiles + feathered blend), images (PNG in/out),
 registry_client, device (dtype, attention, memory), assets (shipped configs),
 ldm_convert (diffusers -> single-file layout, for tests and benches), errors.

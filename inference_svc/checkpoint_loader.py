@@ -5,7 +5,8 @@ Single files go through diffusers' own single-file loader
 of component configs and tokenizers (see `inference_svc.assets`), so nothing
 is fetched from the hub. The file's header is checked first, so a corrupt
 file, a non-SDXL checkpoint or a LoRA gets a clear error before any
-allocation.
+allocation, and so is one whose key tensors have other shapes than its config
+(see `inference_svc.checkpoint_shapes`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 
 from inference_svc.assets import EMBEDDED_CONFIG_KEY, SDXL_CONFIG_DIR, materialize_embedded_config
+from inference_svc.checkpoint_shapes import check_shapes, component_configs
 from inference_svc.device import DeviceInfo, is_out_of_memory
 from inference_svc.errors import CheckpointLoadFailed, CheckpointNotFound
 
@@ -89,8 +91,12 @@ def _read_header(path: Path) -> tuple[dict[str, Any], dict[str, str], int]:
     return header, {str(k): str(v) for k, v in metadata.items()}, length
 
 
-def inspect_checkpoint(path: Path) -> CheckpointFile:
-    """Check that `path` is an SDXL-family single-file checkpoint whose data is all there."""
+def inspect_checkpoint(path: Path, config_dir: Path = SDXL_CONFIG_DIR) -> CheckpointFile:
+    """Check that `path` is an SDXL-family single-file checkpoint whose data is all there.
+
+    The key tensors' shapes are checked against the configs the loader will use: those embedded in
+    the file, else `config_dir`'s (SDXL base's by default). Header only: no tensor is read.
+    """
     if not path.exists():
         raise CheckpointNotFound(f"checkpoint file {path} does not exist", metadata={"path": path})
     if path.suffix.lower() != ".safetensors":
@@ -112,6 +118,8 @@ def inspect_checkpoint(path: Path) -> CheckpointFile:
             f"{path.name} is {_kind(tensors)}: an SDXL checkpoint has {missing[0]}",
             metadata={"path": path, "detail": "architecture"},
         )
+    source = "its embedded config" if EMBEDDED_CONFIG_KEY in metadata else "the SDXL config"
+    check_shapes(path, tensors, component_configs(path, metadata, config_dir), source)
     return CheckpointFile(
         path=path,
         size_bytes=size,
@@ -154,10 +162,10 @@ class CheckpointLoader:
         try:
             st = path.stat()
         except OSError:
-            return inspect_checkpoint(path)  # raises CheckpointNotFound
+            return inspect_checkpoint(path, self.sdxl_config_dir)  # raises CheckpointNotFound
         key = (str(path), st.st_mtime_ns, st.st_size)
         if self._inspected is None or self._inspected[0] != key:
-            self._inspected = (key, inspect_checkpoint(path))
+            self._inspected = (key, inspect_checkpoint(path, self.sdxl_config_dir))
         return self._inspected[1]
 
     def config_dir_for(self, checkpoint: CheckpointFile) -> Path:

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from inference_helpers import rewrite_checkpoint, to_sd15_layout
+from inference_helpers import (
+    rewrite_checkpoint,
+    to_sd15_layout,
+    with_inpainting_conv_in,
+    with_misshapen_resnet,
+)
 
 from devtools.tiny_models import (
     build_tiny_pipeline,
@@ -36,6 +41,9 @@ class TinyFiles:
     # A LoRA, and an SD 1.5-shaped checkpoint: files the service must refuse as checkpoints.
     lora_as_checkpoint: Path
     sd15: Path
+    # Pass the marker check; the first fails the header's shape check, the second only in diffusers.
+    inpainting_shaped: Path
+    misshapen_resnet: Path
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +64,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyFiles:
         corrupt=corrupt,
         lora_as_checkpoint=write_tiny_lora(root / "a-lora-not-a-checkpoint.safetensors", seed=3),
         sd15=rewrite_checkpoint(checkpoint_a, root / "tiny-sd15.safetensors", to_sd15_layout, metadata={}),
+        inpainting_shaped=rewrite_checkpoint(checkpoint_a, root / "tiny-inpainting.safetensors", with_inpainting_conv_in),
+        misshapen_resnet=rewrite_checkpoint(checkpoint_a, root / "tiny-misshapen.safetensors", with_misshapen_resnet),
     )
 
 

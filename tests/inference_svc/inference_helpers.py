@@ -42,3 +42,17 @@ def to_sd15_layout(state: dict[str, torch.Tensor]) -> None:
             del state[key]
         elif key.startswith("conditioner.embedders.0.transformer."):
             state["cond_stage_model.transformer." + key.removeprefix("conditioner.embedders.0.transformer.")] = state.pop(key)
+
+
+def with_inpainting_conv_in(state: dict[str, torch.Tensor]) -> None:
+    """An SDXL inpainting UNet's input convolution: 9 channels (latents, mask, masked image), not 4."""
+    key = "model.diffusion_model.input_blocks.0.0.weight"
+    out, _, k, _ = state[key].shape
+    state[key] = torch.zeros(out, 9, k, k, dtype=state[key].dtype)
+
+
+def with_misshapen_resnet(state: dict[str, torch.Tensor]) -> None:
+    """A wrong shape deep inside the UNet, where the header check does not look: only diffusers finds it."""
+    key = "model.diffusion_model.input_blocks.1.0.in_layers.2.weight"
+    out, channels, _, _ = state[key].shape
+    state[key] = torch.zeros(out, channels, 1, 1, dtype=state[key].dtype)

@@ -84,3 +84,9 @@ def test_shipped_configs_build_sdxl_base_and_the_converter_writes_its_real_key_n
     # diffusers' own LDM -> diffusers conversion gives back exactly the modules' names.
     assert set(convert_ldm_unet_checkpoint(ldm, UNET)) == set(unet.state_dict())
     assert set(convert_ldm_vae_checkpoint(ldm, VAE)) == set(vae.state_dict())
+    # The header check's expected shapes, from the shipped configs, are SDXL base's.
+    from inference_svc.checkpoint_shapes import _shipped_configs, expected_shapes
+
+    expected = expected_shapes(_shipped_configs(str(SDXL_CONFIG_DIR)))
+    assert len(expected) == 11
+    assert {k: shape for k, (shape, _) in expected.items()} == {k: shapes[k] for k in expected}

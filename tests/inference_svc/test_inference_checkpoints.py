@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from inference_helpers import SIZE, copy_into
+from inference_helpers import SIZE, copy_into, rewrite_checkpoint
 
 from inference_svc.checkpoint_cache import CheckpointCache
 from inference_svc.checkpoint_loader import CheckpointLoader, inspect_checkpoint
@@ -97,6 +97,40 @@ def test_bad_checkpoints_get_clear_errors(tiny, loader, tmp_path):
     pickle.write_bytes(b"x")
     with pytest.raises(CheckpointLoadFailed, match=r"only \.safetensors"):
         loader.load(pickle)
+
+
+def test_key_tensor_shapes_are_checked_from_the_header_naming_the_tensor(tiny, loader, tmp_path):
+    with pytest.raises(CheckpointLoadFailed, match=r"input_blocks\.0\.0\.weight \(UNet input channels\) has shape "
+                       r"\[32, 9, 3, 3\], its embedded config expects \[32, 4, 3, 3\]; .* inpainting") as inpainting:
+        inspect_checkpoint(tiny.inpainting_shaped)
+    assert inpainting.value.metadata["detail"] == "shape"
+    assert inpainting.value.metadata["tensor"] == "model.diffusion_model.input_blocks.0.0.weight"
+
+    def narrow_text_encoder_2(state):
+        key = "conditioner.embedders.1.model.token_embedding.weight"
+        state[key] = state[key][:, :40].clone()
+
+    narrow = rewrite_checkpoint(tiny.checkpoint_a, tmp_path / "narrow.safetensors", narrow_text_encoder_2)
+    with pytest.raises(CheckpointLoadFailed, match=r"token_embedding\.weight \(OpenCLIP-bigG text encoder width\)"):
+        loader.load(narrow)
+    # Without an embedded config, the shipped SDXL one is the reference: a tiny model is far off.
+    bare = rewrite_checkpoint(tiny.checkpoint_a, tmp_path / "bare.safetensors", lambda state: None, metadata={})
+    with pytest.raises(CheckpointLoadFailed, match=r"the SDXL config expects \[320, 4, 3, 3\]"):
+        inspect_checkpoint(bare)
+
+
+def test_a_misshapen_checkpoint_evicts_nothing(tiny, loader):
+    probe = CheckpointCache(loader, loader.device, device_budget=10**12, park_budget=0)
+    size = probe.acquire("a", tiny.checkpoint_a).entry.size_bytes
+    # Room for one pipeline, nothing parked: the CPU default for SDXL-sized checkpoints.
+    cache = CheckpointCache(loader, loader.device, device_budget=int(size * 1.5), park_budget=0)
+    good = cache.acquire("a", tiny.checkpoint_a)
+    image = image_of(good.entry)
+    with pytest.raises(CheckpointLoadFailed, match="inpainting"):
+        cache.acquire("inpainting", tiny.inpainting_shaped)
+    again = cache.acquire("a", tiny.checkpoint_a)
+    assert again.loaded_from == "device" and again.entry is good.entry
+    np.testing.assert_array_equal(image_of(again.entry), image)
 
 
 def test_cache_switches_a_b_a_and_reproduces_a(tiny, loader):

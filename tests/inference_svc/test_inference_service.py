@@ -218,6 +218,21 @@ async def test_corrupt_checkpoint_leaves_the_previous_one_working(stack, tiny):
     assert result_of(await collect(stack.inference.Generate(generate_request()))).png == good.png
 
 
+async def test_inpainting_shaped_checkpoint_is_refused_and_the_previous_one_stays_loaded(stack, tiny):
+    a = await stack.add_checkpoint(tiny.checkpoint_a, activate=True)
+    good = result_of(await collect(stack.inference.Generate(generate_request())))
+    inpainting = await stack.add_checkpoint(tiny.inpainting_shaped)
+    failure = await expect_error(
+        collect(stack.inference.Generate(generate_request(checkpoint=inpainting))),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "CHECKPOINT_LOAD_FAILED",
+    )
+    assert "model.diffusion_model.input_blocks.0.0.weight (UNet input channels) has shape [32, 9, 3, 3]" in failure.details()
+    loaded = (await collect(stack.inference.LoadCheckpoint(inference_pb2.LoadCheckpointRequest(checkpoint=a))))[-1]
+    assert loaded.result.loaded_from == "device"
+    assert result_of(await collect(stack.inference.Generate(generate_request()))).png == good.png
+
+
 async def test_sd15_checkpoint_is_refused_as_not_sdxl(stack, tiny):
     # The registry refuses to register one; the default checkpoint's file is not registered.
     folder = stack.models / "illustrious-xl"
