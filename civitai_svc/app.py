@@ -81,7 +81,7 @@ def resume_downloads(journal: JobJournal, installer: Installer, jobs: JobManager
         part = installer.adopt(proto, plan)
         if part is not None:
             kept.add(part)
-        jobs.restore(proto, plan)
+        jobs.restore(proto, plan, plan.keys)
     installer.remove_stray_parts(kept)
 
 

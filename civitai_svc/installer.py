@@ -54,6 +54,19 @@ class Plan:
     # Reserved by the job when it first runs (its .part is `part_path(final, job id)`); kept across a restart.
     final: Path | None = None
 
+    @property
+    def keys(self) -> frozenset[str]:
+        return file_keys(self.info.version_id, self.file)
+
+
+def file_keys(version_id: int, file: civitai_pb2.CivitaiFile) -> frozenset[str]:
+    """What names the bytes a job fetches: the file of the version, and its sha256 when CivitAI lists one
+    (the same file may be reached by another version, or by hash)."""
+    keys = {f"file:{version_id}:{file.id}"}
+    if file.sha256:
+        keys.add(f"sha256:{file.sha256.lower()}")
+    return frozenset(keys)
+
 
 def part_path(final: Path, job_id: str) -> Path:
     return final.with_name(f"{final.name}.{job_id[:12]}.part")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -54,6 +54,8 @@ class Job:
         self.interrupted = False
         # Called after each update() (state, name), never for progress ticks: the journal's hook.
         self.on_update: Callable[[Job], None] | None = None
+        # What this job fetches (installer.file_keys): a second start of the same file joins this job.
+        self.keys: frozenset[str] = frozenset()
 
     @property
     def id(self) -> str:
@@ -135,15 +137,29 @@ class JobManager:
         self._max_finished = max_finished
         self._journal = journal
 
-    def create(self, proto: civitai_pb2.DownloadJob, plan: Any) -> Job:
+    def active_with(self, keys: Iterable[str]) -> Job | None:
+        """The queued or running job (not being cancelled) that fetches what one of `keys` names."""
+        wanted = set(keys)
+        for job in self._jobs.values():
+            if not job.finished and not job.cancel_requested and job.keys & wanted:
+                return job
+        return None
+
+    def create(self, proto: civitai_pb2.DownloadJob, plan: Any, keys: Iterable[str] = ()) -> Job:
+        """A new job, or the unfinished one that already fetches one of `keys`: the same file is
+        downloaded once however often it is started (checked and added with no await between)."""
+        running = self.active_with(keys)
+        if running is not None:
+            log.info("download.joined", job_id=running.id)
+            return running
         proto.id = uuid.uuid4().hex
         proto.state = State.DOWNLOAD_STATE_QUEUED
         proto.eta_seconds = -1.0
         proto.create_time.CopyFrom(_now())
         proto.update_time.CopyFrom(proto.create_time)
-        return self._start(Job(proto, plan))
+        return self._start(Job(proto, plan), keys)
 
-    def restore(self, proto: civitai_pb2.DownloadJob, plan: Any) -> Job:
+    def restore(self, proto: civitai_pb2.DownloadJob, plan: Any, keys: Iterable[str] = ()) -> Job:
         """A job the journal kept across a restart: same id and figures, QUEUED again, run again."""
         proto.state = State.DOWNLOAD_STATE_QUEUED
         proto.bytes_per_second = 0.0
@@ -151,9 +167,10 @@ class JobManager:
         proto.ClearField("error")
         proto.update_time.CopyFrom(_now())
         log.info("download.restored", job_id=proto.id, bytes_done=proto.bytes_done, total_bytes=proto.total_bytes)
-        return self._start(Job(proto, plan))
+        return self._start(Job(proto, plan), keys)
 
-    def _start(self, job: Job) -> Job:
+    def _start(self, job: Job, keys: Iterable[str]) -> Job:
+        job.keys = frozenset(keys)
         self._jobs[job.id] = job
         job.on_update = self._persist
         self._persist(job)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from civitai_svc.catalog import Catalog
-from civitai_svc.installer import Installer, Plan, prepare
+from civitai_svc.installer import Installer, Plan, file_keys, prepare
 from civitai_svc.jobs import JobManager, State
 from civitai_svc.metadata import ensure_supported
 from civitai_svc.references import FileFilter, Kind, Reference, parse_reference
@@ -69,13 +69,17 @@ class CivitaiServicer(civitai_pb2_grpc.CivitaiServiceServicer):
         if request.file_id:  # an explicit pick; a pasted URL's type/format/size/fp no longer apply
             ref = replace(ref, file_id=request.file_id, file_filter=FileFilter())
         info = await self.catalog.lookup(ref, token)
+        keys = file_keys(info.version_id, info.file) if info.file.id else frozenset()
+        running = self.jobs.active_with(keys)  # before prepare: its disk check would count this file twice
+        if running is not None:
+            return civitai_pb2.StartDownloadResponse(job=running.snapshot())
         planned = await prepare(self.installer, info, token)
         proto = civitai_pb2.DownloadJob(
             reference=ref.original, model_id=info.model_id, version_id=info.version_id, file_id=info.file.id,
             name=info.name, filename=info.file.name, model_type=info.model_type, total_bytes=info.file.size_bytes,
         )
         if isinstance(planned, Plan):
-            job = self.jobs.create(proto, planned)
+            job = self.jobs.create(proto, planned, planned.keys)  # or the job that a concurrent call started
         else:  # the same sha256 is installed: nothing to fetch
             proto.state = State.DOWNLOAD_STATE_SUCCEEDED
             proto.already_installed = True

@@ -262,6 +262,38 @@ async def test_same_sha256_is_not_downloaded_again(stack):
     assert len(await stack.models()) == 1
 
 
+async def test_starting_a_file_that_is_downloading_returns_its_job(stack):
+    lora = stack.fake.add_lora(data=make_safetensors("lora", 4 * 1024 * 1024, seed=13))
+    stack.fake.throttle(lora.file_id, 1024 * 1024)  # so the job is still running when it is started again
+    # Two calls at once: neither job exists when both look the model up.
+    first, second = await asyncio.gather(*(
+        stack.civitai.StartDownload(S.StartDownloadRequest(reference=lora.url), timeout=10) for _ in range(2)))
+    assert first.job.id == second.job.id
+    async for reply in stack.civitai.WatchDownload(S.WatchDownloadRequest(job_id=first.job.id), timeout=30):
+        if reply.job.bytes_done > 0:
+            break
+    # The same file however it is named, while the job runs.
+    again = [
+        S.StartDownloadRequest(reference=f"v:{lora.version_id}"),
+        S.StartDownloadRequest(reference=f"sha256:{lora.sha256}"),
+        S.StartDownloadRequest(reference=f"urn:air:sdxl:lora:civitai:{lora.model_id}@{lora.version_id}+{lora.file_id}"),
+        S.StartDownloadRequest(reference=str(lora.model_id), file_id=lora.file_id),
+    ]
+    for request in again:
+        reply = await stack.civitai.StartDownload(request, timeout=10)
+        assert reply.job.id == first.job.id, request
+    listed = await stack.civitai.ListDownloads(S.ListDownloadsRequest(), timeout=5)
+    assert [j.id for j in listed.jobs] == [first.job.id]
+    stack.fake.throttle(lora.file_id, 0)
+    job = await stack.wait(first.job.id)
+    assert job.state == S.DOWNLOAD_STATE_SUCCEEDED, job.error
+    assert stack.fake.bytes_served(lora.file_id) == lora.size  # fetched once
+    assert len(stack.fake.download_requests()) == 1 and len(await stack.models()) == 1
+    # Once it has ended, a new start is a new job (here: already installed).
+    after = await stack.civitai.StartDownload(S.StartDownloadRequest(reference=lora.url), timeout=10)
+    assert after.job.id != first.job.id and after.job.already_installed
+
+
 async def test_filename_collision_gets_a_suffix(stack):
     a = stack.fake.add_lora(name="Style A", filename="style.safetensors", data=make_safetensors("lora", 5000, seed=11))
     b = stack.fake.add_lora(name="Style B", filename="style.safetensors", data=make_safetensors("lora", 5000, seed=12))

@@ -57,10 +57,15 @@ async def test_a_restart_resumes_the_job_and_fetches_no_byte_twice(stack):
     assert recorded["job"]["state"] == "DOWNLOAD_STATE_QUEUED" and int(recorded["job"]["bytesDone"]) == STOP_AT
     assert recorded["part"] == part_of(stack, before) and recorded["final"] == f"loras/{before.filename}"
 
+    stack.fake.throttle(lora.file_id, 256 * 1024)  # so the resumed job still runs when it is started again
     again = await stack.restarted()
+    # Starting the file again joins the resumed job, as it would any job of this run.
+    rejoined = await again.civitai.StartDownload(S.StartDownloadRequest(reference=lora.url), timeout=10)
+    assert rejoined.job.id == before.id
     listed = await again.civitai.ListDownloads(S.ListDownloadsRequest(), timeout=5)
     assert [j.id for j in listed.jobs] == [before.id]
     assert listed.jobs[0].create_time == before.create_time
+    stack.fake.throttle(lora.file_id, 0)
     job = await again.wait(before.id)
     assert job.state == S.DOWNLOAD_STATE_SUCCEEDED, job.error
     assert job.id == before.id and job.filename == before.filename

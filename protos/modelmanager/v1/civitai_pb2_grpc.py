@@ -130,7 +130,10 @@ class CivitaiServiceServicer:
     def StartDownload(self, request, context):
         """Starts a download job and returns at once. The job outlives the caller.
         When the same file (sha256) is installed already, the job comes back
-        SUCCEEDED with already_installed set and nothing is fetched.
+        SUCCEEDED with already_installed set and nothing is fetched. When a
+        queued or running job already fetches the file (the same version and
+        file, or the same sha256, however the reference names it), that job is
+        returned (same id) and the file is fetched once.
         A reference that names a file (?fileId=, an AIR "+file", file_id, or a
         download URL's type/format/size/fp) installs that file or fails: NOT_FOUND
         / FILE_NOT_FOUND when the version has no such file (the message lists its
