@@ -305,6 +305,21 @@ async def test_filename_collision_gets_a_suffix(stack):
     assert {m.filename for m in await stack.models()} == {first.filename, second.filename}
 
 
+async def test_the_served_name_wins_over_the_api_name(stack):
+    # CivitAI renames files on download (getDownloadFilename); Content-Disposition carries the name it means.
+    lora = stack.fake.add_lora(filename="upload_v1.safetensors", data=make_safetensors("lora", 5000, seed=14))
+    stack.fake._files[lora.file_id].name = "../Served: Name?.safetensors"  # what the storage host sends
+    info = (await stack.civitai.GetModelInfo(S.GetModelInfoRequest(reference=lora.url), timeout=10)).info
+    assert info.file.name == "upload_v1.safetensors"
+    job = await stack.download(lora.url)
+    assert job.state == S.DOWNLOAD_STATE_SUCCEEDED, job.error
+    assert job.filename == "Served_ Name_.safetensors"  # sanitised
+    assert stack.files() == ["loras/Served_ Name_.safetensors"]
+    [model] = await stack.models()
+    assert model.filename == job.model.filename == job.filename
+    assert model.sha256 == lora.sha256 and model.civitai_version_id == lora.version_id
+
+
 async def test_dangerous_file_names_are_sanitised(stack):
     lora = stack.fake.add_lora(filename="../../etc/\x07.evil name?.safetensors")
     job = await stack.download(lora.url)
