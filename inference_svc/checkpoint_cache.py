@@ -3,7 +3,10 @@
 The most recently used pipelines stay on the device while their weights fit
 the device budget. Older ones are parked in host memory when the park budget
 allows (switching back is then a host-to-device copy, not a disk read and a
-rebuild), or dropped. A load that fails leaves every cached pipeline usable.
+rebuild), or dropped. A load that fails leaves the cache as it was: the file's
+header is checked before anything is evicted; pipelines the load would evict
+stay until it has succeeded when the memory really free allows; and when the
+current one had to be dropped after all, it is loaded again.
 
 Not thread-safe on purpose: only the job worker thread mutates it (one GPU
 job at a time); `snapshot()` is what other threads read.
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import gc
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,7 @@ from typing import Any
 import torch
 
 from inference_svc.checkpoint_loader import CheckpointLoader, LoadProgress, pipeline_bytes
-from inference_svc.device import DeviceInfo, empty_cache, is_out_of_memory
+from inference_svc.device import DeviceInfo, empty_cache, free_memory_bytes, is_out_of_memory
 from inference_svc.errors import CheckpointNotFound, OutOfMemory
 from service_kit import get_logger
 
@@ -62,14 +67,31 @@ def _signature(path: Path) -> tuple[int, int]:
     return st.st_mtime_ns, st.st_size
 
 
+# Free memory a cold load needs before the cache keeps what it would evict until the load is done:
+# the new pipeline, plus a margin for the file's tensors in transit while diffusers builds it.
+LOAD_HEADROOM = 1.5
+
+
 class CheckpointCache:
-    def __init__(self, loader: CheckpointLoader, device: DeviceInfo, *, device_budget: int, park_budget: int):
+    def __init__(
+        self,
+        loader: CheckpointLoader,
+        device: DeviceInfo,
+        *,
+        device_budget: int,
+        park_budget: int,
+        free_bytes: Callable[[], int] | None = None,
+    ):
         self.loader = loader
         self.device = device
         self.device_budget = device_budget
         self.park_budget = park_budget
+        # Memory really free on the device now (tests pass their own to play a full machine).
+        self._free_bytes = free_bytes or (lambda: free_memory_bytes(device))
         self._entries: dict[str, CachedCheckpoint] = {}
         self.current: CachedCheckpoint | None = None
+        # Pipelines built from disk, restores included.
+        self.loads = 0
 
     def snapshot(self) -> list[CachedCheckpoint]:
         return sorted(self._entries.values(), key=lambda e: e.last_used, reverse=True)
@@ -100,16 +122,30 @@ class CheckpointCache:
             self._touch(entry)
             return Acquired(entry, loaded_from, time.perf_counter() - started)
 
-        # Check the file first (corrupt, truncated, not SDXL: nothing is evicted for it), then make
-        # room: two pipelines never need to fit at once, and parked ones stay usable if the load fails.
-        self._make_room(self.loader.estimate_bytes(path), keep=None)
+        # Check the file first (corrupt, truncated, not SDXL, misshapen: nothing is evicted for it), then
+        # make room: two pipelines never need to fit the budget at once.
+        incoming = self.loader.estimate_bytes(path)
+        previous = self.current
+        self._make_room_for_load(incoming)
         try:
-            pipe = self.loader.load(path, progress)
+            entry = self._load(name, path, signature, progress, started)
         except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            empty_cache(self.device)
-            raise OutOfMemory(f"out of memory loading {name}", metadata={"checkpoint": name}) from exc
+            oom = is_out_of_memory(exc)
+            if previous is not None and previous.pipe is None:
+                # Dropped for this load: free what the failed load built (its frames hold it), then
+                # bring the previous one back, so the service is as it was.
+                traceback.clear_frames(exc.__traceback__)
+                self._restore(previous)
+            if oom:
+                empty_cache(self.device)
+                raise OutOfMemory(f"out of memory loading {name}", metadata={"checkpoint": name}) from exc
+            raise
+        return Acquired(entry, "disk", entry.load_seconds)
+
+    def _load(
+        self, name: str, path: Path, signature: tuple[int, int], progress: LoadProgress | None, started: float
+    ) -> CachedCheckpoint:
+        pipe = self.loader.load(path, progress)
         seconds = time.perf_counter() - started
         entry = CachedCheckpoint(
             name=name,
@@ -120,11 +156,23 @@ class CheckpointCache:
             load_seconds=seconds,
             scheduler_config=dict(pipe.scheduler.config),
         )
-        self._entries[key] = entry
+        self.loads += 1
+        self._entries[str(path.resolve())] = entry
         self._touch(entry)
-        self._make_room(0, keep=entry)
+        self._make_room(0, keep=entry)  # what _make_room_for_load kept goes now
         log.info("checkpoint.loaded", checkpoint=name, seconds=round(seconds, 3), size_bytes=entry.size_bytes)
-        return Acquired(entry, "disk", seconds)
+        return entry
+
+    def _restore(self, entry: CachedCheckpoint) -> None:
+        """Load a pipeline dropped for a load that failed again; best effort, the failure is what counts."""
+        gc.collect()
+        empty_cache(self.device)
+        try:
+            self._load(entry.name, entry.path, _signature(entry.path), None, time.perf_counter())
+        except Exception as exc:
+            log.warning("checkpoint.restore_failed", checkpoint=entry.name, error=str(exc)[:200])
+            return
+        log.info("checkpoint.restored", checkpoint=entry.name)
 
     def _touch(self, entry: CachedCheckpoint) -> None:
         entry.last_used = time.monotonic()
@@ -133,15 +181,34 @@ class CheckpointCache:
     def _make_room(self, incoming: int, keep: CachedCheckpoint | None) -> None:
         """Evict least recently used device pipelines until `incoming` more bytes fit the budget."""
         while self._bytes("device") + incoming > self.device_budget:
-            victims = [e for e in self._entries.values() if e.location == "device" and e is not keep]
-            if not victims:
+            if not self._evict_one(keep):
                 return
-            victim = min(victims, key=lambda e: e.last_used)
-            if self.park_budget > 0 and victim.size_bytes <= self.park_budget:
-                self._move(victim, "cpu")
-                self._trim_park(keep)
-            else:
-                self._drop(victim)
+
+    def _make_room_for_load(self, incoming: int) -> None:
+        """_make_room for a cold load of `incoming` bytes, keeping what the memory really free allows.
+
+        Pipelines over the budget stay until the load has succeeded (then _load evicts them) while
+        the device's free memory covers the load: a load that fails then leaves them as they were.
+        Least recently used ones go first when it does not.
+        """
+        while self._bytes("device") + incoming > self.device_budget:
+            if self._free_bytes() >= incoming * LOAD_HEADROOM:
+                return
+            if not self._evict_one(keep=None):
+                return
+
+    def _evict_one(self, keep: CachedCheckpoint | None) -> bool:
+        """Park or drop the least recently used device pipeline but `keep`; False when there is none."""
+        victims = [e for e in self._entries.values() if e.location == "device" and e is not keep]
+        if not victims:
+            return False
+        victim = min(victims, key=lambda e: e.last_used)
+        if self.park_budget > 0 and victim.size_bytes <= self.park_budget:
+            self._move(victim, "cpu")
+            self._trim_park(keep)
+        else:
+            self._drop(victim)
+        return True
 
     def _trim_park(self, keep: CachedCheckpoint | None) -> None:
         # `keep` may still be parked: it is the one about to move to the device.

@@ -12,7 +12,9 @@ Defaults for the checkpoint cache come from figures, not guesses:
 * On the CPU, "device" and "park" are the same memory: one tier of half the RAM
   (an SDXL checkpoint upcast to float32 is ~13.8 GB, so a 32 GB host holds one).
 * Before a cold load the cache makes room for the new pipeline (estimated from
-  the file's header), so two pipelines never have to fit at once.
+  the file's header), so two pipelines never have to fit at once; the ones it
+  would evict stay until the load has succeeded when the memory really free
+  (`free_memory_bytes`) allows.
 """
 
 from __future__ import annotations
@@ -79,6 +81,26 @@ def default_budgets(info: DeviceInfo, device_bytes: int = 0, park_bytes: int = 0
         device = device_bytes or host_memory_bytes() // 2
         park = park_bytes or 0  # same memory as the "device": nothing to gain
     return device, max(park, 0)
+
+
+def available_host_bytes() -> int:
+    """MemAvailable: what the host can still give without swapping; 0 when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for row in f:
+                if row.startswith("MemAvailable:"):
+                    return int(row.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def free_memory_bytes(info: DeviceInfo) -> int:
+    """Memory a new pipeline could take now: free device memory plus torch's cached blocks, or the host's."""
+    if info.is_cuda:
+        free, _ = torch.cuda.mem_get_info(info.device)
+        return free + torch.cuda.memory_reserved(info.device) - torch.cuda.memory_allocated(info.device)
+    return available_host_bytes()
 
 
 def memory_allocated(info: DeviceInfo) -> int:

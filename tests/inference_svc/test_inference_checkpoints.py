@@ -190,6 +190,40 @@ def test_failed_load_leaves_the_previous_checkpoint_working(tiny, loader):
     np.testing.assert_array_equal(image_of(again.entry), image)
 
 
+def one_pipeline_cache(tiny, loader, **kwargs) -> CheckpointCache:
+    """Room for one tiny pipeline, nothing parked: what the CPU default is for SDXL-sized checkpoints."""
+    size = CheckpointCache(loader, loader.device, device_budget=10**12, park_budget=0).acquire(
+        "probe", tiny.checkpoint_b).entry.size_bytes
+    return CheckpointCache(loader, loader.device, device_budget=int(size * 1.5), park_budget=0, **kwargs)
+
+
+def test_a_load_that_fails_in_diffusers_keeps_the_previous_pipeline_when_memory_allows(tiny, loader):
+    cache = one_pipeline_cache(tiny, loader)
+    good = cache.acquire("a", tiny.checkpoint_a)
+    image = image_of(good.entry)
+    with pytest.raises(CheckpointLoadFailed, match="could not be loaded") as failure:
+        cache.acquire("misshapen", tiny.misshapen_resnet)  # passes the header check
+    assert failure.value.metadata["detail"] == "load"
+    again = cache.acquire("a", tiny.checkpoint_a)
+    assert again.loaded_from == "device" and again.entry is good.entry and cache.loads == 1
+    np.testing.assert_array_equal(image_of(again.entry), image)
+    # A load that succeeds still evicts it: the budget holds one.
+    cache.acquire("b", tiny.checkpoint_b)
+    assert [e.name for e in cache.snapshot()] == ["b"]
+
+
+def test_a_load_that_fails_in_diffusers_reloads_the_previous_pipeline_when_memory_is_short(tiny, loader):
+    cache = one_pipeline_cache(tiny, loader, free_bytes=lambda: 0)
+    image = image_of(cache.acquire("a", tiny.checkpoint_a).entry)
+    with pytest.raises(CheckpointLoadFailed, match="could not be loaded"):
+        cache.acquire("misshapen", tiny.misshapen_resnet)
+    # "a" had to go before the load; it is back, loaded again once.
+    assert [e.name for e in cache.snapshot()] == ["a"] and cache.current.name == "a" and cache.loads == 2
+    again = cache.acquire("a", tiny.checkpoint_a)
+    assert again.loaded_from == "device"
+    np.testing.assert_array_equal(image_of(again.entry), image)
+
+
 def test_v_prediction_checkpoints_get_a_v_prediction_scheduler(loader, tmp_path):
     from devtools.tiny_models import write_tiny_checkpoint
 
