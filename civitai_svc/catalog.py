@@ -10,6 +10,7 @@ best-effort.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from civitai_svc import errors as E
@@ -64,6 +65,8 @@ class Catalog:
                 version = await self.api.get_version(ref.version_id, token)
             else:
                 version = await self.api.get_version_by_hash(ref.hash, token)
+                # The hash names one file of the version: that one, not the version's preferred file.
+                ref = replace(ref, file_id=ref.file_id or _file_with_hash(version, ref.hash))
             info = await self._with_model(version, ref, token)
         if (ref.file_id or ref.file_filter) and not info.mode:  # archived: no files; StartDownload says so
             select_file(info.files, version_id=info.version_id, file_id=ref.file_id, wanted=ref.file_filter)
@@ -178,3 +181,12 @@ def _version_with_file(model: dict[str, Any], file_id: int) -> dict[str, Any] | 
         ):
             return version
     return None
+
+
+def _file_with_hash(version: dict[str, Any], value: str) -> int:
+    """The id of the version's file that has this hash (any type: SHA256, AutoV2, CRC32...), or 0."""
+    for f in version.get("files") or []:
+        hashes = f.get("hashes") if isinstance(f, dict) else None
+        if isinstance(hashes, dict) and value.upper() in {str(h).upper() for h in hashes.values()}:
+            return int(f.get("id") or 0)
+    return 0

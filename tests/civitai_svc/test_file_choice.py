@@ -113,6 +113,16 @@ async def test_a_named_file_is_the_one_installed(stack, version, reference, file
     assert [r.path for r in stack.fake.download_requests()] == [f"/api/download/models/{VERSION_ID}?fileId={expected}"]
 
 
+async def test_a_hash_names_its_own_file_not_the_versions_preferred_one(stack, version):
+    sha = hashlib.sha256(version[FULL]).hexdigest()
+    for reference in (f"sha256:{sha}", f"hash:{sha[:10]}"):  # SHA256, AutoV2
+        info = (await stack.civitai.GetModelInfo(S.GetModelInfoRequest(reference=reference), timeout=10)).info
+        assert info.file.id == FULL and info.file.sha256 == sha
+    identified = await stack.civitai.IdentifyFile(S.IdentifyFileRequest(sha256=sha), timeout=10)
+    assert identified.info.file.id == FULL
+    assert await _installed(stack, await stack.download(f"sha256:{sha}"), version) == FULL
+
+
 async def test_an_air_naming_a_file_but_no_version_installs_that_files_version(stack, version):
     job = await stack.download(f"urn:air:sdxl:checkpoint:civitai:{MODEL_ID}+{OLD_FILE}")
     assert job.state == S.DOWNLOAD_STATE_SUCCEEDED, job.error
