@@ -47,13 +47,22 @@ def generate_params(request: inference_pb2.GenerateRequest) -> GenerateParams:
     )
 
 
+def default_tile_overlap(tile: int) -> int:
+    """128 px for the default 1024 px tiles, a quarter of smaller ones (a multiple of 8, as the VAE needs).
+
+    A fixed 128 would exceed the tile_size/2 limit below tiles of 256 px: a client setting only
+    tile_size would be refused for a field it never set.
+    """
+    return min(128, tile // 4) // 8 * 8
+
+
 def upscale_params(request: inference_pb2.UpscaleRequest) -> UpscaleParams:
     scale = request.scale_factor or 2.0
     steps = request.steps or 20
     strength = request.strength if request.HasField("strength") else 0.35
     guidance = request.guidance_scale if request.HasField("guidance_scale") else 7.0
     tile = request.tile_size or 1024
-    overlap = request.tile_overlap if request.HasField("tile_overlap") else 128
+    overlap = request.tile_overlap if request.HasField("tile_overlap") else default_tile_overlap(tile)
     check_range("scale_factor", scale, 1.0, 4.0)
     check_range("steps", steps, 1, 150)
     check_range("strength", strength, 0.0, 1.0)

@@ -309,6 +309,24 @@ async def test_bad_upscale_input_is_invalid_argument(stack):
         )
 
 
+@pytest.mark.parametrize(("tile", "overlap"), [(0, 128), (1024, 128), (512, 128), (256, 64), (128, 32), (48, 8), (32, 8)])
+def test_unset_tile_overlap_fits_the_tile_size(tile, overlap):
+    from inference_svc.validation import upscale_params
+
+    params = upscale_params(inference_pb2.UpscaleRequest(image=b"", tile_size=tile))
+    assert params.tile_overlap == overlap
+
+
+async def test_upscale_with_only_a_small_tile_size_set(stack, tiny):
+    await stack.add_checkpoint(tiny.checkpoint_a, activate=True)
+    request = inference_pb2.UpscaleRequest(image=small_image(), scale_factor=2.0, steps=2, strength=0.5, seed=3,
+                                           tile_size=48)
+    events = await collect(stack.inference.Upscale(request))
+    tiles = {e.progress.total_tiles for e in events if e.WhichOneof("event") == "progress" and e.progress.total_tiles}
+    assert tiles == {4}  # 64x64 in 48 px tiles overlapping by 8
+    assert result_of(events).width == 64
+
+
 def small_image() -> bytes:
     rng = np.random.default_rng(0)
     buffer = io.BytesIO()
