@@ -14,6 +14,18 @@ from service_kit import errors, insecure_channel
 DEFAULT_CHECKPOINT = "illustrious-xl"
 
 
+def default_checkpoint_location(path: Path) -> Path:
+    """The default checkpoint's file or, when there is none, the diffusers folder it would lie in.
+
+    The registry only indexes single files, but the default checkpoint is not indexed: its folder on
+    the models volume (illustrious-xl/) may hold a diffusers layout (model_index.json, unet/, vae/...)
+    instead of Illustrious-XL-v0.1.safetensors, and the loader reads either.
+    """
+    if not path.exists() and (path.parent / "model_index.json").is_file():
+        return path.parent
+    return path
+
+
 @dataclass(frozen=True)
 class ResolvedCheckpoint:
     name: str
@@ -57,9 +69,11 @@ class RegistryClient:
         """The checkpoint a job runs on: `override` when given, else the registry's active one."""
         if not override:
             reply = await self._call(self.stub.GetActiveCheckpoint, registry_pb2.GetActiveCheckpointRequest())
+            if reply.checkpoint == DEFAULT_CHECKPOINT:
+                return ResolvedCheckpoint(reply.checkpoint, default_checkpoint_location(Path(reply.path)))
             return ResolvedCheckpoint(reply.checkpoint, Path(reply.path))
         if override == DEFAULT_CHECKPOINT:
-            return ResolvedCheckpoint(override, self.default_checkpoint_path)
+            return ResolvedCheckpoint(override, default_checkpoint_location(self.default_checkpoint_path))
         try:
             reply = await self._call(self.stub.GetModel, registry_pb2.GetModelRequest(filename=override))
         except errors.NotFound as exc:

@@ -261,6 +261,21 @@ async def test_default_checkpoint_on_the_models_volume(stack, tiny):
     assert result.checkpoint == "illustrious-xl"
 
 
+async def test_default_checkpoint_as_a_diffusers_folder(stack, tiny):
+    single = await stack.add_checkpoint(tiny.checkpoint_a)
+    expected = result_of(await collect(stack.inference.Generate(generate_request(checkpoint=single))))
+    # The folder itself in place of Illustrious-XL-v0.1.safetensors.
+    shutil.copytree(tiny.diffusers_a, stack.models / "illustrious-xl")
+    active = result_of(await collect(stack.inference.Generate(generate_request())))
+    override = result_of(await collect(stack.inference.Generate(generate_request(checkpoint="illustrious-xl"))))
+    assert active.checkpoint == override.checkpoint == "illustrious-xl"
+    assert override.png == active.png
+    # The same weights as the single file (from_pretrained's float noise aside).
+    assert np.abs(pixels(active.png) - pixels(expected.png)).max() <= 1
+    status = await stack.inference.GetStatus(inference_pb2.GetStatusRequest())
+    assert sorted(c.checkpoint for c in status.checkpoints) == ["illustrious-xl", single]
+
+
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [
