@@ -27,6 +27,9 @@ log = get_logger("service_kit.server")
 ShutdownHook = Callable[[], Awaitable[None]]
 
 
+MIN_PING_INTERVAL_MS = 10_000
+
+
 @dataclass(frozen=True)
 class ServiceBinding:
     """One gRPC service to serve: its full name and how to add its servicer."""
@@ -66,8 +69,10 @@ class GrpcServer:
             interceptors=[ServiceInterceptor(self.error_domain)],
             options=[
                 *CHANNEL_OPTIONS,
-                # Allow the gateway's keepalive pings on long idle streams.
-                ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+                # Accept the clients' keepalive pings (every 30 s, CHANNEL_OPTIONS) on streams that are idle
+                # for minutes (a queued Generate, a download waiting out a Retry-After): by default a
+                # server allows one per 5 minutes and ends the connection with "too many pings".
+                ("grpc.http2.min_ping_interval_without_data_ms", MIN_PING_INTERVAL_MS),
                 ("grpc.so_reuseport", 0),
             ],
         )

@@ -85,6 +85,29 @@ async def test_health_serving_then_not_serving_on_shutdown(probe_server):
         await stop
 
 
+async def test_an_idle_stream_outlives_the_clients_keepalive_pings(monkeypatch):
+    from service_kit import server as server_module
+    from service_kit.client import CHANNEL_OPTIONS
+
+    # The real policy scaled down so the stream idles seconds, not minutes: the client pings every
+    # second (30 s in CHANNEL_OPTIONS), the server allows one every 100 ms (10 s). A server that kept
+    # gRPC's default (one per 5 minutes) hangs up after the third ping.
+    monkeypatch.setattr(server_module, "MIN_PING_INTERVAL_MS", 100)
+    server = GrpcServer(name="idle", listen="127.0.0.1:0", bindings=[], error_domain="probe.modelmanager")
+    await server.start()
+    options = [(k, v) for k, v in CHANNEL_OPTIONS if k != "grpc.keepalive_time_ms"] + [("grpc.keepalive_time_ms", 1000)]
+    try:
+        async with grpc.aio.insecure_channel(server.address, options=options) as channel:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+            await asyncio.sleep(5)  # five pings without data
+            stop = asyncio.create_task(server.stop(grace=1))
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            await stop
+    finally:
+        await server.stop(0)
+
+
 async def test_domain_error_carries_error_info(probe_server):
     server, _ = probe_server
     async with insecure_channel(server.address) as channel:
