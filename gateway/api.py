@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.sse import EventSourceResponse
 from google.protobuf import field_mask_pb2
 
@@ -329,3 +330,23 @@ async def inference_status(clients: Clients) -> JSONResponse:
 async def list_schedulers(clients: Clients) -> JSONResponse:
     req = inference_pb2.ListSchedulersRequest()
     return proto_json(await clients.unary("inference", clients.inference.ListSchedulers, req))
+
+
+# ---------------------------------------------------------------- anything else under /api/v1
+
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+@router.api_route("/{path:path}", methods=ANY_METHOD, include_in_schema=False)
+async def no_such_route(request: Request, path: str) -> None:
+    """Last route: the web UI is mounted at "/" and would answer a mistyped API path with its own 404."""
+    allowed = sorted({
+        method for route in router.routes
+        if isinstance(route, APIRoute) and route.endpoint is not no_such_route
+        and route.path_regex.match(request.url.path)
+        for method in route.methods
+    })
+    if allowed:
+        raise HTTPException(405, f"{request.method} is not allowed on {request.url.path}; it takes "
+                            f"{', '.join(allowed)}", headers={"Allow": ", ".join(allowed)})
+    raise HTTPException(404, f"no API route {request.url.path} (see /docs)")

@@ -53,14 +53,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.settings = settings
     errors.install(app)
     app.include_router(router)
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["*"],
-            allow_headers=["*"],
-            expose_headers=["x-request-id"],
-        )
+    # Added even with no origins: Gradio's UI otherwise installs its own CORS, which reflects any
+    # Origin (with credentials) when the gateway is reached by a name other than localhost.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["x-request-id"],
+    )
     app.add_middleware(RequestIdMiddleware)
     if settings.ui:
         from gateway.ui import mount_ui

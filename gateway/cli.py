@@ -158,6 +158,7 @@ async def cmd_set_active(c: ServiceClients, args: argparse.Namespace) -> int:
     console.print(f"active checkpoint: [bold]{resp.checkpoint}[/] → {resp.path}")
     if args.no_load:
         return 0
+    r: Any = None
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   console=console) as progress:
         task = progress.add_task("loading", total=1.0)
@@ -171,6 +172,9 @@ async def cmd_set_active(c: ServiceClients, args: argparse.Namespace) -> int:
             elif kind == "result":
                 progress.update(task, completed=1.0, description="loaded")
                 r = msg.result
+    if r is None:
+        err_console.print("[red]✗[/] the load stream ended without a result")
+        return 1
     console.print(f"[green]✓[/] loaded {r.checkpoint} in {r.load_seconds:.1f} s (from {r.loaded_from})")
     return 0
 

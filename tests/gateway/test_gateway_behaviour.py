@@ -77,14 +77,18 @@ def test_table_matches_google_rpc_code_proto() -> None:
     assert {code.name: status for code, status in HTTP_STATUS.items()} == expected
 
 
-async def test_bad_body_and_unknown_route_use_the_error_envelope() -> None:
-    async with running_gateway(settings_for()) as http:
+@pytest.mark.parametrize("ui", [False, True], ids=["api-only", "with-ui"])
+async def test_bad_body_and_unknown_route_use_the_error_envelope(ui: bool) -> None:
+    async with running_gateway(settings_for(ui=ui)) as http:
         resp = await http.post("/api/v1/prompt/compose", json={"prompt": "x", "no_such_field": 1})
         assert resp.status_code == 400
         assert resp.json()["error"]["status"] == "INVALID_ARGUMENT"
         assert "no_such_field" in resp.json()["error"]["message"]
         resp = await http.get("/api/v1/nope")
         assert resp.status_code == 404 and resp.json()["error"]["status"] == "NOT_FOUND"
+        resp = await http.delete("/api/v1/health")
+        assert resp.status_code == 405 and resp.headers["allow"] == "GET"
+        assert resp.json()["error"]["details"][0]["reason"] == "METHOD_NOT_ALLOWED"
         resp = await http.get("/api/v1/models", params={"page_size": "many"})
         assert resp.status_code == 400 and resp.json()["error"]["details"][1]["field_violations"]
 
@@ -282,6 +286,14 @@ async def test_no_cors_unless_configured() -> None:
     async with running_gateway(settings_for(cors_origins=["http://ok.example"])) as http:
         resp = await http.get("/api/v1/health", headers={"Origin": "http://ok.example"})
         assert resp.headers["access-control-allow-origin"] == "http://ok.example"
+    # The web UI too, reached by a name other than localhost (Gradio's own CORS would reflect any origin).
+    async with running_gateway(settings_for(ui=True)) as http:
+        for origin in ("http://evil.example", "http://localhost:9999"):
+            resp = await http.get("/config", headers={"Origin": origin, "Host": "mybox.lan"})
+            assert resp.status_code == 200 and "access-control-allow-origin" not in resp.headers
+            resp = await http.options("/config", headers={"Origin": origin, "Host": "mybox.lan",
+                                                          "Access-Control-Request-Method": "GET"})
+            assert "access-control-allow-origin" not in resp.headers
 
 
 async def test_ui_needs_the_api_key_as_password_when_set() -> None:
