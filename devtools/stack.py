@@ -7,7 +7,8 @@ Each service runs as its own child process (`python -m <package> ...`), as in a
 deployment; their log lines are printed with the service's name in front.
 When all answer their health checks, the runner prints what to open.
 Ctrl-C or SIGTERM stops the gateway first, then the services, each with
-SIGTERM (SIGKILL after a grace period).
+SIGTERM (SIGKILL after a grace period). A child that had to be killed, or that
+exited with a non-zero code, is reported, and the runner then exits with 1.
 
 `--demo` keeps its data in `./data/demo` (or `--data-dir`): a tiny SDXL-shaped
 checkpoint is placed on the models volume as the default base
@@ -41,6 +42,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
 
 
 @dataclass
@@ -97,9 +105,10 @@ class StackConfig:
 class Stack:
     """Starts the four children, waits until they are healthy, stops them in reverse order."""
 
-    def __init__(self, config: StackConfig, *, quiet: bool = False) -> None:
+    def __init__(self, config: StackConfig, *, quiet: bool = False, grace: float = GRACE_SECONDS) -> None:
         self.config = config
         self.quiet = quiet
+        self.grace = grace
         self.procs: dict[str, asyncio.subprocess.Process] = {}
         self._pumps: list[asyncio.Task[None]] = []
         self.fake_civitai: Any = None
@@ -175,25 +184,43 @@ class Stack:
             t.cancel()
         return waits[next(iter(done))]
 
-    async def stop(self) -> None:
+    async def stop(self) -> list[str]:
+        """Stop the children in reverse start order (SIGTERM, SIGKILL after `grace` seconds).
+
+        Prints how each one ended and returns the problems: a child that had to be killed,
+        or that exited with a non-zero code (before or during the stop). Empty: all stopped cleanly."""
+        problems: list[str] = []
         for name in reversed(list(self.procs)):
             proc = self.procs[name]
+            killed = False
             if proc.returncode is None:
                 try:
                     proc.send_signal(signal.SIGTERM)
                 except ProcessLookupError:
-                    continue
+                    pass
                 try:
-                    await asyncio.wait_for(proc.wait(), GRACE_SECONDS)
+                    await asyncio.wait_for(proc.wait(), self.grace)
                 except TimeoutError:
+                    killed = True
                     proc.kill()
                     await proc.wait()
+            if killed:
+                problems.append(f"{name} did not stop within {self.grace:g} s of SIGTERM: killed")
+            elif proc.returncode is not None and proc.returncode < 0:
+                problems.append(f"{name} ended by signal {signal_name(-proc.returncode)} (exit code {proc.returncode})")
+            elif proc.returncode != 0:
+                problems.append(f"{name} exited with code {proc.returncode}")
+            else:
+                print(f"{name} stopped (exit code 0)", flush=True)
+        for problem in problems:
+            print(f"stack: {problem}", file=sys.stderr, flush=True)
         for task in self._pumps:
             task.cancel()
         await asyncio.gather(*self._pumps, return_exceptions=True)
         if self.fake_civitai is not None:
             self.fake_civitai.close()
             self.fake_civitai = None
+        return problems
 
 
 # ---------------------------------------------------------------- demo data
@@ -325,25 +352,31 @@ async def run(args: argparse.Namespace) -> int:
         starting = asyncio.create_task(stack.start())
         stopper = asyncio.create_task(stop_requested.wait())
         await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if stop_requested.is_set():
+        if stop_requested.is_set():  # Ctrl-C during start-up: stop what has started
             starting.cancel()
-            return 0
-        starting.result()
-        print(banner(cfg, examples), flush=True)
-        exited = asyncio.create_task(stack.wait_any_exit())
-        await asyncio.wait({exited, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if exited.done():
-            name = exited.result()
-            print(f"\n{name} exited with code {stack.procs[name].returncode}; stopping the rest", flush=True)
-            code = 1
+            await asyncio.gather(starting, return_exceptions=True)
+        else:
+            starting.result()
+            print(banner(cfg, examples), flush=True)
+            exited = asyncio.create_task(stack.wait_any_exit())
+            await asyncio.wait({exited, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if exited.done():
+                name = exited.result()
+                print(f"\n{name} exited with code {stack.procs[name].returncode}; stopping the rest", flush=True)
+                code = 1
+            else:
+                exited.cancel()
         stopper.cancel()
     except RuntimeError as exc:
         print(f"\nstack: {exc}", file=sys.stderr, flush=True)
         code = 1
     finally:
         print("stopping: gateway, inference, civitai, registry …", flush=True)
-        await stack.stop()
-        print("all stopped.", flush=True)
+        if await stack.stop():
+            print("stopped, not cleanly (see above).", flush=True)
+            code = 1
+        else:
+            print("all stopped.", flush=True)
     return code
 
 
