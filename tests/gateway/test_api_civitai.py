@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -35,7 +38,8 @@ async def env(tmp_path: Path) -> AsyncIterator[dict]:
     settings = settings_for(registry=registry.address, civitai=civitai.address)
     try:
         async with running_gateway(settings) as http:
-            yield {"http": http, "fake": fake, "lora": lora, "user_models": user_models}
+            yield {"http": http, "fake": fake, "lora": lora, "user_models": user_models,
+                   "registry": registry.address, "civitai": civitai.address}
     finally:
         await civitai.stop(0)
         await registry.stop(0)
@@ -105,3 +109,38 @@ async def test_download_watch_and_disconnect_keeps_the_job(env: dict) -> None:
     unknown = await http.get("/api/v1/downloads/nope/events")
     assert unknown.status_code == 404
     assert unknown.json()["error"]["details"][0]["reason"] == "JOB_NOT_FOUND"
+
+
+async def cli(env: dict, *args: str) -> tuple[int, str, str]:
+    """`modelmgr ARGS` as a real process against the env's services: (exit code, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "--registry", env["registry"], "--civitai", env["civitai"], *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200", "MODELMGR_LOG_LEVEL": "WARNING"})
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_cli_download_installs_with_progress_then_says_already_installed(env: dict) -> None:
+    http, lora = env["http"], env["lora"]
+    code, out, err = await cli(env, "download", lora.url)
+    assert code == 0, out + err
+    assert re.search(r"^job \S+: Ink Style$", out, re.MULTILINE), out
+    # The progress bar, driven by the job's stream: its last state and all the bytes.
+    size_mb = f"{lora.size / 1e6:.1f}"
+    assert re.search(rf"Ink Style \(succeeded\) .*━.* {size_mb}/{size_mb} MB", out), out
+    assert "✓ installed as ink_style.safetensors" in out, out
+    model = (await http.get("/api/v1/models/ink_style.safetensors")).json()
+    assert model["source"] == "MODEL_SOURCE_CIVITAI" and model["trigger_words"] == ["inkwash", "bold lines"]
+    assert (env["user_models"] / "loras" / "ink_style.safetensors").stat().st_size == lora.size
+    code, list_out, _ = await cli(env, "list", "--type", "lora")
+    assert code == 0 and "ink_style.safetensors" in list_out and "1 model(s)" in list_out, list_out
+
+    code, out, err = await cli(env, "download", lora.url)
+    assert code == 0, out + err
+    assert "✓ already installed as ink_style.safetensors" in out, out
+    listed = (await http.get("/api/v1/models")).json()["models"]
+    assert [m["filename"] for m in listed] == ["ink_style.safetensors"]  # not a second copy
+
+    code, out, err = await cli(env, "download", "https://civitai.com/models/99999999")
+    assert code == 1 and "CIVITAI_NOT_FOUND" in err and "Traceback" not in out + err, out + err
