@@ -16,6 +16,8 @@ checkpoint is placed on the models volume as the default base
 (devtools.fake_civitai) serves a few tiny LoRAs and a checkpoint built with
 devtools.tiny_models, and the CivitAI service is pointed at it, so the whole
 flow (paste a URL, download, generate) works without internet or GPU.
+`--civitai-base-url URL` points the CivitAI service at another CivitAI instead
+(a mirror; with --demo, a fake CivitAI that a test drives: none is started here).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class StackConfig:
     inference: str = DEFAULT_INFERENCE
     gateway: str = DEFAULT_GATEWAY
     demo: bool = False
-    # Set by --demo: where the fake CivitAI listens (base URL for the CivitAI service).
+    # The CivitAI the CivitAI service talks to: --civitai-base-url, or (--demo) where the fake one listens.
     civitai_base_url: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     log_format: str = "console"
@@ -287,6 +289,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--inference", default=DEFAULT_INFERENCE, help="inference service listen address")
     parser.add_argument("--gateway", default=DEFAULT_GATEWAY, help="gateway listen address")
     parser.add_argument("--free-ports", action="store_true", help="pick free ports instead of the defaults")
+    parser.add_argument("--civitai-base-url", default=None, metavar="URL",
+                        help="the CivitAI the CivitAI service talks to (default: civitai.com, or with --demo a "
+                             "local fake CivitAI started here): a mirror, or a fake CivitAI that you control")
     parser.add_argument("--log-format", default="console", choices=["console", "json"])
     return parser.parse_args(argv)
 
@@ -294,7 +299,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def config_from_args(args: argparse.Namespace) -> StackConfig:
     data_dir = args.data_dir or (Path("data/demo") if args.demo else Path("data"))
     cfg = StackConfig(data_dir=data_dir, registry=args.registry, civitai=args.civitai, inference=args.inference,
-                      gateway=args.gateway, demo=args.demo, log_format=args.log_format)
+                      gateway=args.gateway, demo=args.demo, log_format=args.log_format,
+                      civitai_base_url=args.civitai_base_url)
     if args.free_ports:
         for name in ("registry", "civitai", "inference", "gateway"):
             setattr(cfg, name, f"127.0.0.1:{free_port()}")
@@ -323,6 +329,8 @@ def banner(cfg: StackConfig, examples: Sequence[str]) -> str:
         f"  Services:  registry {cfg.registry} · civitai {cfg.civitai} · inference {cfg.inference}",
         f"  Data:      {cfg.data_dir}/user-models, {cfg.data_dir}/models",
     ]
+    if cfg.civitai_base_url:
+        lines.append(f"  CivitAI:   {cfg.civitai_base_url}")
     base = cfg.models_dir / "illustrious-xl" / "Illustrious-XL-v0.1.safetensors"
     if not base.exists():
         lines.append(f"  Note: no base checkpoint at {base}: put Illustrious-XL there, or install a")
@@ -341,8 +349,9 @@ async def run(args: argparse.Namespace) -> int:
     if cfg.demo:
         print(f"demo: preparing tiny models in {cfg.data_dir} …", flush=True)
         files = await asyncio.to_thread(prepare_demo_files, cfg.data_dir)
-        stack.fake_civitai, examples = start_fake_civitai(files)
-        cfg.civitai_base_url = stack.fake_civitai.base_url
+        if cfg.civitai_base_url is None:  # else the given CivitAI serves what it serves
+            stack.fake_civitai, examples = start_fake_civitai(files)
+            cfg.civitai_base_url = stack.fake_civitai.base_url
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,12 +1,16 @@
 """The whole flow in headless Chromium against the real stack, started as `make demo` does.
 
 `python -m devtools.stack --demo --free-ports` runs the registry, the CivitAI
-service, the inference service and the gateway as four processes, with the fake
-CivitAI and tiny models. The test clicks through: paste a URL → preview →
-download → the model is in the table → enable it in Generate → its trigger
-words show in the prompt preview → generate → an image; download and switch
-the checkpoint; upload; edit; delete; upscale. It saves a screenshot of each
-tab (paths printed; set MODELMGR_SCREENSHOT_DIR to choose the folder).
+service, the inference service and the gateway as four processes, with tiny
+models; the demo's fake CivitAI runs in this process (`--civitai-base-url`), so
+the test can add a LoRA whose transfer stalls. The test clicks through: a
+stalled download's live progress → the running-downloads list → Cancel; paste a
+URL → preview (with its image) → download → the model is in the table → enable
+it in Generate (its weight slider at the recommended weight) → its trigger words
+show in the prompt preview → generate → an image; download and switch the
+checkpoint; filter and search the table; upload; edit; delete; upscale (before
+and after). It saves a screenshot of each tab (paths printed; set
+MODELMGR_SCREENSHOT_DIR to choose the folder).
 """
 
 from __future__ import annotations
@@ -52,19 +56,32 @@ def _skip_reason() -> str | None:
 if (_reason := _skip_reason()) is not None:
     pytest.skip(_reason, allow_module_level=True)
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Locator, Page, Route, expect, sync_playwright  # noqa: E402
 
 expect.set_options(timeout=LONG)
 
 
 class DemoStack:
+    """`python -m devtools.stack --demo`, with the demo's fake CivitAI run here (so the test can make a
+    transfer stall) and handed to the stack with --civitai-base-url."""
+
     def __init__(self, data_dir: Path) -> None:
+        from devtools.fake_civitai import make_safetensors
+        from devtools.stack import prepare_demo_files, start_fake_civitai
+
         self.data_dir = data_dir
         self.lines: list[str] = []
         self.url: str | None = None
-        self.examples: list[str] = []
+        self.fake, examples = start_fake_civitai(prepare_demo_files(data_dir))  # what `make demo` serves
+        self.examples = [f"{m.group(1)}|{m.group(2)}" for e in examples
+                         if (m := re.match(r"(https://civitai\.com/models/\S+)\s+\((.*)\)", e))]
+        # One more LoRA whose transfer stalls after a quarter, on every attempt: live progress, Cancel.
+        self.stalled = self.fake.add_lora(name="Stalled Lineart", data=make_safetensors("lora", 4 << 20, seed=7),
+                                          trained_words=["lineart"], filename="stalled_lineart.safetensors")
+        self.fake.stall(self.stalled.file_id, self.stalled.size // 4, times=1000)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "devtools.stack", "--demo", "--free-ports", "--data-dir", str(data_dir)],
+            [sys.executable, "-m", "devtools.stack", "--demo", "--free-ports", "--data-dir", str(data_dir),
+             "--civitai-base-url", self.fake.base_url],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "MODELMGR_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO)},
         )
@@ -77,8 +94,6 @@ class DemoStack:
             self.lines.append(line.rstrip())
             if m := re.search(r"Web UI:\s+(http://\S+?)/?$", line):
                 self.url = m.group(1)
-            if m := re.match(r"\s+(https://civitai\.com/models/\S+)\s+\((.*)\)", line):
-                self.examples.append(f"{m.group(1)}|{m.group(2)}")
             if "Ctrl-C stops everything" in line:
                 self._ready.set()
         self._ready.set()
@@ -92,6 +107,12 @@ class DemoStack:
     def reference(self, name_part: str) -> str:
         return next(e.split("|")[0] for e in self.examples if name_part in e)
 
+    def services(self) -> dict[str, str]:
+        """The services' addresses, from the banner."""
+        m = re.search(r"Services:\s+registry (\S+) · civitai (\S+) · inference (\S+)", "\n".join(self.lines))
+        assert m, self.lines
+        return dict(zip(("registry", "civitai", "inference"), m.groups(), strict=True))
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
@@ -100,6 +121,7 @@ class DemoStack:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.fake.close()
         return self.proc.returncode
 
 
@@ -152,6 +174,28 @@ def shot(page: Page, folder: Path, name: str) -> None:
     print(f"screenshot: {path}")
 
 
+def natural_size(image: Locator) -> list[int]:
+    """The decoded size of an <img> (waits until it has loaded; fails if it cannot be decoded)."""
+    return image.evaluate("async e => { await e.decode(); return [e.naturalWidth, e.naturalHeight]; }")
+
+
+def png_bytes(width: int, height: int, color: tuple[int, int, int]) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def running_downloads(page: Page) -> Locator:
+    """The 'Running downloads' accordion (opened)."""
+    panel = page.locator(".gr-accordion").filter(has=page.get_by_role("button", name="Cancel download")).last
+    if not page.locator("#jobs-table").is_visible():
+        page.get_by_text("Running downloads", exact=True).click()
+    expect(page.locator("#jobs-table")).to_be_visible()
+    return panel
+
+
 def download_via_ui(page: Page, reference: str, expect_name: str) -> None:
     tab(page, "Model Manager")
     text_input(page, "civitai-ref").fill(reference)
@@ -162,15 +206,64 @@ def download_via_ui(page: Page, reference: str, expect_name: str) -> None:
 
 
 def test_whole_flow_in_the_browser(stack: DemoStack, page: Page, shots: Path) -> None:
-    # Paste a URL → preview with name, type, base model, trigger words, size.
+    assert f"  CivitAI:   {stack.fake.base_url}" in stack.lines  # the stack uses the CivitAI it was given
+    # The browser loads the preview image from CivitAI's image host itself; here that host is a route.
+    image_requests: list[dict[str, str]] = []
+
+    def image_host(route: Route) -> None:
+        image_requests.append({"url": route.request.url, **route.request.headers})
+        route.fulfill(status=200, content_type="image/png", body=png_bytes(12, 8, (200, 120, 40)))
+
+    page.route("https://image.civitai.com/**", image_host)
+
+    # A download that stalls at a quarter: live progress, then the running-downloads list and Cancel.
     tab(page, "Model Manager")
-    text_input(page, "civitai-ref").fill(stack.reference("Watercolor"))
+    text_input(page, "civitai-ref").fill(stack.stalled.url)
+    page.locator("#fetch-info").click()
+    expect(page.locator("#civitai-preview")).to_contain_text("Stalled Lineart")
+    page.locator("#download").click()
+    status = page.locator("#download-status")
+    quarter = f"({stack.stalled.size // 4 / stack.stalled.size * 100:.0f} %)"
+    expect(status).to_contain_text(re.compile(r"Stalled Lineart: running — \S+ MB of \S+ MB " + re.escape(quarter)))
+    expect(status.locator(".mm-progress > div")).to_have_attribute("style", re.compile(r"width:\s*2[45]\.\d%"))
+    assert stack.fake.bytes_served(stack.stalled.file_id) == stack.stalled.size // 4
+    running = running_downloads(page)
+    running.get_by_role("button", name="Refresh", exact=True).click()
+    jobs = page.locator("#jobs-table")
+    expect(jobs).to_contain_text("Stalled Lineart")
+    expect(jobs).to_contain_text("running")
+    expect(jobs).to_contain_text(quarter.strip("()"))
+    expect(running.get_by_label("Running job")).to_have_value(re.compile(r"^Stalled Lineart \(\w+\)$"))
+    running.get_by_role("button", name="Cancel download").click()
+    expect(running).to_contain_text("Cancelled Stalled Lineart.")
+    expect(status).to_contain_text("Stalled Lineart: cancelled")  # the download's own stream ends so
+    expect(jobs).to_contain_text("cancelled")
+    expect(jobs).not_to_contain_text("running")
+    expect(page.locator("#models-table")).not_to_contain_text("stalled_lineart")
+    leftovers = list(stack.data_dir.joinpath("user-models").rglob("*stalled_lineart*"))
+    for _ in range(600):  # Cancel removes everything; a guard against hanging, not a timing assertion
+        if not leftovers:
+            break
+        time.sleep(0.05)
+        leftovers = list(stack.data_dir.joinpath("user-models").rglob("*stalled_lineart*"))
+    assert leftovers == []
+
+    # Paste a URL → preview with name, type, base model, trigger words, size, and its preview image.
+    watercolor = stack.reference("Watercolor")
+    text_input(page, "civitai-ref").fill(watercolor)
     page.locator("#fetch-info").click()
     preview = page.locator("#civitai-preview")
     expect(preview).to_contain_text("Soft Watercolor Style")
     expect(preview).to_contain_text("wtrclr style")
     expect(preview).to_contain_text("Illustrious")
     expect(preview).to_contain_text("LORA")
+    expect(preview).to_contain_text("Recommended weight: 0.7")
+    version_id = watercolor.split("modelVersionId=")[1]
+    preview_image = page.locator("#civitai-image img")
+    expect(preview_image).to_have_attribute("src", re.compile(rf"^https://image\.civitai\.com/fake/{version_id}/"))
+    assert natural_size(preview_image) == [12, 8]
+    seen = [r for r in image_requests if f"/fake/{version_id}/" in r["url"]]
+    assert seen and all("referer" not in r for r in seen), image_requests  # referrerpolicy="no-referrer"
     # Download with progress → installed → in the table.
     page.locator("#download").click()
     expect(page.locator("#download-status")).to_contain_text("installed as soft_watercolor_illu_v1.safetensors")
@@ -181,6 +274,9 @@ def test_whole_flow_in_the_browser(stack: DemoStack, page: Page, shots: Path) ->
     tab(page, "Generate")
     page.locator("#gen-lora-refresh").click()
     checkbox = page.get_by_label("Soft Watercolor Style [Illustrious]").filter(visible=True)
+    # Its weight slider starts at the LoRA's recommended weight (0.7 from its description), not 1.
+    lora_row = page.locator(".row").filter(has=checkbox).last
+    expect(lora_row.get_by_label("number input for weight")).to_have_value("0.7")
     checkbox.check()
     text_input(page, "gen-prompt").fill("a lighthouse on a cliff")
     expect(page.locator("#gen-preview")).to_contain_text("wtrclr style")
@@ -198,6 +294,26 @@ def test_whole_flow_in_the_browser(stack: DemoStack, page: Page, shots: Path) ->
     page.locator("#set-active").click()
     expect(page.locator("#checkpoint-status")).to_contain_text("loaded in")
     expect(page.locator("#active-checkpoint")).to_contain_text("dreamForgeXl_tiny_v20.safetensors")
+
+    # Filter by type, then search (typed: the table follows as you type) by a trigger word.
+    table = page.locator("#models-table")
+    page.get_by_label("Checkpoints", exact=True).check()
+    expect(table).not_to_contain_text("soft_watercolor_illu_v1.safetensors")
+    expect(table).to_contain_text("dreamForgeXl_tiny_v20.safetensors")
+    expect(page.get_by_text("1 model(s)", exact=True)).to_be_visible()
+    page.get_by_label("LoRAs", exact=True).check()
+    expect(table).not_to_contain_text("dreamForgeXl_tiny_v20.safetensors")
+    expect(table).to_contain_text("soft_watercolor_illu_v1.safetensors")
+    page.get_by_label("All", exact=True).check()
+    expect(table).to_contain_text("dreamForgeXl_tiny_v20.safetensors")
+    expect(page.get_by_text("2 model(s)", exact=True)).to_be_visible()
+    text_input(page, "model-search").press_sequentially("wtrclr")
+    expect(table).not_to_contain_text("dreamForgeXl_tiny_v20.safetensors")
+    expect(table).to_contain_text("soft_watercolor_illu_v1.safetensors")
+    text_input(page, "model-search").fill("")
+    text_input(page, "model-search").press("Enter")
+    expect(table).to_contain_text("dreamForgeXl_tiny_v20.safetensors")
+    expect(table).to_contain_text("soft_watercolor_illu_v1.safetensors")
 
     # Upload a local file with type, display name and trigger words.
     upload_src = stack.data_dir / "upload" / "my_uploaded_lora.safetensors"
@@ -240,9 +356,13 @@ def test_whole_flow_in_the_browser(stack: DemoStack, page: Page, shots: Path) ->
     src.write_bytes(buf.getvalue())
     tab(page, "Upscale")
     page.locator("#up-image input[type=file]").set_input_files(str(src))
+    before = page.locator(".block").filter(has=page.get_by_text("Before", exact=True)).locator("img")
+    expect(before).to_be_visible()  # shown as soon as the image is chosen
+    assert natural_size(before) == [64, 64]
     text_input(page, "up-prompt").fill("sharp details")
     page.locator("#upscale-btn").click()
     expect(page.locator("#up-after img")).to_be_visible()
+    assert natural_size(page.locator("#up-after img")) == [128, 128]
     shot(page, shots, "upscale")
     tab(page, "Model Manager")
     shot(page, shots, "model-manager-after")
