@@ -10,7 +10,8 @@ it in Generate (its weight slider at the recommended weight) → its trigger wor
 show in the prompt preview → generate → an image; download and switch the
 checkpoint; filter and search the table; upload; edit; delete; upscale (before
 and after). It saves a screenshot of each tab (paths printed; set
-MODELMGR_SCREENSHOT_DIR to choose the folder).
+MODELMGR_SCREENSHOT_DIR to choose the folder). With MODELMGR_API_KEY set, a
+second gateway on the same services asks for the key as the password.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import importlib.util
 import io
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -379,3 +381,80 @@ def test_api_docs_render_without_internet(stack: DemoStack, page: Page, shots: P
     shot(docs, shots, "api-docs")
     docs.close()
     assert requested and all(url.startswith(stack.url) for url in requested), requested
+
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="gateway/ui.py:439: the LoRA weight gr.Slider, made in a gr.render block, is not "
+                          "interactive (Gradio does not infer it there; needs interactive=True)")
+def test_a_loras_weight_can_be_changed(stack: DemoStack, page: Page) -> None:
+    import httpx
+
+    if not httpx.get(stack.url + "/api/v1/models", params={"type": "lora"}).json()["models"]:  # run alone
+        with (stack.data_dir / "fake-civitai" / "detail_tweaker_xl.safetensors").open("rb") as fh:
+            httpx.post(stack.url + "/api/v1/models/upload", data={"type": "lora", "recommended_weight": "0.6"},
+                       files={"file": ("weight_test.safetensors", fh)}).raise_for_status()
+    tab(page, "Generate")
+    page.locator("#gen-lora-refresh").click()
+    weight = page.get_by_label("number input for weight").filter(visible=True).first
+    expect(weight).to_have_value(re.compile(r"^\d"))  # rendered, at its recommended weight
+    assert weight.is_enabled(), "the weight slider is disabled"
+    weight.fill("1.3")
+    weight.press("Enter")
+    expect(page.get_by_label("range slider for weight").filter(visible=True).first).to_have_value("1.3")
+
+def test_the_ui_asks_for_the_api_key_when_set(stack: DemoStack, page: Page) -> None:
+    """A second gateway on the demo's services, with MODELMGR_API_KEY: the UI is behind a login."""
+    import httpx
+    from gw_helpers import free_port
+
+    key = "key-" + secrets.token_hex(8)
+    address = f"127.0.0.1:{free_port()}"
+    services = stack.services()
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "--listen", address, "--registry", services["registry"],
+         "--civitai", services["civitai"], "--inference", services["inference"]],
+        cwd=REPO, env={**os.environ, "MODELMGR_API_KEY": key, "MODELMGR_LOG_LEVEL": "WARNING",
+                       "PYTHONPATH": str(REPO)})
+    url = f"http://{address}"
+    context = page.context.browser.new_context()  # no cookies from the other gateway
+    try:
+        for _ in range(1200):  # a guard against hanging, not a timing assertion
+            try:
+                httpx.get(url + "/api/v1/health")
+                break
+            except httpx.HTTPError:
+                assert gateway.poll() is None, "the gateway with an API key did not start"
+                time.sleep(0.1)
+        # Without the UI's cookie: the Gradio routes say 401, the login page is all there is.
+        with httpx.Client(base_url=url) as anonymous:
+            for path in ("/config", "/gradio_api/info"):
+                assert anonymous.get(path).status_code == 401, path
+            assert anonymous.post("/gradio_api/queue/join", json={}).status_code == 401
+            models = anonymous.get("/api/v1/models", headers={"x-api-key": key}).json()["models"]
+        login = context.new_page()
+        login.goto(url + "/")
+        expect(login.get_by_text("Sign in with any user name and the gateway's API key")).to_be_visible()
+        expect(login.get_by_role("tab", name="Model Manager")).to_have_count(0)
+        login.get_by_label("username").fill("operator")
+        login.get_by_label("password").fill("not-the-key")
+        login.get_by_role("button", name="Login").click()
+        expect(login.get_by_text("Incorrect Credentials")).to_be_visible()
+        login.get_by_label("username").fill("operator")  # Gradio empties it after a failed attempt
+        login.get_by_label("password").fill(key)
+        login.get_by_role("button", name="Login").click()
+        # Signed in: the app, its models table (through the services), and Fetch Info work.
+        expect(login.get_by_role("tab", name="Model Manager")).to_be_visible()
+        expect(login.get_by_text(f"{len(models)} model(s)", exact=True)).to_be_visible()
+        for model in models:
+            expect(login.locator("#models-table")).to_contain_text(model["filename"])
+        text_input(login, "civitai-ref").fill(stack.reference("Detail Tweaker"))
+        login.locator("#fetch-info").click()
+        expect(login.locator("#civitai-preview")).to_contain_text("Detail Tweaker XL")
+        # The cookie opens the UI's routes, not the HTTP API: that wants the key itself.
+        assert context.request.get(url + "/gradio_api/info").status == 200
+        assert context.request.get(url + "/api/v1/models").status == 401
+    finally:
+        context.close()
+        gateway.terminate()
+        gateway.wait()
