@@ -78,6 +78,8 @@ class DemoStack:
         self.examples = [f"{m.group(1)}|{m.group(2)}" for e in examples
                          if (m := re.match(r"(https://civitai\.com/models/\S+)\s+\((.*)\)", e))]
         # One more LoRA whose transfer stalls after a quarter, on every attempt: live progress, Cancel.
+        # (The CivitAI service gives up on a silent transfer after its 60 s read timeout and resumes it,
+        # to stall again at a quarter of the rest; the flow cancels it within a few seconds.)
         self.stalled = self.fake.add_lora(name="Stalled Lineart", data=make_safetensors("lora", 4 << 20, seed=7),
                                           trained_words=["lineart"], filename="stalled_lineart.safetensors")
         self.fake.stall(self.stalled.file_id, self.stalled.size // 4, times=1000)
