@@ -436,8 +436,10 @@ def lora_panel(ui: Ui, prefix: str) -> tuple[gr.State, gr.State, gr.Button]:
             with gr.Row(equal_height=True):
                 box = gr.Checkbox(label=lora["name"], value=fn in sel, scale=2, key=f"{prefix}-cb-{fn}",
                                   elem_classes=["mm-lora-check"])
+                # interactive: Gradio does not infer it for components made inside gr.render (the slider
+                # came out disabled).
                 slider = gr.Slider(0, 2, value=sel.get(fn, lora["weight"]), step=0.05, label="weight", scale=2,
-                                   key=f"{prefix}-w-{fn}")
+                                   key=f"{prefix}-w-{fn}", interactive=True)
                 gr.Markdown("triggers: " + (", ".join(f"`{w}`" for w in lora["triggers"]) or "—"),
                             key=f"{prefix}-t-{fn}")
 
@@ -670,7 +672,7 @@ def mount_ui(app: FastAPI, settings: GatewaySettings) -> FastAPI:
 
     return gr.mount_gradio_app(
         app, demo, path="/", auth=auth,
-        auth_message="Sign in with any user name and the gateway's API key (MODELMGR_API_KEY) as password.",
+        auth_message="Sign in with any (non-empty) user name and the gateway's API key (MODELMGR_API_KEY) as password.",
         max_file_size=settings.max_upload_bytes, show_error=True, footer_links=["api"], css=CSS,
         ssr_mode=False,
     )

@@ -85,12 +85,6 @@ async def start_server(server_or_coro: object) -> object:
     return server
 
 
-# The gateway process (gateway/__main__.py, uvicorn.run) exits by re-raising the SIGTERM it was stopped
-# with (uvicorn >= 0.29 re-raises captured signals after its graceful shutdown), so `devtools.stack`
-# reports it. Reported, not fixed here; delete this and its uses once the gateway exits 0 on SIGTERM.
-KNOWN_GATEWAY_SIGTERM = "stack: gateway ended by signal SIGTERM (exit code -15)"
-
-
 def stack_stop_problems(lines: list[str]) -> list[str]:
     """The problems `python -m devtools.stack` reported while stopping (lines starting 'stack: ')."""
     return [line for line in lines if line.startswith("stack: ")]

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gw_helpers import KNOWN_GATEWAY_SIGTERM, stack_stop_problems
+from gw_helpers import stack_stop_problems
 
 pytestmark = pytest.mark.browser
 
@@ -137,8 +137,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
     code = s.stop()
     print("\n".join(line for line in s.lines if '"level": "error"' in line or "Traceback" in line)[-4000:])
     problems = stack_stop_problems(s.lines)
-    if problems == [KNOWN_GATEWAY_SIGTERM]:
-        problems, code = [], code - 1  # reported (see gw_helpers); the services must still stop cleanly
     assert problems == [] and code == 0, "the stack did not stop cleanly:\n" + "\n".join(s.lines[-40:])
     for name in ("inference", "civitai", "registry"):
         assert f"{name} stopped (exit code 0)" in s.lines
@@ -386,9 +384,6 @@ def test_api_docs_render_without_internet(stack: DemoStack, page: Page, shots: P
 
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="gateway/ui.py:439: the LoRA weight gr.Slider, made in a gr.render block, is not "
-                          "interactive (Gradio does not infer it there; needs interactive=True)")
 def test_a_loras_weight_can_be_changed(stack: DemoStack, page: Page) -> None:
     import httpx
 
@@ -436,7 +431,7 @@ def test_the_ui_asks_for_the_api_key_when_set(stack: DemoStack, page: Page) -> N
             models = anonymous.get("/api/v1/models", headers={"x-api-key": key}).json()["models"]
         login = context.new_page()
         login.goto(url + "/")
-        expect(login.get_by_text("Sign in with any user name and the gateway's API key")).to_be_visible()
+        expect(login.get_by_text("Sign in with any (non-empty) user name and the gateway's API key")).to_be_visible()
         expect(login.get_by_role("tab", name="Model Manager")).to_have_count(0)
         login.get_by_label("username").fill("operator")
         login.get_by_label("password").fill("not-the-key")
