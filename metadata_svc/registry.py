@@ -219,13 +219,17 @@ class Registry:
         return entry
 
     def _get_for_change(self, filename: str) -> ModelEntry:
-        """`get` for a change: an entry whose file is being deleted (its name is reserved) is not changed
-        meanwhile, or an Update or SetActiveCheckpoint racing a Delete could leave an entry or an active
-        checkpoint without a file."""
+        """`get` for a change, refused while the entry is being deleted (see `_refuse_while_deleting`)."""
         entry = self.get(filename)
-        if filename in self._reserved:
-            raise ModelBusy(f"{filename} is being deleted; try again", metadata={"filename": filename})
+        self._refuse_while_deleting(filename, "filename")
         return entry
+
+    def _refuse_while_deleting(self, filename: str, field: str) -> None:
+        """An entry whose name is reserved is being deleted (Create and Upload reserve only new names):
+        an Update or SetActiveCheckpoint racing the Delete could leave an entry or an active checkpoint
+        without a file."""
+        if filename in self._reserved and filename in self._models:
+            raise ModelBusy(f"{filename} is being deleted; try again", metadata={field: filename})
 
     def __len__(self) -> int:
         return len(self._models)
@@ -477,9 +481,8 @@ class Registry:
         name = name.strip()
         if name != DEFAULT_CHECKPOINT:
             validate_filename(name)
+            self._refuse_while_deleting(name, "checkpoint")
             entry = self._models.get(name)
-            if name in self._reserved and entry is not None:
-                raise ModelBusy(f"{name} is being deleted; try again", metadata={"checkpoint": name})
             if entry is None:
                 raise CheckpointNotFound(
                     f"no checkpoint {name!r}: expected {DEFAULT_CHECKPOINT!r} or an installed checkpoint's filename",
