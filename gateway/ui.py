@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import html
 import io
+import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,11 +29,15 @@ from gateway.config import GatewaySettings
 from gateway.errors import ApiError
 from gateway.security import key_matches
 from gateway.text import human_size, type_name
+from gateway.ui_guard import UiGuard, UploadedFiles, upload_root
 from modelmanager.v1 import civitai_pb2, inference_pb2, model_pb2, registry_pb2
 from service_kit.logs import new_request_id, request_id_var
 
 DEFAULT_CHECKPOINT = "illustrious-xl"
 UPLOAD_CHUNK = 1024 * 1024
+# A file given to the UI: an fp32 SDXL checkpoint with EMA weights is ~13 GB (the API takes up to
+# max_upload_bytes, streamed without a copy; the UI keeps a copy in its cache until it is sent).
+UI_MAX_FILE_BYTES = 16 * 1024**3
 TABLE_HEADERS = ["filename", "name", "type", "base model", "trigger words", "weight", "size", "source"]
 TYPE_FILTER = {"All": model_pb2.MODEL_TYPE_UNSPECIFIED, "LoRAs": model_pb2.MODEL_TYPE_LORA,
                "Checkpoints": model_pb2.MODEL_TYPE_CHECKPOINT}
@@ -68,6 +74,26 @@ def progress_html(fraction: float | None, text: str) -> str:
             f"<div>{html.escape(text)}</div>")
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+
+
+def md_text(text: str) -> str:
+    """Text from CivitAI or a client, shown literally inside Markdown: no HTML, no links, no emphasis."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text or "", quote=False))
+
+
+def md_code(words: list[str] | tuple[str, ...]) -> str:
+    """Words as escaped inline code ('—' when none); a backtick in a word cannot end the span."""
+    return ", ".join(f"<code>{html.escape(w)}</code>" for w in words) or "—"
+
+
+def md_link(label: str, url: str) -> str:
+    """A link only to an https URL (never javascript: or data:), its label and target escaped."""
+    if not url.startswith("https://"):
+        return ""
+    return f'<a href="{html.escape(url)}" target="_blank" rel="noopener noreferrer">{html.escape(label)}</a>'
+
+
 def split_words(text: str) -> list[str]:
     return [w.strip() for w in (text or "").split(",") if w.strip()]
 
@@ -78,6 +104,7 @@ class Ui:
     def __init__(self, app: FastAPI, settings: GatewaySettings) -> None:
         self.app = app
         self.settings = settings
+        self.uploads = UploadedFiles(upload_root())
 
     @property
     def clients(self) -> ServiceClients:
@@ -152,16 +179,16 @@ class Ui:
                  "onerror=\"this.replaceWith('(preview image unavailable)')\">") if url else "(no preview image)"
         size = info.file.size_bytes
         lines = [
-            f"### {html.escape(info.name)}" + (f" — {html.escape(info.version_name)}" if info.version_name else ""),
-            f"**Type:** {info.civitai_type} ({type_name(info.model_type)})  ",
-            f"**Base model:** {info.base_model or '?'}  ",
-            f"**Trigger words:** {', '.join(f'`{w}`' for w in info.trigger_words) or '(none)'}  ",
-            f"**File:** {html.escape(info.file.name)} · {human_size(size)}  ",
+            f"### {md_text(info.name)}" + (f" — {md_text(info.version_name)}" if info.version_name else ""),
+            f"**Type:** {md_text(info.civitai_type)} ({type_name(info.model_type)})  ",
+            f"**Base model:** {md_text(info.base_model) or '?'}  ",
+            f"**Trigger words:** {md_code(info.trigger_words) if info.trigger_words else '(none)'}  ",
+            f"**File:** {md_text(info.file.name)} · {human_size(size)}  ",
             f"**Recommended weight:** {info.recommended_weight:g}  ",
-            f"[Open on CivitAI]({info.civitai_url})",
+            md_link("Open on CivitAI", info.civitai_url),
         ]
         if not info.supported:
-            lines.append(f'\n<p class="mm-error">This type ({info.civitai_type}) cannot be installed: '
+            lines.append(f'\n<p class="mm-error">This type ({html.escape(info.civitai_type)}) cannot be installed: '
                          "only LoRA, LoCon, DoRA and Checkpoint.</p>")
         if info.installed_filename:
             lines.append(f'\n<p class="mm-ok">Already installed as {html.escape(info.installed_filename)}.</p>')
@@ -244,9 +271,9 @@ class Ui:
         except ApiError as exc:
             return ("", "", "", 1.0, "", "", error_html(describe_error(exc)))
         m = resp.model
-        facts = (f"**{html.escape(m.filename)}** · {type_name(m.type)} · {m.base_model or '?'} · "
-                 f"{human_size(m.file_size_bytes)} · sha256 `{m.sha256[:12]}…`"
-                 + (f" · [CivitAI]({m.civitai_url})" if m.civitai_url else ""))
+        facts = (f"**{md_text(m.filename)}** · {type_name(m.type)} · {md_text(m.base_model) or '?'} · "
+                 f"{human_size(m.file_size_bytes)} · sha256 {md_code([m.sha256[:12]])}…"
+                 + (f" · {md_link('CivitAI', m.civitai_url)}" if m.civitai_url else ""))
         return (m.filename, m.display_name, ", ".join(m.trigger_words), m.recommended_weight or 1.0,
                 ", ".join(m.tags), facts, "")
 
@@ -304,6 +331,8 @@ class Ui:
     async def upload(self, file: str | None, kind: str, display_name: str, triggers: str) -> str:
         if not file:
             return error_html("Choose a file to upload.")
+        if not self.uploads.is_upload(file):  # UiGuard let it through, so this is a bug, not a client
+            return error_html("Upload the file again.")
         path = Path(file)
         header = registry_pb2.UploadModelHeader(
             filename=path.name, type=TYPE_FILTER["LoRAs" if kind == "LoRA" else "Checkpoints"],
@@ -324,6 +353,9 @@ class Ui:
             resp = await self.clients.unary("registry", self.clients.registry.UploadModel, requests(), deadline=24 * 3600)
         except ApiError as exc:
             return error_html(describe_error(exc))
+        finally:
+            # A model file is large and now lives on the volume (or was refused): free the UI's copy.
+            await asyncio.to_thread(self.uploads.release, file)
         return f'<p class="mm-ok">Uploaded {html.escape(resp.model.filename)} ({human_size(resp.model.file_size_bytes)}).</p>'
 
     # ------------------------------------------------------------ LoRAs / prompt
@@ -440,7 +472,7 @@ def lora_panel(ui: Ui, prefix: str) -> tuple[gr.State, gr.State, gr.Button]:
                 # came out disabled).
                 slider = gr.Slider(0, 2, value=sel.get(fn, lora["weight"]), step=0.05, label="weight", scale=2,
                                    key=f"{prefix}-w-{fn}", interactive=True)
-                gr.Markdown("triggers: " + (", ".join(f"`{w}`" for w in lora["triggers"]) or "—"),
+                gr.Markdown("triggers: " + md_code(lora["triggers"]),
                             key=f"{prefix}-t-{fn}")
 
             def update(enabled: bool, weight: float, current: dict[str, float], fn: str = fn) -> dict[str, float]:
@@ -465,7 +497,9 @@ def lora_panel(ui: Ui, prefix: str) -> tuple[gr.State, gr.State, gr.Button]:
 
 
 def build_blocks(ui: Ui) -> gr.Blocks:
-    with gr.Blocks(title="Model Manager") as demo:
+    # analytics_enabled=False: no version check or telemetry leaves the machine. delete_cache: uploads
+    # and outputs older than an hour are removed every ten minutes (and all of them at shutdown).
+    with gr.Blocks(title="Model Manager", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
         gr.Markdown("# Model Manager\nSDXL LoRAs and checkpoints: install from CivitAI, manage, generate. "
                     "API docs at [/docs](/docs).")
         with gr.Tabs():
@@ -661,8 +695,11 @@ def build_blocks(ui: Ui) -> gr.Blocks:
 
 
 def mount_ui(app: FastAPI, settings: GatewaySettings) -> FastAPI:
+    # Gradio's other telemetry paths read the environment at call time; nothing is sent, whatever it says.
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     ui = Ui(app, settings)
     demo = build_blocks(ui)
+    max_file_bytes = min(settings.max_upload_bytes, UI_MAX_FILE_BYTES)
     auth = None
     if settings.api_key:
         key = settings.api_key
@@ -670,12 +707,16 @@ def mount_ui(app: FastAPI, settings: GatewaySettings) -> FastAPI:
         def auth(_user: str, password: str) -> bool:
             return key_matches(key, password)
 
-    return gr.mount_gradio_app(
+    gr.mount_gradio_app(
         app, demo, path="/", auth=auth,
         auth_message="Sign in with any (non-empty) user name and the gateway's API key (MODELMGR_API_KEY) as password.",
-        max_file_size=settings.max_upload_bytes, show_error=True, footer_links=["api"], css=CSS,
+        max_file_size=max_file_bytes, show_error=True, footer_links=["api"], css=CSS,
         ssr_mode=False,
     )
+    # mount_gradio_app never marks the Blocks launched, and Gradio skips its own path check until it is.
+    demo.has_launched = True
+    app.add_middleware(UiGuard, uploads=ui.uploads, blocks=demo, max_file_bytes=max_file_bytes)
+    return app
 
 
 __all__ = ["Ui", "build_blocks", "mount_ui"]
