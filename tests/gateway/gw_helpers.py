@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import threading
 from collections.abc import AsyncIterator
 
 import httpx
@@ -88,3 +89,41 @@ async def start_server(server_or_coro: object) -> object:
 def stack_stop_problems(lines: list[str]) -> list[str]:
     """The problems `python -m devtools.stack` reported while stopping (lines starting 'stack: ')."""
     return [line for line in lines if line.startswith("stack: ")]
+
+
+class CountingListener:
+    """A TCP listener on 127.0.0.1 that records the first line of whatever connects (a fake proxy)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.seen: list[str] = []
+        self.sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    self.seen.append(conn.recv(4096).split(b"\r\n")[0].decode("latin-1"))
+                except OSError:
+                    self.seen.append("(connection)")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+def proxy_env(proxy: str) -> dict[str, str]:
+    """Every proxy variable pointed at `proxy` (loopback excepted): what leaves the machine goes there."""
+    env = {name: proxy for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                                    "all_proxy")}
+    return {**env, "NO_PROXY": "127.0.0.1,localhost,::1", "no_proxy": "127.0.0.1,localhost,::1"}

@@ -11,10 +11,8 @@ import asyncio
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ import grpc
 import httpx
 import pytest
 import structlog
-from gw_helpers import free_port, running_gateway, settings_for
+from gw_helpers import CountingListener, free_port, proxy_env, running_gateway, settings_for
 from gw_stubs import EndlessInference, RecordingRegistry, inference_binding, registry_binding, serve
 from PIL import Image
 
@@ -187,37 +185,6 @@ async def test_ui_bodies_are_bounded_before_gradio_reads_them(ui: httpx.AsyncCli
     assert r.status_code == 413
 
 
-class CountingListener:
-    """A TCP listener on 127.0.0.1 that records the first line of whatever connects (a fake proxy)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.seen: list[str] = []
-        self.sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(2)
-                try:
-                    self.seen.append(conn.recv(4096).split(b"\r\n")[0].decode("latin-1"))
-                except OSError:
-                    self.seen.append("(connection)")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
-
-
 @pytest.fixture
 def listener() -> Iterator[CountingListener]:
     counting = CountingListener()
@@ -255,9 +222,7 @@ def test_the_gateway_starts_and_serves_the_ui_without_any_outbound_connection(
         listener: CountingListener) -> None:
     proxy = f"http://127.0.0.1:{listener.port}"
     # Gradio's own switch set the other way: the gateway turns its telemetry off whatever it says.
-    env = {**os.environ, "PYTHONPATH": str(REPO), "GRADIO_ANALYTICS_ENABLED": "True",
-           "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy, "https_proxy": proxy,
-           "ALL_PROXY": proxy, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GRADIO_ANALYTICS_ENABLED": "True", **proxy_env(proxy)}
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "gateway", "--listen", f"127.0.0.1:{port}"], cwd=REPO,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

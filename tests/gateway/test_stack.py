@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gw_helpers import dead_address, stack_stop_problems
+from gw_helpers import CountingListener, dead_address, proxy_env, stack_stop_problems
 
 from devtools.stack import Stack, StackConfig
 
@@ -28,9 +28,12 @@ CHILDREN = ("gateway", "inference", "civitai", "registry")
 
 def test_make_run_starts_on_an_empty_data_dir_and_ctrl_c_stops_all_four_cleanly(tmp_path: Path) -> None:
     data = tmp_path / "data"  # does not exist yet: the runner makes the volumes
+    # Every proxy variable points at a local listener: a connection it sees is one that tried to leave.
+    outbound = CountingListener()
     env = {**os.environ, "MODELMGR_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO),
            # never the real CivitAI from a test (nothing here calls it at start-up anyway)
-           "CIVITAI_BASE_URL": f"http://{dead_address()}"}
+           "CIVITAI_BASE_URL": f"http://{dead_address()}",
+           **proxy_env(f"http://127.0.0.1:{outbound.port}")}
     proc = subprocess.Popen([sys.executable, "-m", "devtools.stack", "--free-ports", "--data-dir", str(data)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines: list[str] = []
@@ -51,7 +54,8 @@ def test_make_run_starts_on_an_empty_data_dir_and_ctrl_c_stops_all_four_cleanly(
         assert "Model Manager is up" in out and "demo" not in out, out
         url = re.search(r"Web UI:\s+(http://\S+?)/?$", out, re.MULTILINE).group(1)  # type: ignore[union-attr]
         # Up: the gateway answers and sees the three services healthy.
-        health = httpx.get(f"{url}/api/v1/health", timeout=30).json()["services"]
+        assert httpx.get(f"{url}/", timeout=30, trust_env=False).status_code == 200  # the UI, too
+        health = httpx.get(f"{url}/api/v1/health", timeout=30, trust_env=False).json()["services"]
         assert health == {"registry": "SERVING", "civitai": "SERVING", "inference": "SERVING"}, health
         assert "Note: no base checkpoint" in out  # an empty data dir: it says what is missing
         assert (data / "user-models").is_dir() and (data / "models").is_dir()
@@ -60,6 +64,8 @@ def test_make_run_starts_on_an_empty_data_dir_and_ctrl_c_stops_all_four_cleanly(
             proc.send_signal(signal.SIGINT)  # Ctrl-C
         code = proc.wait()
         reader.join()
+        outbound.close()
+    assert outbound.seen == []  # make run started and served with no outbound connection attempt
     out = "\n".join(lines)
     problems = stack_stop_problems(lines)
     stopped = [line.split()[0] for line in lines if line.endswith("stopped (exit code 0)")]
