@@ -57,6 +57,16 @@ class MissingHeader(errors.InvalidArgument):
     default_reason = "MISSING_HEADER"
 
 
+class FieldTooLong(errors.InvalidArgument):
+    """A text field (or one item of a list) over its limit (see limits.py)."""
+
+    default_reason = "FIELD_TOO_LONG"
+
+
+class TooManyItems(errors.InvalidArgument):
+    default_reason = "TOO_MANY_ITEMS"
+
+
 class ModelNotFound(errors.NotFound):
     default_reason = "MODEL_NOT_FOUND"
 
@@ -97,6 +107,12 @@ class Sha256Mismatch(errors.FailedPrecondition):
     """A sha256 given with CreateModel disagrees with the file in place."""
 
     default_reason = "SHA256_MISMATCH"
+
+
+class OutsideVolume(errors.FailedPrecondition):
+    """The model's file is a symlink (or lies under one) whose target is outside the volume: never read."""
+
+    default_reason = "OUTSIDE_VOLUME"
 
 
 class ModelBusy(errors.Aborted):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metadata_svc.errors import CorruptIndexError, IndexWriteFailed
+from metadata_svc.limits import clip_entry
 from metadata_svc.models import ModelEntry
 from service_kit import get_logger
 from service_kit.files import ExclusiveLock, write_atomic
@@ -65,9 +66,13 @@ def load_index(path: Path) -> IndexState | None:
     entries: dict[str, ModelEntry] = {}
     for key, value in models.items():
         try:
-            entries[key] = ModelEntry.from_json(key, value)
+            entry = ModelEntry.from_json(key, value)
         except ValueError as exc:
             raise CorruptIndexError(path, str(exc)) from None
+        # Written before the limits (or by hand): bounded in memory, and so in the next rewrite.
+        entries[key] = clip_entry(entry)
+        if entries[key] is not entry:
+            log.warning("index.entry_clipped", filename=key)
     return IndexState(active_checkpoint=active, models=entries)
 
 
@@ -120,8 +125,9 @@ class IndexStore:
             await asyncio.to_thread(self._render_and_write, active, lines)
         except OSError as exc:
             log.error("index.write_failed", path=str(self.path), error=str(exc))
-            raise IndexWriteFailed(f"could not write the registry index {self.path}: {exc.strerror or exc}",
-                                   metadata={"path": str(self.path)}) from exc
+            # The client is told the index's name and the errno's text, never a server path (logged above).
+            raise IndexWriteFailed(f"could not write the registry index {self.path.name}: {_reason(exc)}",
+                                   metadata={"path": self.path.name}) from exc
         self._durable = max(self._durable, target)
         self.flushes += 1
 
@@ -131,3 +137,8 @@ class IndexStore:
     def write_now(self, active: str, lines: list[bytes]) -> None:
         """Synchronous write for start-up (migration, rescan) before the server runs."""
         self._render_and_write(active, lines)
+
+
+def _reason(exc: OSError) -> str:
+    """The errno's text, without the file names str(exc) would add."""
+    return exc.strerror or type(exc).__name__

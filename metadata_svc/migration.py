@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from metadata_svc import inspection as insp
+from metadata_svc.confine import real_root, resolves_inside
 from metadata_svc.errors import InvalidSafetensors
 from metadata_svc.filenames import looks_like_model_file
 from metadata_svc.index_store import IndexState
@@ -98,6 +99,9 @@ def migrate(root: Path, state: IndexState) -> list[str]:
         filename = str(spec["filename"])
         path = loras / filename
         if filename in state.models or not path.is_file():
+            continue
+        if not resolves_inside(path, real_root(root)):  # a link out of the volume is never read
+            log.warning("migration.outside_volume", path=str(path))
             continue
         state.models[filename] = builtin_entry(path, spec)
         done.append(f"seeded built-in LoRA {filename}")

@@ -182,14 +182,28 @@ class ModelEntry:
 
     def to_proto(self, path: Path, file_present: bool) -> model_pb2.Model:
         """A new message; the conversion is done once per entry and copied after that."""
+        model = model_pb2.Model()
+        model.CopyFrom(self._cached_proto(path))
+        model.file_present = file_present
+        return model
+
+    def wire_size(self, path: Path) -> int:
+        """Bytes this entry adds to a ListModelsResponse, computed once: the message, its
+        file_present (2 bytes) and the repeated field's tag and length prefix (at most 6)."""
+        cached = self._cached_proto(path)
+        size = self.__dict__.get("_wire_size")
+        if size is None:
+            size = cached.ByteSize() + 8
+            object.__setattr__(self, "_wire_size", size)
+        return size
+
+    def _cached_proto(self, path: Path) -> model_pb2.Model:
         cached = self.__dict__.get("_proto")
         if cached is None or cached.path != str(path):
             cached = self._build_proto(path)
             object.__setattr__(self, "_proto", cached)
-        model = model_pb2.Model()
-        model.CopyFrom(cached)
-        model.file_present = file_present
-        return model
+            self.__dict__.pop("_wire_size", None)
+        return cached
 
     def _build_proto(self, path: Path) -> model_pb2.Model:
         model = model_pb2.Model(

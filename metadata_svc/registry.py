@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metadata_svc import inspection as insp
+from metadata_svc import limits
 from metadata_svc.config import RegistrySettings
+from metadata_svc.confine import real_root, resolves_inside
 from metadata_svc.errors import (
     ActiveCheckpoint,
     CheckpointNotFound,
@@ -41,6 +43,7 @@ from metadata_svc.errors import (
     ModelNotFound,
     NotACheckpoint,
     NotALora,
+    OutsideVolume,
     Sha256Mismatch,
 )
 from metadata_svc.filenames import check_extension, looks_like_model_file, validate_filename
@@ -72,6 +75,9 @@ log = get_logger("metadata_svc.registry")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+# A ListModels page stops growing at this many encoded bytes, well under gRPC's usual 4 MiB
+# message limit (the largest bounded entry is under 1 MiB; see limits.py).
+PAGE_BYTE_BUDGET = 2 * 1024 * 1024
 MAX_ABS_WEIGHT = 10.0
 HASH_BLOCK = 8 * 1024 * 1024
 EDITABLE_FIELDS = ("display_name", "short_name", "trigger_words", "recommended_weight", "tags", "description",
@@ -165,6 +171,8 @@ class Registry:
         self.settings = settings
         self.root = settings.user_models_dir.absolute()
         self.models_dir = settings.models_dir.absolute()
+        self._real_root = real_root(self.root)
+        self._real_models_dir = real_root(self.models_dir)
         self._models: dict[str, ModelEntry] = state.models
         # Each entry's line of the index file, kept beside the entry so a rewrite is one C-level join.
         self._lines: dict[str, bytes] = {name: entry.json_line() for name, entry in self._models.items()}
@@ -207,9 +215,32 @@ class Registry:
     def default_checkpoint_path(self) -> Path:
         return self.models_dir / "illustrious-xl" / "Illustrious-XL-v0.1.safetensors"
 
+    def relative(self, path: Path) -> str:
+        """How error messages name a file: relative to its volume, never a server path."""
+        for root in (self.root, self.models_dir):
+            if path.is_relative_to(root):
+                return str(path.relative_to(root))
+        return path.name
+
+    def on_volume(self, path: Path) -> bool:
+        """Whether `path`, symlinks followed, stays on the volume (the default checkpoint: the models dir)."""
+        root = self._real_models_dir if path.is_relative_to(self.models_dir) else self._real_root
+        return resolves_inside(path, root)
+
+    def check_on_volume(self, path: Path) -> None:
+        if not self.on_volume(path):
+            log.warning("file.outside_volume", path=str(path), target=os.path.realpath(path))
+            name = self.relative(path)
+            raise OutsideVolume(f"{name} is a link to a file outside the volume; it is never read",
+                                metadata={"filename": path.name, "path": name})
+
+    def present(self, path: Path) -> bool:
+        """The file is there and may be read (an outside link counts as absent)."""
+        return os.path.isfile(path) and self.on_volume(path)
+
     def to_proto(self, entry: ModelEntry) -> model_pb2.Model:
         path = self.path_of(entry)
-        return entry.to_proto(path, os.path.isfile(path))
+        return entry.to_proto(path, self.present(path))
 
     def get(self, filename: str) -> ModelEntry:
         validate_filename(filename)
@@ -261,8 +292,20 @@ class Registry:
             first = bisect.bisect_left(hits, start)
             page = [order.entries[i] for i in hits[first:first + size]]
             more = first + size < total
+        fitted = self._fit(page)
+        more = more or len(fitted) < len(page)
+        page = fitted
         token = self._encode_token(page[-1].sort_key(), fingerprint) if more and page else ""
         return page, token, total
+
+    def _fit(self, page: list[ModelEntry]) -> list[ModelEntry]:
+        """The longest head of `page` within PAGE_BYTE_BUDGET (one entry at least, so paging moves on)."""
+        used = 0
+        for i, entry in enumerate(page):
+            used += entry.wire_size(self.path_of(entry))
+            if used > PAGE_BYTE_BUDGET and i > 0:
+                return page[:i]
+        return page
 
     def _encode_token(self, key: tuple[int, str, str], fingerprint: list[object]) -> str:
         payload = json.dumps([list(key), fingerprint], separators=(",", ":")).encode()
@@ -289,15 +332,17 @@ class Registry:
 
     def _examine(self, path: Path, fmt: str, kind: str, *, want_hash: bool) -> FileFacts:
         """Size, header inspection and (optionally) sha256 of a file in place; runs in a thread."""
+        name = self.relative(path)
         try:
             size = path.stat().st_size
         except FileNotFoundError:
             other = self.folder(CHECKPOINT if kind == LORA else LORA) / path.name
             hint = f"; there is one in {other.parent.name}/ (wrong type?)" if other.is_file() else ""
-            raise FileNotFound(f"no file {path.name!r} in {path.parent}{hint}",
-                               metadata={"filename": path.name, "path": str(path)}) from None
+            raise FileNotFound(f"no file {name!r} on the volume{hint}",
+                               metadata={"filename": path.name, "path": name}) from None
         if not path.is_file():
-            raise FileNotFound(f"{path} is not a regular file", metadata={"filename": path.name, "path": str(path)})
+            raise FileNotFound(f"{name} is not a regular file", metadata={"filename": path.name, "path": name})
+        self.check_on_volume(path)
         if fmt == "safetensors":
             found = insp.inspect_file(path)
             insp.check_claim(found, kind, path.name)
@@ -346,6 +391,7 @@ class Registry:
                 description=model.description, civitai_model_id=model.civitai_model_id,
                 civitai_version_id=model.civitai_version_id, civitai_url=model.civitai_url,
             )
+        limits.check_fields(f)  # Create and Upload checked already; nothing unbounded gets in by another way
         weight = float(f.get("recommended_weight") or 1.0)  # type: ignore[arg-type]
         check_weight(weight, filename)
         base_model = str(f.get("base_model") or "").strip()
@@ -374,8 +420,9 @@ class Registry:
     async def create(self, model: model_pb2.Model) -> ModelEntry:
         filename = model.filename
         kind, fmt = self.check_new_name(filename, model.type)
+        limits.check_fields(limits.fields_of(model))  # before hashing gigabytes, not after
         claimed_sha = model.sha256.strip().lower()
-        check_weight(model.recommended_weight or 1.0, filename)  # before hashing gigabytes, not after
+        check_weight(model.recommended_weight or 1.0, filename)
         path = self.folder(kind) / filename
         with self.reserve(filename):
             # Hash even when the caller gives one: a cheap insurance that the index never lies
@@ -432,6 +479,7 @@ class Registry:
             )
         if not paths:
             paths = [name for name in EDITABLE_FIELDS if _is_set(model, name)]
+        limits.check_fields({name: getattr(model, name) for name in paths})
         changes: dict[str, object] = {}
         for name in paths:
             value = getattr(model, name)
@@ -472,10 +520,10 @@ class Registry:
         name = self._active
         if name == DEFAULT_CHECKPOINT:
             path = self.default_checkpoint_path()
-            return name, path, None, path.is_file()
+            return name, path, None, self.present(path)
         entry = self._models.get(name)
         path = self.folder(CHECKPOINT) / name
-        return name, path, entry, path.is_file()
+        return name, path, entry, self.present(path)
 
     async def set_active_checkpoint(self, name: str) -> tuple[str, Path, ModelEntry | None, bool]:
         name = name.strip()
@@ -490,9 +538,11 @@ class Registry:
                 )
             if entry.type != CHECKPOINT:
                 raise NotACheckpoint(f"{name} is a {entry.type}, not a checkpoint", metadata={"checkpoint": name})
-            if not self.path_of(entry).is_file():
-                raise FileMissing(f"the file of checkpoint {name} is gone from {self.folder(CHECKPOINT)}",
-                                  metadata={"checkpoint": name, "path": str(self.path_of(entry))})
+            path = self.path_of(entry)
+            if not path.is_file():
+                raise FileMissing(f"the file of checkpoint {name} is gone from checkpoints/",
+                                  metadata={"checkpoint": name, "path": self.relative(path)})
+            self.check_on_volume(path)
         if name != self._active:
             previous, self._active = self._active, name
             await self._commit(lambda: setattr(self, "_active", previous) if self._active == name else None)
@@ -536,8 +586,9 @@ class Registry:
             seen.add(entry.filename)
             path = self.path_of(entry)
             if not path.is_file():
-                raise FileMissing(f"the file of LoRA {entry.filename} is gone from {path.parent}",
-                                  metadata={"lora": entry.filename, "path": str(path)})
+                raise FileMissing(f"the file of LoRA {entry.filename} is gone from {path.parent.name}/",
+                                  metadata={"lora": entry.filename, "path": self.relative(path)})
+            self.check_on_volume(path)
             chosen = entry.recommended_weight if weight is None else check_weight(weight, entry.filename)
             resolved.append((entry, path, chosen))
         final, injected = compose(prompt, (e.trigger_words for e, _, _ in resolved))
@@ -559,6 +610,10 @@ class Registry:
                     continue
                 if not path.is_file():
                     continue
+                if not self.on_volume(path):  # before anything reads it, built-in LoRAs included
+                    log.warning("file.outside_volume", path=str(path), target=os.path.realpath(path))
+                    skipped.append((self.relative(path), "OUTSIDE_VOLUME: a link to a file outside the volume"))
+                    continue
                 spec = builtin_spec(name) if kind == LORA else None
                 if spec is not None:  # the old app's built-in LoRA, dropped in later: its known metadata
                     added.append(builtin_entry(path, spec))
@@ -568,13 +623,14 @@ class Registry:
                     fmt = check_extension(name, allow_pickle=self.settings.allow_pickle)
                     facts = self._examine(path, fmt, kind, want_hash=False)
                 except errors.ServiceError as exc:
-                    skipped.append((str(path), f"{exc.reason}: {exc.message}"))
+                    skipped.append((self.relative(path), f"{exc.reason}: {exc.message}"))
                     continue
                 except OSError as exc:
-                    skipped.append((str(path), f"UNREADABLE: {exc}"))
+                    log.warning("rescan.unreadable", path=str(path), error=str(exc))
+                    skipped.append((self.relative(path), f"UNREADABLE: {exc.strerror or type(exc).__name__}"))
                     continue
                 added.append(self.entry_from(None, filename=name, kind=kind, source="local", facts=facts))
-        missing = sorted(name for name, e in list(self._models.items()) if not self.path_of(e).is_file())
+        missing = sorted(name for name, e in list(self._models.items()) if not self.present(self.path_of(e)))
         return added, missing, skipped
 
     def apply_scan(self, added: list[ModelEntry]) -> list[ModelEntry]:
@@ -606,6 +662,8 @@ class Registry:
             self._hash_wanted.clear()
             pending = 0
             for entry in [e for e in self._models.values() if not e.sha256]:
+                if not self.on_volume(self.path_of(entry)):
+                    continue  # a link out of the volume: never read (rescan reports it missing)
                 try:
                     digest = await asyncio.to_thread(sha256_of, self.path_of(entry))
                 except OSError:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+from metadata_svc import limits
 from metadata_svc.models import PROTO_TO_TYPE
 from metadata_svc.registry import Registry
 from metadata_svc.uploads import receive_upload
@@ -45,7 +48,7 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
         return registry_pb2.DeleteModelResponse(model=self.registry.to_proto(entry))
 
     async def UploadModel(self, request_iterator, context):
-        entry = await receive_upload(self.registry, request_iterator, context.cancelled)
+        entry = await receive_upload(self.registry, _header_checked(request_iterator), context.cancelled)
         return registry_pb2.UploadModelResponse(model=self.registry.to_proto(entry))
 
     async def GetActiveCheckpoint(self, request, context):
@@ -85,3 +88,14 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
 
     def _model_or_none(self, entry):
         return self.registry.to_proto(entry) if entry is not None else None
+
+
+async def _header_checked(requests: AsyncIterator[registry_pb2.UploadModelRequest]
+                          ) -> AsyncIterator[registry_pb2.UploadModelRequest]:
+    """The upload stream, its header's fields held to the limits before a single chunk is read."""
+    first = True
+    async for message in requests:
+        if first and message.WhichOneof("payload") == "header":
+            limits.check_fields(limits.fields_of(message.header))
+        first = False
+        yield message

@@ -35,7 +35,13 @@ class ModelRegistryServiceStub:
     Errors common to all RPCs: INVALID_ARGUMENT / INVALID_FILENAME for a
     filename with path parts, "..", a leading dot, control characters or more
     than 255 bytes; UNAVAILABLE / INDEX_WRITE_FAILED when a change could not be
-    made durable (it was not acknowledged; retry).
+    made durable (it was not acknowledged; retry). Error messages and metadata
+    name files relative to the volume (`loras/x.safetensors`), never by a
+    server path.
+
+    Files are read only when their real location is on the volume: a symlink
+    whose target lies outside is refused (FAILED_PRECONDITION /
+    OUTSIDE_VOLUME), skipped by rescans and shown as absent.
 
     Writes are acknowledged only once `.metadata.json` is on disk (temp file,
     fsync, rename, fsync of the folder); concurrent writes are group-committed.
@@ -109,7 +115,13 @@ class ModelRegistryServiceServicer:
     Errors common to all RPCs: INVALID_ARGUMENT / INVALID_FILENAME for a
     filename with path parts, "..", a leading dot, control characters or more
     than 255 bytes; UNAVAILABLE / INDEX_WRITE_FAILED when a change could not be
-    made durable (it was not acknowledged; retry).
+    made durable (it was not acknowledged; retry). Error messages and metadata
+    name files relative to the volume (`loras/x.safetensors`), never by a
+    server path.
+
+    Files are read only when their real location is on the volume: a symlink
+    whose target lies outside is refused (FAILED_PRECONDITION /
+    OUTSIDE_VOLUME), skipped by rescans and shown as absent.
 
     Writes are acknowledged only once `.metadata.json` is on disk (temp file,
     fsync, rename, fsync of the folder); concurrent writes are group-committed.
@@ -117,6 +129,9 @@ class ModelRegistryServiceServicer:
 
     def ListModels(self, request, context):
         """Lists models in a stable order (type, then display name, then filename).
+        A page holds fewer than page_size models when they would pass 2 MiB
+        encoded (well under gRPC's usual 4 MiB message limit); next_page_token
+        then leads on.
         Errors: INVALID_ARGUMENT / INVALID_PAGE_TOKEN (not issued by this
         process, or for another filter), INVALID_PAGE_SIZE, INVALID_TYPE.
         """
@@ -139,9 +154,10 @@ class ModelRegistryServiceServicer:
         must show LoRA tensors (kohya or PEFT), a checkpoint SDXL LDM tensors.
         Errors: ALREADY_EXISTS / MODEL_ALREADY_EXISTS; NOT_FOUND / FILE_NOT_FOUND;
         INVALID_ARGUMENT / UNSUPPORTED_EXTENSION, PICKLE_NOT_ALLOWED,
-        INVALID_SAFETENSORS, TYPE_MISMATCH, MISSING_TYPE, INVALID_WEIGHT;
+        INVALID_SAFETENSORS, TYPE_MISMATCH, MISSING_TYPE, INVALID_WEIGHT,
+        FIELD_TOO_LONG, TOO_MANY_ITEMS (limits on Model's fields);
         FAILED_PRECONDITION / SHA256_MISMATCH when a given sha256 disagrees with
-        the file.
+        the file, OUTSIDE_VOLUME.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -152,7 +168,8 @@ class ModelRegistryServiceServicer:
         recommended_weight, tags, description, base_model. A recommended_weight
         of 0 in the mask resets it to the default, 1.0.
         Errors: NOT_FOUND / MODEL_NOT_FOUND; INVALID_ARGUMENT / INVALID_UPDATE_MASK,
-        INVALID_WEIGHT; ABORTED / MODEL_BUSY while the model is being deleted.
+        INVALID_WEIGHT, FIELD_TOO_LONG, TOO_MANY_ITEMS; ABORTED / MODEL_BUSY
+        while the model is being deleted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -172,6 +189,7 @@ class ModelRegistryServiceServicer:
         """Uploads a new model: first message a header, then byte chunks. The bytes
         go to a `.part` file and are renamed into place only when complete and
         valid; a failed or cancelled upload leaves no file and no entry.
+        The header's fields have Model's limits, checked before any chunk is read.
         Errors: as CreateModel, plus INVALID_ARGUMENT / MISSING_HEADER,
         DUPLICATE_HEADER, INVALID_SHA256, INVALID_SIZE; RESOURCE_EXHAUSTED /
         UPLOAD_TOO_LARGE (over the configured limit or the announced size);
@@ -195,8 +213,8 @@ class ModelRegistryServiceServicer:
         can always switch back to the default (GetActiveCheckpoint says whether
         the file is present).
         Errors: NOT_FOUND / CHECKPOINT_NOT_FOUND; FAILED_PRECONDITION /
-        NOT_A_CHECKPOINT, FILE_MISSING; ABORTED / MODEL_BUSY while it is being
-        deleted.
+        NOT_A_CHECKPOINT, FILE_MISSING, OUTSIDE_VOLUME; ABORTED / MODEL_BUSY while
+        it is being deleted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -209,7 +227,7 @@ class ModelRegistryServiceServicer:
         "Already in the prompt" matches whole words or phrases, so a trigger
         "art" is not found in "party". Words are joined with ", ".
         Errors: NOT_FOUND / LORA_NOT_FOUND naming the LoRA; FAILED_PRECONDITION /
-        NOT_A_LORA, FILE_MISSING; INVALID_ARGUMENT / INVALID_WEIGHT (not finite
+        NOT_A_LORA, FILE_MISSING, OUTSIDE_VOLUME; INVALID_ARGUMENT / INVALID_WEIGHT (not finite
         or beyond ±10), DUPLICATE_LORA, AMBIGUOUS_LORA (a name matching several
         LoRAs; use the filename).
         """
@@ -296,7 +314,13 @@ class ModelRegistryService:
     Errors common to all RPCs: INVALID_ARGUMENT / INVALID_FILENAME for a
     filename with path parts, "..", a leading dot, control characters or more
     than 255 bytes; UNAVAILABLE / INDEX_WRITE_FAILED when a change could not be
-    made durable (it was not acknowledged; retry).
+    made durable (it was not acknowledged; retry). Error messages and metadata
+    name files relative to the volume (`loras/x.safetensors`), never by a
+    server path.
+
+    Files are read only when their real location is on the volume: a symlink
+    whose target lies outside is refused (FAILED_PRECONDITION /
+    OUTSIDE_VOLUME), skipped by rescans and shown as absent.
 
     Writes are acknowledged only once `.metadata.json` is on disk (temp file,
     fsync, rename, fsync of the folder); concurrent writes are group-committed.
