@@ -32,6 +32,7 @@ from civitai_svc.downloader import Downloader
 from civitai_svc.jobs import Job, State
 from civitai_svc.metadata import ensure_supported
 from civitai_svc.registry_client import RegistryClient
+from metadata_svc.limits import clip_model
 from modelmanager.v1 import civitai_pb2, model_pb2
 from service_kit.logs import get_logger
 
@@ -167,7 +168,7 @@ class Installer:
 
     def entry(self, final: Path, info: civitai_pb2.CivitaiModelInfo, sha256: str) -> model_pb2.Model:
         short = info.name if len(info.name) <= 40 else info.name[:40].rstrip()
-        return model_pb2.Model(
+        model = model_pb2.Model(
             filename=final.name,
             type=info.model_type,
             display_name=info.name or final.stem,
@@ -184,6 +185,9 @@ class Installer:
             civitai_url=info.civitai_url,
             sha256=sha256,
         )
+        # CivitAI's texts are not ours to refuse: cut them to the registry's limits, don't fail the install.
+        clip_model(model)
+        return model
 
     def adopt(self, proto: civitai_pb2.DownloadJob, plan: Plan) -> Path | None:
         """At start-up, a job from the journal: its final name is its own again before any new job runs,
