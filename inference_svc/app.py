@@ -51,7 +51,8 @@ async def create_server(settings: InferenceSettings) -> GrpcServer:
     loader = CheckpointLoader(device, sdxl_config_dir=settings.sdxl_config_dir, config_cache_dir=settings.config_cache_dir)
     cache = CheckpointCache(loader, device, device_budget=device_budget, park_budget=park_budget)
     registry = RegistryClient(
-        settings.registry, default_checkpoint_path=settings.default_checkpoint_path, timeout_s=settings.registry_timeout_s
+        settings.registry, default_checkpoint_path=settings.default_checkpoint_path,
+        model_roots=(settings.user_models_dir, settings.models_dir), timeout_s=settings.registry_timeout_s,
     )
     queue = JobQueue(settings.max_queue)
     engine = InferenceEngine(

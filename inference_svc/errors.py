@@ -29,6 +29,12 @@ class CheckpointLoadFailed(errors.FailedPrecondition):
     default_reason = "CHECKPOINT_LOAD_FAILED"
 
 
+class OutsideModelRoots(errors.FailedPrecondition):
+    """A path from the registry resolves (symlinks followed) outside the user-models and models volumes."""
+
+    default_reason = "OUTSIDE_MODEL_ROOTS"
+
+
 class LoraIncompatible(errors.FailedPrecondition):
     default_reason = "LORA_INCOMPATIBLE"
 

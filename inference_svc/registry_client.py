@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
 from inference_svc.errors import CheckpointNotFound, RegistryUnavailable
+from inference_svc.model_paths import ModelRoots
 from modelmanager.v1 import model_pb2, registry_pb2, registry_pb2_grpc
 from service_kit import errors, insecure_channel
 
@@ -33,9 +35,11 @@ class ResolvedCheckpoint:
 
 
 class RegistryClient:
-    def __init__(self, address: str, *, default_checkpoint_path: Path, timeout_s: float = 10.0):
+    def __init__(self, address: str, *, default_checkpoint_path: Path, model_roots: Iterable[Path],
+                 timeout_s: float = 10.0):
         self.address = address
         self.default_checkpoint_path = default_checkpoint_path
+        self.roots = ModelRoots(model_roots)  # every path handed out below lies under one of these
         self.timeout_s = timeout_s
         self._channel: grpc.aio.Channel | None = None
         self._stub: registry_pb2_grpc.ModelRegistryServiceStub | None = None
@@ -67,6 +71,10 @@ class RegistryClient:
 
     async def checkpoint(self, override: str = "") -> ResolvedCheckpoint:
         """The checkpoint a job runs on: `override` when given, else the registry's active one."""
+        found = await self._checkpoint(override)
+        return ResolvedCheckpoint(found.name, self.roots.confine(found.path, f"checkpoint {found.name}"))
+
+    async def _checkpoint(self, override: str) -> ResolvedCheckpoint:
         if not override:
             reply = await self._call(self.stub.GetActiveCheckpoint, registry_pb2.GetActiveCheckpointRequest())
             if reply.checkpoint == DEFAULT_CHECKPOINT:
@@ -85,6 +93,9 @@ class RegistryClient:
     async def compose_prompt(
         self, prompt: str, loras: list[model_pb2.LoraSelection]
     ) -> registry_pb2.ComposePromptResponse:
-        return await self._call(
+        reply = await self._call(
             self.stub.ComposePrompt, registry_pb2.ComposePromptRequest(prompt=prompt, loras=loras)
         )
+        for lora in reply.loras:
+            lora.path = str(self.roots.confine(Path(lora.path), f"LoRA {lora.filename}"))
+        return reply

@@ -34,7 +34,9 @@ class InferenceServiceStub:
     "inference.modelmanager": INVALID_ARGUMENT / INVALID_IMAGE, INVALID_SIZE,
     OUT_OF_RANGE_VALUE, UNKNOWN_SCHEDULER; NOT_FOUND / CHECKPOINT_NOT_FOUND,
     LORA_NOT_FOUND; FAILED_PRECONDITION / CHECKPOINT_LOAD_FAILED (corrupt file,
-    wrong architecture), LORA_INCOMPATIBLE (naming the file);
+    wrong architecture), LORA_INCOMPATIBLE (naming the file),
+    OUTSIDE_MODEL_ROOTS (a path from the registry whose real location, links
+    followed, is outside the user-models and models volumes: never read);
     RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL; UNAVAILABLE /
     REGISTRY_UNAVAILABLE; CANCELLED when the client went away.
     """
@@ -81,7 +83,9 @@ class InferenceServiceServicer:
     "inference.modelmanager": INVALID_ARGUMENT / INVALID_IMAGE, INVALID_SIZE,
     OUT_OF_RANGE_VALUE, UNKNOWN_SCHEDULER; NOT_FOUND / CHECKPOINT_NOT_FOUND,
     LORA_NOT_FOUND; FAILED_PRECONDITION / CHECKPOINT_LOAD_FAILED (corrupt file,
-    wrong architecture), LORA_INCOMPATIBLE (naming the file);
+    wrong architecture), LORA_INCOMPATIBLE (naming the file),
+    OUTSIDE_MODEL_ROOTS (a path from the registry whose real location, links
+    followed, is outside the user-models and models volumes: never read);
     RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL; UNAVAILABLE /
     REGISTRY_UNAVAILABLE; CANCELLED when the client went away.
     """
@@ -169,7 +173,9 @@ class InferenceService:
     "inference.modelmanager": INVALID_ARGUMENT / INVALID_IMAGE, INVALID_SIZE,
     OUT_OF_RANGE_VALUE, UNKNOWN_SCHEDULER; NOT_FOUND / CHECKPOINT_NOT_FOUND,
     LORA_NOT_FOUND; FAILED_PRECONDITION / CHECKPOINT_LOAD_FAILED (corrupt file,
-    wrong architecture), LORA_INCOMPATIBLE (naming the file);
+    wrong architecture), LORA_INCOMPATIBLE (naming the file),
+    OUTSIDE_MODEL_ROOTS (a path from the registry whose real location, links
+    followed, is outside the user-models and models volumes: never read);
     RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL; UNAVAILABLE /
     REGISTRY_UNAVAILABLE; CANCELLED when the client went away.
     """
