@@ -384,6 +384,20 @@ def test_api_docs_render_without_internet(stack: DemoStack, page: Page, shots: P
 
 
 
+def test_the_ui_loads_nothing_from_outside(stack: DemoStack, page: Page) -> None:
+    # No fonts, scripts or pixels from a CDN: a self-hosted page tells no third party it was opened.
+    ui = page.context.browser.new_page()
+    requested: list[str] = []
+    ui.on("request", lambda request: requested.append(request.url))
+    ui.goto(stack.url + "/")
+    expect(ui.locator("#models-table")).to_be_visible(timeout=LONG)
+    for name in ("Generate", "Upscale", "Model Manager"):
+        tab(ui, name)
+    ui.close()
+    outside = [url for url in requested if not url.startswith((stack.url, "data:", "blob:"))]
+    assert requested and outside == [], outside
+
+
 def test_a_loras_weight_can_be_changed(stack: DemoStack, page: Page) -> None:
     import httpx
 
