@@ -32,6 +32,8 @@ MAX_ITEMS = {"trigger_words": 200, "tags": 100}
 MAX_ITEM_CHARS = {"trigger_words": 500, "tags": 100}
 # Every field above that a client sets; the rest of an entry is computed by the registry.
 CLIENT_FIELDS = (*MAX_CHARS, *MAX_ITEMS)
+# ListModels' free-text query: its terms go into every page token of the listing.
+MAX_QUERY_CHARS = 1_024
 
 
 def check_fields(fields: Mapping[str, Any]) -> None:
@@ -46,6 +48,12 @@ def check_fields(fields: Mapping[str, Any]) -> None:
                                    metadata={"field": name, "limit": MAX_ITEMS[name], "count": len(items)})
             for item in items:
                 _check_chars(name, str(item), MAX_ITEM_CHARS[name], each=True)
+
+
+def check_query(query: str, base_model: str) -> None:
+    """ListModels' filters: no longer than anything they could match."""
+    _check_chars("query", query, MAX_QUERY_CHARS)
+    _check_chars("base_model", base_model, MAX_CHARS["base_model"])
 
 
 def fields_of(message: model_pb2.Model | Any) -> dict[str, Any]:

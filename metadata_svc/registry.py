@@ -224,6 +224,9 @@ class Registry:
 
     def on_volume(self, path: Path) -> bool:
         """Whether `path`, symlinks followed, stays on the volume (the default checkpoint: the models dir)."""
+        folder = path.parent
+        if folder.parent in (self.root, self.models_dir) and not (os.path.islink(path) or os.path.islink(folder)):
+            return True  # no link below the root (itself resolved at start): two lstat calls, not a realpath
         root = self._real_models_dir if path.is_relative_to(self.models_dir) else self._real_root
         return resolves_inside(path, root)
 
@@ -272,6 +275,7 @@ class Registry:
     ) -> tuple[list[ModelEntry], str, int]:
         if page_size < 0:
             raise InvalidPageSize(f"page_size {page_size} is negative", metadata={"page_size": page_size})
+        limits.check_query(query, base_model)
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         base = base_model.strip().lower()
         terms = query.lower().split()

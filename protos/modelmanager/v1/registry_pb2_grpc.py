@@ -133,7 +133,8 @@ class ModelRegistryServiceServicer:
         encoded (well under gRPC's usual 4 MiB message limit); next_page_token
         then leads on.
         Errors: INVALID_ARGUMENT / INVALID_PAGE_TOKEN (not issued by this
-        process, or for another filter), INVALID_PAGE_SIZE, INVALID_TYPE.
+        process, or for another filter), INVALID_PAGE_SIZE, INVALID_TYPE,
+        FIELD_TOO_LONG (query, base_model).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
