@@ -27,6 +27,8 @@ class GatewaySettings:
     # When set, every /api call and the web UI need it (x-api-key or Authorization: Bearer).
     api_key: str | None = None
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    # An upload whose client sends nothing for this long is abandoned (408), seconds.
+    upload_idle_timeout: float = 60.0
     # Origins allowed by CORS; empty means no CORS headers at all.
     cors_origins: list[str] = field(default_factory=list)
     # Deadline of unary calls to the services, seconds.
@@ -59,6 +61,7 @@ class GatewaySettings:
             inference=args.inference,
             api_key=env("API_KEY"),
             max_upload_bytes=args.max_upload_bytes,
+            upload_idle_timeout=args.upload_idle_timeout,
             cors_origins=origins,
             rpc_timeout=args.rpc_timeout,
             ui=not args.no_ui,
@@ -82,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting(parser, "--inference", "INFERENCE_ADDR", DEFAULT_INFERENCE, "inference service address")
     add_setting(parser, "--max-upload-bytes", "MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES,
                 "largest accepted upload, bytes", type=int)
+    add_setting(parser, "--upload-idle-timeout", "UPLOAD_IDLE_TIMEOUT", 60.0,
+                "seconds an upload may send nothing before it is abandoned (408)", type=float)
     add_setting(parser, "--cors-origins", "CORS_ORIGINS", "", "comma-separated origins allowed by CORS (none if empty)")
     add_setting(parser, "--rpc-timeout", "RPC_TIMEOUT", 30.0, "deadline of unary service calls, seconds", type=float)
     add_setting(parser, "--ui-image-size", "UI_IMAGE_SIZE", 1024, "default width/height in the UI", type=int)
