@@ -6,7 +6,8 @@ job_queue (one GPU job at a time), checkpoint_loader / checkpoint_cache
 (loading and the memory-bounded cache), checkpoint_shapes (the header's
 shape check), lora_manager (adapters), pipelines
 (text to image), upscaler (tiles + feathered blend), images (PNG in/out),
-registry_client, device (dtype, attention, memory), assets (shipped configs),
+registry_client, model_paths (a path from the registry must lie on the
+volumes), device (dtype, attention, memory), assets (shipped configs),
 ldm_convert (diffusers -> single-file layout, for tests and benches), errors.
 
 Checkpoint formats: the loader (`CheckpointLoader.load`) reads single-file

@@ -227,7 +227,7 @@ class Registry:
         folder = path.parent
         if folder.parent in (self.root, self.models_dir) and not (os.path.islink(path) or os.path.islink(folder)):
             return True  # no link below the root (itself resolved at start): two lstat calls, not a realpath
-        root = self._real_models_dir if path.is_relative_to(self.models_dir) else self._real_root
+        root = self._real_root if path.is_relative_to(self.root) else self._real_models_dir
         return resolves_inside(path, root)
 
     def check_on_volume(self, path: Path) -> None:

@@ -1,4 +1,5 @@
-"""ModelRegistryService over gRPC: protobuf in, Registry call, protobuf out. No rules live here."""
+"""ModelRegistryService over gRPC: protobuf in, Registry call, protobuf out. No rules live here
+(Upload's header is held to limits.py on its way to uploads.py, before any chunk is read)."""
 
 from __future__ import annotations
 

@@ -212,6 +212,15 @@ async def test_rescan_skips_links_out_of_the_volume_and_keeps_links_inside(reg, 
     assert all(r.startswith("OUTSIDE_VOLUME") for r in skipped.values())
 
 
+async def test_a_linked_folder_out_of_the_volume_is_outside_too(reg, outside):
+    reg.loras.rmdir()
+    reg.loras.symlink_to(outside)
+    resp = await reg.stub.RescanModels(registry_pb2.RescanModelsRequest())
+    assert list(resp.added) == []
+    assert {s.path: s.reason[:14] for s in resp.skipped} == {
+        "loras/secret-lora.safetensors": "OUTSIDE_VOLUME", "loras/secret-ckpt.safetensors": "OUTSIDE_VOLUME"}
+
+
 async def test_create_refuses_a_link_out_of_the_volume(reg, outside):
     (reg.loras / "y.safetensors").symlink_to(outside / "secret-lora.safetensors")
     err, _ = await refused(reg.stub.CreateModel(create_request("y.safetensors", LORA)),
