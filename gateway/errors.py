@@ -3,11 +3,13 @@
 Every error the API returns has the shape
 `{"error": {"code": <http>, "status": "<GRPC_CODE>", "message": ..., "details": [...]}}`;
 `details` keeps the services' `google.rpc.ErrorInfo` (reason, domain, metadata) as JSON.
-A service that cannot be reached gives 503 with reason SERVICE_UNAVAILABLE naming it.
+A service that cannot be reached gives 503 with reason SERVICE_UNAVAILABLE naming it (never its
+address or gRPC's debug text: those go to the gateway's log).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import grpc
@@ -18,6 +20,7 @@ from google.protobuf import json_format
 from google.rpc import error_details_pb2  # noqa: F401  (puts ErrorInfo & co. in the descriptor pool)
 from grpc_status import rpc_status
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 from service_kit.logs import get_logger
 
@@ -127,18 +130,47 @@ def from_rpc_error(exc: grpc.aio.AioRpcError, service: str, address: str) -> Api
             except (json_format.Error, TypeError):  # a detail type we cannot decode
                 details.append({"@type": detail.type_url})
     message = exc.details() or code.name
-    if code == grpc.StatusCode.UNAVAILABLE and status is None:
-        # No rich status: the channel itself failed (service down, refused, unreachable).
-        message = f"the {service} service at {address} is unavailable ({message})"
-        details = [error_info("SERVICE_UNAVAILABLE", {"service": service, "address": address})]
-    elif code == grpc.StatusCode.DEADLINE_EXCEEDED and status is None:
-        message = f"the {service} service at {address} did not answer in time"
-        details = [error_info("SERVICE_TIMEOUT", {"service": service, "address": address})]
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and status is None:
+        # No rich status: the channel itself failed (service down, refused, unreachable, slow). gRPC's
+        # text names hosts and ports; a client learns only which service, the operator's log the rest.
+        log.warning("gateway.service_call_failed", service=service, address=address, code=code.name,
+                    grpc_details=message)
+        if code == grpc.StatusCode.UNAVAILABLE:
+            message = f"the {service} service is unavailable"
+            details = [error_info("SERVICE_UNAVAILABLE", {"service": service})]
+        else:
+            message = f"the {service} service did not answer in time"
+            details = [error_info("SERVICE_TIMEOUT", {"service": service})]
     return ApiError(HTTP_STATUS.get(code, 500), code, message, details)
 
 
 def error_response(err: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(err.body(), status_code=err.http_status, headers=headers)
+
+
+async def send_error(send: Send, err: ApiError, headers: dict[str, str] | None = None) -> None:
+    """Answer with `err` from a pure-ASGI middleware (before the app, so before any body is read)."""
+    body = json.dumps(err.body()).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": err.http_status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised from a request's receive() when the bytes actually received pass the route's limit.
+
+    A Starlette HTTPException so that FastAPI's body reading lets it through (it turns any other
+    exception there into a generic 400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body larger than the limit of {limit} bytes for this route")
+        self.limit = limit
+
+
+def body_too_large(limit: int) -> ApiError:
+    return ApiError.local(413, f"request body larger than the limit of {limit} bytes for this route",
+                          "BODY_TOO_LARGE", {"limit_bytes": str(limit)})
 
 
 async def _api_error_handler(_: Request, exc: Exception) -> JSONResponse:
@@ -167,6 +199,8 @@ async def _validation_handler(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_handler(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, BodyTooLarge):
+        return error_response(body_too_large(exc.limit))
     reason = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
     err = ApiError.local(exc.status_code, str(exc.detail), reason)
     return error_response(err, dict(exc.headers or {}))
