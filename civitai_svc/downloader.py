@@ -24,6 +24,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import ctypes
 import errno
@@ -35,9 +36,8 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from email.message import Message
 from pathlib import Path
-from urllib.parse import parse_qs, unquote_plus, urlsplit
+from urllib.parse import parse_qs, unquote, unquote_plus, urlsplit
 
 import httpx
 
@@ -181,25 +181,48 @@ class _BlockWriter:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+# One Content-Disposition parameter: a name, then a quoted string (with backslash escapes) or a bare token.
+_DISPOSITION_PARAM = re.compile(r'([A-Za-z0-9_\-]+\*?)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+
+
+def disposition_filename(value: str) -> str:
+    """The file name in a Content-Disposition value, or "".
+
+    `filename*` (RFC 5987: `UTF-8''%E6%B0%B4.safetensors`) is preferred over `filename` (RFC 6266); a
+    plain `filename` may hold raw UTF-8 or percent-escapes, both decoded. Works on str, so a name such as
+    `水彩风格.safetensors` never has to pass through an ASCII-only header object.
+    """
+    plain = extended = ""
+    for match in _DISPOSITION_PARAM.finditer(value or ""):
+        key, raw = match.group(1).lower(), match.group(2).strip()
+        if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        if key == "filename*" and not extended:
+            charset, _, rest = raw.partition("'")
+            encoded = rest.partition("'")[2]
+            with contextlib.suppress(LookupError, UnicodeDecodeError):
+                codecs.lookup(charset or "utf-8")  # an unknown charset makes the value unusable
+                extended = unquote(encoded, encoding=charset or "utf-8", errors="strict")
+        elif key == "filename" and not plain:
+            plain = raw
+            if "%" in plain:
+                with contextlib.suppress(UnicodeDecodeError):
+                    plain = unquote(plain, errors="strict")
+    return (extended or plain).strip()
+
+
 def filename_from_headers(headers: httpx.Headers) -> str:
-    """The file name in Content-Disposition (filename* preferred), or ""."""
-    value = headers.get("Content-Disposition")
-    if not value:
-        return ""
-    msg = Message()
-    msg["Content-Disposition"] = value
-    name = msg.get_filename() or ""
-    return name.strip()
+    """The file name in the Content-Disposition header (filename* preferred), or ""."""
+    return disposition_filename(headers.get("Content-Disposition") or "")
 
 
 def filename_from_url(url: str) -> str:
     """The name a signed storage URL carries (R2 response-content-disposition, B2 b2ContentDisposition)."""
-    query = parse_qs(urlsplit(url).query)
+    query = parse_qs(urlsplit(url).query)  # percent-escapes decoded as UTF-8 here
     for key in ("response-content-disposition", "b2ContentDisposition"):
         if key in query:
             raw = query[key][0]
-            raw = unquote_plus(raw) if key == "b2ContentDisposition" else raw
-            return filename_from_headers(httpx.Headers({"Content-Disposition": raw}))
+            return disposition_filename(unquote_plus(raw) if key == "b2ContentDisposition" else raw)
     return ""
 
 

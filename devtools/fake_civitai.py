@@ -961,10 +961,20 @@ class _ApiHandler(_Handler):
         file_id = chosen[0]["id"]
         stored = fake._files[file_id]
         sig = fake._sign(file_id)
+        # The API signs the raw name into the URL (UTF-8, percent-encoded), as CivitAI does.
         disposition = quote(f'attachment; filename="{stored.name}"', safe="")
         location = (f"{fake.storage_url}/model/{file_id}/{quote(stored.name, safe='')}?X-Amz-Expires=86400"
                     f"&response-content-disposition={disposition}&X-Amz-Signature={sig}")
         self._send(307, b"", {"Location": location, "Cache-Control": "no-store, max-age=0"})
+
+
+def content_disposition(name: str) -> str:
+    """As CivitAI's storage writes it: an ASCII `filename` and, for any other name, RFC 5987's `filename*`
+    (HTTP headers are Latin-1, so `水彩风格.safetensors` cannot travel as-is)."""
+    fallback = name.encode("ascii", "replace").decode().replace("?", "_").replace('"', "_")
+    if fallback == name:
+        return f'attachment; filename="{name}"'
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 class _StorageHandler(_Handler):
@@ -1026,7 +1036,7 @@ class _StorageHandler(_Handler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(length))
         self.send_header("Accept-Ranges", "bytes")
-        self.send_header("Content-Disposition", f'attachment; filename="{stored.name}"')
+        self.send_header("Content-Disposition", content_disposition(stored.name))
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         if cut_after is not None:
