@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import warnings
 
 from PIL import Image, PngImagePlugin
 
 from inference_svc.errors import InvalidRequest
 
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
 # Inputs larger than this are refused before decoding (decompression bombs).
 MAX_INPUT_PIXELS = 4096 * 4096
 # Outputs: SDXL works up to ~2048; the upscaler goes further through tiles.
@@ -29,9 +31,16 @@ def decode_image(data: bytes) -> Image.Image:
             if image.width * image.height > MAX_INPUT_PIXELS:
                 raise ValueError(f"{image.width}x{image.height} is larger than {MAX_INPUT_PIXELS} pixels")
             image.load()
+    except Image.UnidentifiedImageError as exc:
+        # Pillow's message names the buffer object ("<_io.BytesIO object at 0x…>"): say what is wrong instead.
+        raise InvalidRequest(
+            "image cannot be decoded: not a PNG, JPEG or WebP image", reason="INVALID_IMAGE",
+            metadata={"field": "image"},
+        ) from exc
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidRequest(
-            f"image cannot be decoded: {exc}", reason="INVALID_IMAGE", metadata={"field": "image"}
+            f"image cannot be decoded: {_OBJECT_REPR.sub('the image', str(exc))}", reason="INVALID_IMAGE",
+            metadata={"field": "image"},
         ) from exc
     return image.convert("RGB")
 
