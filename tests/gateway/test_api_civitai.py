@@ -10,15 +10,14 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import pytest_asyncio
 from gw_helpers import read_sse, running_gateway, settings_for, start_server
 
-metadata_app = pytest.importorskip("metadata_svc.app")
-metadata_config = pytest.importorskip("metadata_svc.config")
-civitai_app = pytest.importorskip("civitai_svc.app")
-civitai_config = pytest.importorskip("civitai_svc.config")
-fake_civitai = pytest.importorskip("devtools.fake_civitai")
+import civitai_svc.app as civitai_app
+import civitai_svc.config as civitai_config
+import devtools.fake_civitai as fake_civitai
+import metadata_svc.app as metadata_app
+import metadata_svc.config as metadata_config
 
 
 @pytest_asyncio.fixture

@@ -12,11 +12,11 @@ import pytest
 import pytest_asyncio
 from gw_helpers import read_sse, running_gateway, settings_for, start_server
 
-metadata_app = pytest.importorskip("metadata_svc.app", reason="the registry (metadata_svc) is not in the tree yet")
-metadata_config = pytest.importorskip("metadata_svc.config")
-inference_app = pytest.importorskip("inference_svc.app")
-inference_config = pytest.importorskip("inference_svc.config")
-tiny = pytest.importorskip("devtools.tiny_models")
+import devtools.tiny_models as tiny
+import inference_svc.app as inference_app
+import inference_svc.config as inference_config
+import metadata_svc.app as metadata_app
+import metadata_svc.config as metadata_config
 
 
 @pytest.fixture(scope="module")

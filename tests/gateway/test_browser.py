@@ -56,6 +56,8 @@ def _skip_reason() -> str | None:
 
 
 if (_reason := _skip_reason()) is not None:
+    if os.environ.get("CI") == "true":  # CI installs the browser (make browser): missing is a failure there
+        pytest.fail(f"browser tests cannot run in CI: {_reason}", pytrace=False)
     pytest.skip(_reason, allow_module_level=True)
 
 from playwright.sync_api import Locator, Page, Route, expect, sync_playwright  # noqa: E402
