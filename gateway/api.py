@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.sse import EventSourceResponse
 from google.protobuf import field_mask_pb2
 
-from gateway.clients import ServiceClients, parse, proto_json, to_dict
+from gateway.clients import ServiceClients, proto_json, to_dict
 from gateway.errors import ApiError
+from gateway.protojson import json_object, parse
 from gateway.security import require_api_key
 from gateway.sse import sse_response
 from gateway.upload import model_type, stream_upload
@@ -31,9 +32,26 @@ def get_clients(request: Request) -> ServiceClients:
 
 Clients = Annotated[ServiceClients, Depends(get_clients)]
 CivitaiToken = Annotated[str | None, Header(alias="x-civitai-token", description="overrides CIVITAI_TOKEN")]
-JsonBody = Annotated[dict[str, Any], Body()]
+# Any JSON at all: `parse` refuses what is not an object with a 400 naming the problem (FastAPI's own
+# dict validation lets some shapes through and 500s on others).
+JsonBody = Annotated[Any, Body(json_schema_extra={"type": "object"})]
+OptionalJsonBody = Annotated[Any, Body(json_schema_extra={"type": "object"})]
+
+# Proto integer ranges, checked here (a 400 naming the parameter) rather than failing in the proto setter.
+Int32 = Annotated[int, Query(ge=-(2**31), le=2**31 - 1)]
+Int64 = Annotated[int, Query(ge=-(2**63), le=2**63 - 1)]
+# Path ids are bounded: a huge one is the client's mistake, and echoed in a service's error it overflows
+# gRPC's metadata limit (which surfaced as 429 RESOURCE_EXHAUSTED).
+MAX_FILENAME_CHARS = 255  # NAME_MAX of the filesystems the volume lives on
+MAX_JOB_ID_CHARS = 128
+Filename = Annotated[str, Path(max_length=MAX_FILENAME_CHARS)]
+JobId = Annotated[str, Path(max_length=MAX_JOB_ID_CHARS)]
+MAX_TEXT_CHARS = 4096
+Text = Annotated[str, Query(max_length=MAX_TEXT_CHARS)]
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_key)])
+# Without the key: only what a liveness probe needs, which says nothing about the services.
+public_router = APIRouter(prefix="/api/v1")
 
 # The routes return an EventSourceResponse themselves (after the first upstream message, so that an
 # immediate failure is a real HTTP error); FastAPI's generator-SSE mode would commit to 200 first.
@@ -46,11 +64,18 @@ SSE_DOC = {
 # ---------------------------------------------------------------- health
 
 
-@router.get("/health", tags=["gateway"], summary="Each service's grpc.health.v1 status")
+@public_router.get("/livez", tags=["gateway"], summary="Liveness: the gateway answers (no key, no detail)")
+async def livez() -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/health", tags=["gateway"],
+            summary="Each service's grpc.health.v1 status; 503 unless all are SERVING")
 async def health(clients: Clients) -> JSONResponse:
     services = await clients.health()
-    return JSONResponse({"status": "ok" if all(v == "SERVING" for v in services.values()) else "degraded",
-                         "services": services})
+    serving = all(v == "SERVING" for v in services.values())
+    return JSONResponse({"status": "ok" if serving else "degraded", "services": services},
+                        status_code=200 if serving else 503)
 
 
 # ---------------------------------------------------------------- registry
@@ -59,11 +84,12 @@ async def health(clients: Clients) -> JSONResponse:
 @router.get("/models", tags=["models"], summary="List installed models (ListModels)")
 async def list_models(
     clients: Clients,
-    type: Annotated[str, Query(description="lora or checkpoint; empty for all")] = "",
-    base_model: str = "",
-    query: Annotated[str, Query(description="free text over names, tags and trigger words")] = "",
-    page_size: int = 0,
-    page_token: str = "",
+    type: Annotated[str, Query(description="lora or checkpoint; empty for all", max_length=64)] = "",
+    base_model: Text = "",
+    query: Annotated[str, Query(description="free text over names, tags and trigger words",
+                                max_length=MAX_TEXT_CHARS)] = "",
+    page_size: Int32 = 0,
+    page_token: Text = "",
 ) -> JSONResponse:
     req = registry_pb2.ListModelsRequest(
         page_size=page_size, page_token=page_token, type=model_type(type), base_model=base_model, query=query
@@ -74,7 +100,8 @@ async def list_models(
 @router.post("/models", tags=["models"], status_code=201,
              summary="Register a file already under loras/ or checkpoints/ (CreateModel)")
 async def create_model(clients: Clients, body: JsonBody) -> JSONResponse:
-    model = parse(body.get("model", body), model_pb2.Model())
+    body = json_object(body)
+    model = parse(body.get("model", body), model_pb2.Model(), "model")
     resp = await clients.unary("registry", clients.registry.CreateModel, registry_pb2.CreateModelRequest(model=model))
     return proto_json(resp.model, 201)
 
@@ -126,7 +153,7 @@ async def rescan_models(clients: Clients) -> JSONResponse:
 
 
 @router.get("/models/{filename}", tags=["models"], summary="Get one model (GetModel)")
-async def get_model(filename: str, clients: Clients) -> JSONResponse:
+async def get_model(filename: Filename, clients: Clients) -> JSONResponse:
     resp = await clients.unary("registry", clients.registry.GetModel, registry_pb2.GetModelRequest(filename=filename))
     return proto_json(resp.model)
 
@@ -134,13 +161,14 @@ async def get_model(filename: str, clients: Clients) -> JSONResponse:
 @router.patch("/models/{filename}", tags=["models"],
               summary="Edit metadata (UpdateModel); the body's keys are the update mask unless update_mask is given")
 async def update_model(
-    filename: str,
+    filename: Filename,
     clients: Clients,
     body: JsonBody,
-    update_mask: Annotated[str, Query(description="comma-separated field names")] = "",
+    update_mask: Annotated[str, Query(description="comma-separated field names", max_length=MAX_TEXT_CHARS)] = "",
 ) -> JSONResponse:
-    fields = body.get("model", body)
-    model = parse({**fields, "filename": filename}, model_pb2.Model())
+    body = json_object(body)
+    fields = json_object(body.get("model", body), "model")
+    model = parse({**fields, "filename": filename}, model_pb2.Model(), "model")
     paths = [p.strip() for p in update_mask.split(",") if p.strip()] or [k for k in fields if k != "filename"]
     req = registry_pb2.UpdateModelRequest(model=model, update_mask=field_mask_pb2.FieldMask(paths=paths))
     resp = await clients.unary("registry", clients.registry.UpdateModel, req)
@@ -148,7 +176,7 @@ async def update_model(
 
 
 @router.delete("/models/{filename}", tags=["models"], summary="Delete a model and its file (DeleteModel)")
-async def delete_model(filename: str, clients: Clients, keep_file: bool = False) -> JSONResponse:
+async def delete_model(filename: Filename, clients: Clients, keep_file: bool = False) -> JSONResponse:
     req = registry_pb2.DeleteModelRequest(filename=filename, keep_file=keep_file)
     resp = await clients.unary("registry", clients.registry.DeleteModel, req)
     return proto_json(resp.model)
@@ -178,7 +206,7 @@ async def compose_prompt(clients: Clients, body: JsonBody) -> JSONResponse:
 
 
 @router.get("/civitai/parse", tags=["civitai"], summary="Parse a URL, id or AIR offline (ParseReference)")
-async def parse_reference(reference: str, clients: Clients) -> JSONResponse:
+async def parse_reference(reference: Text, clients: Clients) -> JSONResponse:
     req = civitai_pb2.ParseReferenceRequest(reference=reference)
     return proto_json(await clients.unary("civitai", clients.civitai.ParseReference, req))
 
@@ -187,10 +215,10 @@ async def parse_reference(reference: str, clients: Clients) -> JSONResponse:
 async def model_info(
     clients: Clients,
     token: CivitaiToken = None,
-    reference: str | None = None,
-    model_id: int | None = None,
-    version_id: int | None = None,
-    sha256: str | None = None,
+    reference: Annotated[str | None, Query(max_length=MAX_TEXT_CHARS)] = None,
+    model_id: Annotated[int | None, Query(ge=-(2**63), le=2**63 - 1)] = None,
+    version_id: Annotated[int | None, Query(ge=-(2**63), le=2**63 - 1)] = None,
+    sha256: Annotated[str | None, Query(max_length=128)] = None,
 ) -> JSONResponse:
     req = civitai_pb2.GetModelInfoRequest(token=token or "")
     if reference:
@@ -210,14 +238,14 @@ async def model_info(
 async def search_models(
     clients: Clients,
     token: CivitaiToken = None,
-    query: str = "",
+    query: Text = "",
     types: Annotated[list[str] | None, Query()] = None,
     base_models: Annotated[list[str] | None, Query()] = None,
-    sort: str = "",
-    period: str = "",
+    sort: Text = "",
+    period: Text = "",
     nsfw: bool = False,
-    page_size: int = 0,
-    page_token: str = "",
+    page_size: Int32 = 0,
+    page_token: Text = "",
 ) -> JSONResponse:
     req = civitai_pb2.SearchModelsRequest(
         query=query, types=types or [], base_models=base_models or [], sort=sort, period=period, nsfw=nsfw,
@@ -238,8 +266,8 @@ async def identify_file(clients: Clients, body: JsonBody, token: CivitaiToken = 
 @router.post("/civitai/check-updates", tags=["civitai"],
              summary="Newer versions of installed CivitAI models (CheckUpdates); body {filenames: [...]}")
 async def check_updates(clients: Clients, token: CivitaiToken = None,
-                        body: Annotated[dict[str, Any] | None, Body()] = None) -> JSONResponse:
-    req = parse(body or {}, civitai_pb2.CheckUpdatesRequest())
+                        body: OptionalJsonBody = None) -> JSONResponse:
+    req = parse({} if body is None else body, civitai_pb2.CheckUpdatesRequest())
     if token:
         req.token = token
     return proto_json(await clients.unary("civitai", clients.civitai.CheckUpdates, req, deadline=300))
@@ -256,20 +284,20 @@ async def start_download(clients: Clients, body: JsonBody, token: CivitaiToken =
 
 
 @router.get("/downloads", tags=["downloads"], summary="List download jobs, newest first (ListDownloads)")
-async def list_downloads(clients: Clients, active_only: bool = False, page_size: int = 0,
-                         page_token: str = "") -> JSONResponse:
+async def list_downloads(clients: Clients, active_only: bool = False, page_size: Int32 = 0,
+                         page_token: Text = "") -> JSONResponse:
     req = civitai_pb2.ListDownloadsRequest(active_only=active_only, page_size=page_size, page_token=page_token)
     return proto_json(await clients.unary("civitai", clients.civitai.ListDownloads, req))
 
 
 @router.get("/downloads/{job_id}", tags=["downloads"], summary="One download job (GetDownload)")
-async def get_download(job_id: str, clients: Clients) -> JSONResponse:
+async def get_download(job_id: JobId, clients: Clients) -> JSONResponse:
     resp = await clients.unary("civitai", clients.civitai.GetDownload, civitai_pb2.GetDownloadRequest(job_id=job_id))
     return proto_json(resp.job)
 
 
 @router.post("/downloads/{job_id}/cancel", tags=["downloads"], summary="Cancel a download job (CancelDownload)")
-async def cancel_download(job_id: str, clients: Clients) -> JSONResponse:
+async def cancel_download(job_id: JobId, clients: Clients) -> JSONResponse:
     req = civitai_pb2.CancelDownloadRequest(job_id=job_id)
     resp = await clients.unary("civitai", clients.civitai.CancelDownload, req)
     return proto_json(resp.job)
@@ -281,7 +309,7 @@ def _job_event(msg: civitai_pb2.WatchDownloadResponse) -> tuple[str, str | None,
 
 @router.get("/downloads/{job_id}/events", tags=["downloads"], responses={200: SSE_DOC},
             summary="Watch a download job as SSE (`event: job` per change). Disconnecting does not cancel the job")
-async def watch_download(job_id: str, clients: Clients) -> EventSourceResponse:
+async def watch_download(job_id: JobId, clients: Clients) -> EventSourceResponse:
     call = clients.civitai.WatchDownload(civitai_pb2.WatchDownloadRequest(job_id=job_id), timeout=STREAM_TIMEOUT)
     return await sse_response(clients, "civitai", call, _job_event)
 
@@ -314,8 +342,8 @@ async def upscale(clients: Clients, body: JsonBody) -> EventSourceResponse:
 
 @router.post("/checkpoints/load", tags=["checkpoints"], responses={200: SSE_DOC},
              summary="Load a checkpoint ahead of time as SSE (LoadCheckpoint); body {checkpoint?}")
-async def load_checkpoint(clients: Clients, body: Annotated[dict[str, Any] | None, Body()] = None) -> EventSourceResponse:
-    req = parse(body or {}, inference_pb2.LoadCheckpointRequest())
+async def load_checkpoint(clients: Clients, body: OptionalJsonBody = None) -> EventSourceResponse:
+    req = parse({} if body is None else body, inference_pb2.LoadCheckpointRequest())
     call = clients.inference.LoadCheckpoint(req, timeout=STREAM_TIMEOUT)
     return await sse_response(clients, "inference", call, _job_stream_event)
 

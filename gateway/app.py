@@ -10,10 +10,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from gateway import errors
-from gateway.api import router
+from gateway.api import public_router, router
 from gateway.clients import ServiceClients
 from gateway.config import GatewaySettings
-from gateway.security import RequestIdMiddleware
+from gateway.security import AuthGuard, FailedAuthLimiter, RequestIdMiddleware
 from service_kit.logs import get_logger
 
 log = get_logger("gateway.app")
@@ -21,7 +21,9 @@ log = get_logger("gateway.app")
 DESCRIPTION = """HTTP front door of the model manager: every user-facing call of the registry, the CivitAI
 service and the inference service. Streams are server-sent events. Errors are
 `{"error": {"code", "status", "message", "details"}}` (AIP-193) with the services' `ErrorInfo`.
-When `MODELMGR_API_KEY` is set, send it as `x-api-key` or `Authorization: Bearer`."""
+When `MODELMGR_API_KEY` is set, send it as `x-api-key` or `Authorization: Bearer` (every route but
+`/api/v1/livez`); repeated failures from one address get 429 with `Retry-After`. Bodies are at most
+`--max-body-bytes` (uploads: `--max-upload-bytes`); larger ones get 413."""
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -52,7 +54,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
+    app.include_router(public_router)  # before `router`, whose last route catches every /api/v1 path
     app.include_router(router)
+    # Inside CORS (preflights carry no key; refusals still get CORS headers), outside everything that
+    # reads a body. Middleware added later wraps the earlier ones.
+    app.state.auth_limiter = FailedAuthLimiter(settings.auth_fail_limit, settings.auth_fail_window)
+    app.add_middleware(AuthGuard, settings=settings, limiter=app.state.auth_limiter)
     # Added even with no origins: Gradio's UI otherwise installs its own CORS, which reflects any
     # Origin (with credentials) when the gateway is reached by a name other than localhost.
     app.add_middleware(

@@ -16,6 +16,11 @@ from service_kit.config import (
 )
 
 DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024**3  # 32 GiB: larger than any SDXL checkpoint in the wild.
+# Every API body but an upload's or an upscale's is a small JSON document.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# Failed logins / API keys per client IP within the window before it gets 429 (0: no throttling).
+DEFAULT_AUTH_FAIL_LIMIT = 10
+DEFAULT_AUTH_FAIL_WINDOW = 60.0
 
 
 @dataclass
@@ -27,6 +32,10 @@ class GatewaySettings:
     # When set, every /api call and the web UI need it (x-api-key or Authorization: Bearer).
     api_key: str | None = None
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    # Largest body of any other /api route (uploads: max_upload_bytes; upscale: its image's size).
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    auth_fail_limit: int = DEFAULT_AUTH_FAIL_LIMIT
+    auth_fail_window: float = DEFAULT_AUTH_FAIL_WINDOW
     # An upload whose client sends nothing for this long is abandoned (408), seconds.
     upload_idle_timeout: float = 60.0
     # Origins allowed by CORS; empty means no CORS headers at all.
@@ -61,6 +70,9 @@ class GatewaySettings:
             inference=args.inference,
             api_key=env("API_KEY"),
             max_upload_bytes=args.max_upload_bytes,
+            max_body_bytes=args.max_body_bytes,
+            auth_fail_limit=args.auth_fail_limit,
+            auth_fail_window=args.auth_fail_window,
             upload_idle_timeout=args.upload_idle_timeout,
             cors_origins=origins,
             rpc_timeout=args.rpc_timeout,
@@ -85,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting(parser, "--inference", "INFERENCE_ADDR", DEFAULT_INFERENCE, "inference service address")
     add_setting(parser, "--max-upload-bytes", "MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES,
                 "largest accepted upload, bytes", type=int)
+    add_setting(parser, "--max-body-bytes", "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES,
+                "largest JSON body of any other API route, bytes (larger: 413)", type=int)
+    add_setting(parser, "--auth-fail-limit", "AUTH_FAIL_LIMIT", DEFAULT_AUTH_FAIL_LIMIT,
+                "failed logins / API keys per client IP within --auth-fail-window before 429 (0: off)", type=int)
+    add_setting(parser, "--auth-fail-window", "AUTH_FAIL_WINDOW", DEFAULT_AUTH_FAIL_WINDOW,
+                "sliding window of --auth-fail-limit, seconds", type=float)
     add_setting(parser, "--upload-idle-timeout", "UPLOAD_IDLE_TIMEOUT", 60.0,
                 "seconds an upload may send nothing before it is abandoned (408)", type=float)
     add_setting(parser, "--cors-origins", "CORS_ORIGINS", "", "comma-separated origins allowed by CORS (none if empty)")

@@ -1,4 +1,9 @@
-"""Proto → JSON dict, the same output as json_format.MessageToDict(preserving_proto_field_name=True,
+"""JSON dict ↔ proto for the HTTP API.
+
+`parse` is the one way a request body becomes a proto: anything that is not a JSON object of the
+message's fields, with values in their proto ranges, is a 400 (never a 500 from deep inside json_format).
+
+Proto → JSON dict, the same output as json_format.MessageToDict(preserving_proto_field_name=True,
 always_print_fields_with_no_presence=True), several times faster.
 
 `json_format` walks every field through generic Python code on every call; here
@@ -14,12 +19,41 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.internal import type_checkers
 from google.protobuf.message import Message
+
+from gateway.errors import ApiError
+
+M = TypeVar("M", bound=Message)
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError.local(400, message, "INVALID_REQUEST")
+
+
+def json_object(value: Any, where: str = "the request body") -> dict[str, Any]:
+    """`value` if it is a JSON object, else a 400 saying what came instead."""
+    if not isinstance(value, dict):
+        shown = "null" if value is None else type(value).__name__
+        raise _invalid(f"invalid request body: {where} must be a JSON object, not {shown}")
+    return value
+
+
+def parse(data: Any, msg: M, where: str = "the request body") -> M:
+    """JSON object → proto; unknown fields, wrong shapes and out-of-range values are a 400 naming them."""
+    json_object(data, where)
+    try:
+        json_format.ParseDict(data, msg, ignore_unknown_fields=False)
+    except (json_format.ParseError, TypeError, ValueError, AttributeError) as exc:
+        # ParseError for most mistakes; the others from shapes json_format does not expect (e.g. a list
+        # where a nested message goes in some versions).
+        raise _invalid(f"invalid request body: {exc}") from None
+    return msg
+
 
 _DELEGATE_PREFIXES = ("google.protobuf.", "google.rpc.")
 _INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
