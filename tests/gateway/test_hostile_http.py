@@ -14,13 +14,12 @@ import pytest
 import pytest_asyncio
 from gw_helpers import running_gateway, settings_for, start_server
 
+import civitai_svc.app as civitai_app
+import civitai_svc.config as civitai_config
+import devtools.fake_civitai as fake_civitai
+import metadata_svc.app as metadata_app
+import metadata_svc.config as metadata_config
 from gateway.app import create_app
-
-metadata_app = pytest.importorskip("metadata_svc.app")
-metadata_config = pytest.importorskip("metadata_svc.config")
-civitai_app = pytest.importorskip("civitai_svc.app")
-civitai_config = pytest.importorskip("civitai_svc.config")
-fake_civitai = pytest.importorskip("devtools.fake_civitai")
 
 KEY = "hostile-test-key"
 AUTH = {"x-api-key": KEY}
@@ -177,6 +176,19 @@ async def test_overlong_ids_are_400_not_429(services: dict) -> None:
         # An id of a sane length that does not exist is still the service's 404.
         missing = await http.get("/api/v1/downloads/" + "j" * 100, headers=AUTH)
         assert_envelope(missing, 404, "NOT_FOUND", "JOB_NOT_FOUND")
+
+
+@pytest.mark.xfail(reason="the registry (metadata_svc/uploads.py, not the gateway's) answers a wrong "
+                   "expected_sha256 with DATA_LOSS, which Google's table maps to 500; the client's hash is wrong: "
+                   "it should be 400 like CreateModel's FAILED_PRECONDITION / SHA256_MISMATCH", strict=False)
+async def test_a_wrong_expected_sha256_on_an_upload_is_a_client_error(services: dict) -> None:
+    lora = fake_civitai.write_safetensors(services["tmp"] / "hashed.safetensors", "lora", 64 << 10, seed=4)
+    async with running_gateway(settings_for(registry=services["registry"], api_key=KEY)) as http:
+        with lora.open("rb") as fh:
+            resp = await http.post("/api/v1/models/upload", headers=AUTH, files={"file": (lora.name, fh)},
+                                   data={"type": "lora", "expected_sha256": "ab" * 32})
+    assert 400 <= resp.status_code < 500, resp.text
+    assert resp.json()["error"]["details"][0]["reason"] == "SHA256_MISMATCH"
 
 
 # ---------------------------------------------------------------- 4. failed logins and keys throttled
