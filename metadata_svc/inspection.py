@@ -35,18 +35,20 @@ _KOHYA_PREFIXES = ("lora_unet_", "lora_te1_", "lora_te2_", "lora_te_", "lora_tra
 _PEFT_MARKERS = (".lora_A.", ".lora_B.", ".lora.down.", ".lora.up.", ".lora_down.", ".lora_up.", ".lora_linear_layer.")
 
 
-def read_header(path: Path) -> dict[str, Any]:
-    """The parsed header, or InvalidSafetensors naming what is wrong."""
-    meta = {"filename": path.name}
+def read_header(path: Path, name: str | None = None) -> dict[str, Any]:
+    """The parsed header, or InvalidSafetensors naming what is wrong; errors call the file `name`
+    (an upload's .part file is the user's filename to them)."""
+    name = name or path.name
+    meta = {"filename": name}
     with path.open("rb") as fh:
         size = path.stat().st_size
         raw_len = fh.read(8)
         if len(raw_len) < 8:
-            raise InvalidSafetensors(f"{path.name}: too short to be a safetensors file ({size} bytes)", metadata=meta)
+            raise InvalidSafetensors(f"{name}: too short to be a safetensors file ({size} bytes)", metadata=meta)
         (length,) = struct.unpack("<Q", raw_len)
-        check_header_length(length, size, path.name)
+        check_header_length(length, size, name)
         raw = fh.read(length)
-    return parse_header(raw, path.name, data_size=size - 8 - length)
+    return parse_header(raw, name, data_size=size - 8 - length)
 
 
 def check_header_length(length: int, file_size: int | None, name: str) -> None:
@@ -130,8 +132,8 @@ def classify(header: Mapping[str, Any]) -> Inspection:
     )
 
 
-def inspect_file(path: Path) -> Inspection:
-    return classify(read_header(path))
+def inspect_file(path: Path, name: str | None = None) -> Inspection:
+    return classify(read_header(path, name))
 
 
 def check_claim(inspection: Inspection, claimed: str, filename: str) -> None:

@@ -362,15 +362,20 @@ class Registry:
             raise MissingType(f"{filename}: type is required (MODEL_TYPE_LORA or MODEL_TYPE_CHECKPOINT)",
                               metadata={"filename": filename})
         fmt = check_extension(filename, allow_pickle=self.settings.allow_pickle)
-        if filename in self._models or filename in self._reserved:
-            raise ModelAlreadyExists(f"a model named {filename!r} already exists; nothing was overwritten",
-                                     metadata={"filename": filename})
+        self._check_name_free(filename)
         return kind, fmt
 
-    def reserve_name(self, filename: str) -> None:
-        if filename in self._reserved or filename in self._models:
-            raise ModelAlreadyExists(f"a model named {filename!r} already exists or is being added",
+    def _check_name_free(self, filename: str) -> None:
+        if filename in self._models:
+            raise ModelAlreadyExists(f"a model named {filename!r} already exists; nothing was overwritten",
                                      metadata={"filename": filename})
+        if filename in self._reserved:
+            # Not "exists": the name is free again as soon as that upload ends or fails.
+            raise errors.Aborted(f"an upload of {filename!r} is in progress; try again when it has ended",
+                                 reason="UPLOAD_IN_PROGRESS", metadata={"filename": filename})
+
+    def reserve_name(self, filename: str) -> None:
+        self._check_name_free(filename)
         self._reserved.add(filename)
 
     def release_name(self, filename: str) -> None:

@@ -2,7 +2,8 @@
 
 While streaming: the size limit is enforced per chunk and the sha256 is
 computed as bytes arrive (in a thread, with the write). When the stream ends
-the file is checked (size, hash, safetensors header vs claimed type), fsynced
+(or, if the header set require_commit, at its `commit` message: a stream that
+ends without one was abandoned by its client and installs nothing) the file is checked (size, hash, safetensors header vs claimed type), fsynced
 and linked to its final name, which fails rather than overwrite. Any failure
 or cancellation on the way removes the `.part` file; nothing is registered.
 """
@@ -94,6 +95,7 @@ async def receive_upload(registry: Registry, requests: AsyncIterator[registry_pb
         raise ModelAlreadyExists(f"a file {filename!r} is already in {dest.parent.name}/ (register it with "
                                  "CreateModel); nothing was overwritten", metadata={"filename": filename})
     announced = header.total_size_bytes or None
+    committed = False
 
     registry.reserve_name(filename)
     handed_over = False
@@ -102,14 +104,21 @@ async def receive_upload(registry: Registry, requests: AsyncIterator[registry_pb
     try:
         part = await asyncio.to_thread(PartFile, part_path)
         async for message in stream:
-            if message.WhichOneof("payload") != "chunk":
+            payload = message.WhichOneof("payload")
+            if payload == "commit":
+                committed = True
+                break  # nothing may follow; what would is not read
+            if payload != "chunk":
                 raise errors.InvalidArgument("an upload has one header, then only chunks", reason="DUPLICATE_HEADER",
                                              metadata={"filename": filename})
             chunk = message.chunk
-            if part.size + len(chunk) > limit or (announced is not None and part.size + len(chunk) > announced):
-                cap = min(limit, announced or limit)
-                raise UploadTooLarge(f"{filename}: more than {cap} bytes sent (limit {limit})",
+            if part.size + len(chunk) > limit:
+                raise UploadTooLarge(f"{filename}: more than {limit} bytes sent, the upload limit",
                                      metadata={**meta, "received_bytes": part.size + len(chunk)})
+            if announced is not None and part.size + len(chunk) > announced:
+                # The client's own declaration is wrong: a bad request, not an exhausted resource.
+                raise _size_mismatch(filename, f"more than the {announced} bytes announced arrived",
+                                     part.size + len(chunk), meta)
             await asyncio.to_thread(part.write, chunk)
             part.size += len(chunk)
             if fmt == "safetensors" and len(part.head) < 8:
@@ -117,9 +126,12 @@ async def receive_upload(registry: Registry, requests: AsyncIterator[registry_pb
                 if len(part.head) == 8:  # refuse junk early instead of after gigabytes
                     (length,) = struct.unpack("<Q", part.head)
                     insp.check_header_length(length, announced, filename)
+        if header.require_commit and not committed:
+            raise errors.InvalidArgument(f"{filename}: the upload ended without its commit message; nothing was "
+                                         "installed", reason="NOT_COMMITTED", metadata={"filename": filename})
         if announced is not None and part.size != announced:
-            raise UploadCorrupt(f"{filename}: {part.size} bytes arrived, the header announced {announced}",
-                                reason="SIZE_MISMATCH", metadata={**meta, "received_bytes": part.size})
+            raise _size_mismatch(filename, f"{part.size} bytes arrived, the header announced {announced}",
+                                 part.size, meta)
         digest = await asyncio.to_thread(part.finish)
         if expected_sha and digest != expected_sha:
             raise UploadCorrupt(f"{filename}: the bytes hash to {digest}, not the expected {expected_sha}",
@@ -133,6 +145,7 @@ async def receive_upload(registry: Registry, requests: AsyncIterator[registry_pb
         return await asyncio.shield(finalize)
     finally:
         if not handed_over:
+            log.info("upload.discarded", filename=filename, received_bytes=part.size if part else 0)
             if part is not None:
                 part.discard()
             else:  # cancelled while the thread was creating it
@@ -141,13 +154,18 @@ async def receive_upload(registry: Registry, requests: AsyncIterator[registry_pb
             registry.release_name(filename)
 
 
+def _size_mismatch(filename: str, what: str, received: int, meta: dict[str, object]) -> errors.InvalidArgument:
+    return errors.InvalidArgument(f"{filename}: {what}", reason="SIZE_MISMATCH",
+                                  metadata={**meta, "received_bytes": received})
+
+
 async def _finalize(registry: Registry, header: registry_pb2.UploadModelHeader, kind: str, fmt: str,
                     part: PartFile, dest: Path, digest: str) -> ModelEntry:
     filename = header.filename
     linked = False
     try:
         if fmt == "safetensors":
-            found = await asyncio.to_thread(insp.inspect_file, part.path)
+            found = await asyncio.to_thread(insp.inspect_file, part.path, filename)  # not the .part's name
             insp.check_claim(found, kind, filename)
         else:
             found = insp.pickle_inspection()

@@ -90,9 +90,9 @@ async def test_hash_and_size_mismatch(reg, lora_bytes):
     await _upload_fails(reg, [_header("a.safetensors", expected_sha256="ab" * 32), *_chunks(lora_bytes)],
                         grpc.StatusCode.DATA_LOSS, "SHA256_MISMATCH")
     await _upload_fails(reg, [_header("a.safetensors", total_size_bytes=len(lora_bytes) + 10), *_chunks(lora_bytes)],
-                        grpc.StatusCode.DATA_LOSS, "SIZE_MISMATCH")
+                        grpc.StatusCode.INVALID_ARGUMENT, "SIZE_MISMATCH")
     await _upload_fails(reg, [_header("a.safetensors", total_size_bytes=10), *_chunks(lora_bytes)],
-                        grpc.StatusCode.RESOURCE_EXHAUSTED, "UPLOAD_TOO_LARGE")
+                        grpc.StatusCode.INVALID_ARGUMENT, "SIZE_MISMATCH")
     assert _leftovers(reg) == []
     assert (await reg.stub.ListModels(registry_pb2.ListModelsRequest())).total_size == 0
 
@@ -178,7 +178,7 @@ async def test_two_uploads_of_one_name_at_once(reg, lora_bytes):
         await asyncio.sleep(0.01)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await reg.stub.UploadModel(_stream([_header("same.safetensors"), *_chunks(lora_bytes)]))
-    assert reason(caught.value) == "MODEL_ALREADY_EXISTS"
+    assert reason(caught.value) == "UPLOAD_IN_PROGRESS"
     gate.set()
     assert (await first).model.filename == "same.safetensors"
 

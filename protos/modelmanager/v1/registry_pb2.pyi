@@ -85,7 +85,7 @@ class DeleteModelResponse(_message.Message):
     def __init__(self, model: _Optional[_Union[_model_pb2.Model, _Mapping]] = ...) -> None: ...
 
 class UploadModelHeader(_message.Message):
-    __slots__ = ("filename", "type", "display_name", "short_name", "trigger_words", "recommended_weight", "base_model", "tags", "description", "expected_sha256", "total_size_bytes", "civitai_model_id", "civitai_version_id", "civitai_url")
+    __slots__ = ("filename", "type", "display_name", "short_name", "trigger_words", "recommended_weight", "base_model", "tags", "description", "expected_sha256", "total_size_bytes", "civitai_model_id", "civitai_version_id", "civitai_url", "require_commit")
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +100,7 @@ class UploadModelHeader(_message.Message):
     CIVITAI_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     CIVITAI_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
     CIVITAI_URL_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_COMMIT_FIELD_NUMBER: _ClassVar[int]
     filename: str
     type: _model_pb2.ModelType
     display_name: str
@@ -114,15 +115,22 @@ class UploadModelHeader(_message.Message):
     civitai_model_id: int
     civitai_version_id: int
     civitai_url: str
-    def __init__(self, filename: _Optional[str] = ..., type: _Optional[_Union[_model_pb2.ModelType, str]] = ..., display_name: _Optional[str] = ..., short_name: _Optional[str] = ..., trigger_words: _Optional[_Iterable[str]] = ..., recommended_weight: _Optional[float] = ..., base_model: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., expected_sha256: _Optional[str] = ..., total_size_bytes: _Optional[int] = ..., civitai_model_id: _Optional[int] = ..., civitai_version_id: _Optional[int] = ..., civitai_url: _Optional[str] = ...) -> None: ...
+    require_commit: bool
+    def __init__(self, filename: _Optional[str] = ..., type: _Optional[_Union[_model_pb2.ModelType, str]] = ..., display_name: _Optional[str] = ..., short_name: _Optional[str] = ..., trigger_words: _Optional[_Iterable[str]] = ..., recommended_weight: _Optional[float] = ..., base_model: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., expected_sha256: _Optional[str] = ..., total_size_bytes: _Optional[int] = ..., civitai_model_id: _Optional[int] = ..., civitai_version_id: _Optional[int] = ..., civitai_url: _Optional[str] = ..., require_commit: _Optional[bool] = ...) -> None: ...
+
+class UploadModelCommit(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class UploadModelRequest(_message.Message):
-    __slots__ = ("header", "chunk")
+    __slots__ = ("header", "chunk", "commit")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
     header: UploadModelHeader
     chunk: bytes
-    def __init__(self, header: _Optional[_Union[UploadModelHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+    commit: UploadModelCommit
+    def __init__(self, header: _Optional[_Union[UploadModelHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ..., commit: _Optional[_Union[UploadModelCommit, _Mapping]] = ...) -> None: ...
 
 class UploadModelResponse(_message.Message):
     __slots__ = ("model",)

@@ -189,12 +189,16 @@ class ModelRegistryServiceServicer:
     def UploadModel(self, request_iterator, context):
         """Uploads a new model: first message a header, then byte chunks. The bytes
         go to a `.part` file and are renamed into place only when complete and
-        valid; a failed or cancelled upload leaves no file and no entry.
+        valid; a failed or cancelled upload leaves no file and no entry. With
+        header.require_commit the upload is installed only on a final `commit`
+        message; without it, on the end of the stream.
         The header's fields have Model's limits, checked before any chunk is read.
         Errors: as CreateModel, plus INVALID_ARGUMENT / MISSING_HEADER,
-        DUPLICATE_HEADER, INVALID_SHA256, INVALID_SIZE; RESOURCE_EXHAUSTED /
-        UPLOAD_TOO_LARGE (over the configured limit or the announced size);
-        DATA_LOSS / SHA256_MISMATCH, SIZE_MISMATCH.
+        DUPLICATE_HEADER, INVALID_SHA256, INVALID_SIZE, SIZE_MISMATCH (more or
+        fewer bytes than total_size_bytes), NOT_COMMITTED; RESOURCE_EXHAUSTED /
+        UPLOAD_TOO_LARGE (over the configured limit); DATA_LOSS /
+        SHA256_MISMATCH; ABORTED / UPLOAD_IN_PROGRESS while another upload or
+        registration of the name runs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
