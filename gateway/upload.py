@@ -6,6 +6,12 @@ an `UploadModelRequest.chunk` as soon as about 1 MiB has gathered, with gRPC
 flow control as back-pressure. Nothing holds the whole file: memory stays flat
 whatever its size.
 
+The registry installs the file only on a final `commit` message, which goes
+out once the whole body is read and valid (one file part, fields in bounds,
+closing boundary, Content-Length reached); any error, a client that goes away
+and a client that sends nothing for `upload_idle_timeout` seconds (408)
+cancel the call instead, and the registry discards the `.part` and the name.
+
 Fields describe the file and must come before the file part in the body
 (`curl -F type=lora -F file=@x.safetensors` sends them in that order); query
 parameters of the same names work too. Fields: filename (defaults to the
@@ -21,12 +27,15 @@ import asyncio
 from typing import Any
 
 import grpc
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from gateway.clients import ServiceClients
-from gateway.errors import ApiError
+from gateway.errors import ApiError, error_info
 from modelmanager.v1 import model_pb2, registry_pb2
+from service_kit import get_logger
+
+log = get_logger("gateway.upload")
 
 CHUNK_BYTES = 1024 * 1024
 MAX_FIELD_BYTES = 64 * 1024
@@ -97,6 +106,8 @@ class _Upload:
         self.sent = 0
         self.call: Any = None
         self.file_done = False
+        self.committed = False
+        self.filename = ""
 
     # Parser callbacks (synchronous): only record what happened.
     def callbacks(self) -> dict[str, Any]:
@@ -142,8 +153,7 @@ class _Upload:
                         raise ApiError.local(400, f"form field {self.part_name!r} is too long", "INVALID_REQUEST")
             elif kind == "end":
                 if self.part_filename is not None:
-                    await self._flush()
-                    await self._write(None)
+                    await self._flush()  # no commit yet: the rest of the body may still be refused
                     self.file_done = True
                 elif self.part_name in LIST_FIELDS + TEXT_FIELDS:
                     self.fields.setdefault(self.part_name, []).append(self.field_value.decode("utf-8", "replace"))
@@ -153,6 +163,8 @@ class _Upload:
         if self.call is not None:
             raise ApiError.local(400, "send exactly one file part", "INVALID_REQUEST")
         header = build_header(self.fields, self.part_filename)
+        header.require_commit = True
+        self.filename = header.filename
         if header.total_size_bytes > self.limit:
             raise _too_large(self.limit)
         self.call = self.clients.registry.UploadModel()
@@ -177,6 +189,13 @@ class _Upload:
         self.sent += len(chunk)
         await self._write(registry_pb2.UploadModelRequest(chunk=chunk))
 
+    async def commit(self) -> registry_pb2.UploadModelResponse:
+        """The whole body was read and is valid: ask the registry to install the file."""
+        await self._write(registry_pb2.UploadModelRequest(commit=registry_pb2.UploadModelCommit()))
+        self.committed = True
+        await self._write(None)
+        return await self.result()
+
     async def _write(self, message: registry_pb2.UploadModelRequest | None) -> None:
         try:
             if message is None:
@@ -192,12 +211,36 @@ class _Upload:
         try:
             return await self.call
         except grpc.aio.AioRpcError as exc:
-            raise self.clients.error(exc, "registry") from None
+            err = self.clients.error(exc, "registry")
+            if err.reason == "UPLOAD_TOO_LARGE":
+                err.http_status = 413  # the registry's own limit; RESOURCE_EXHAUSTED alone would be 429
+            raise err from None
 
 
 def _too_large(limit: int) -> ApiError:
     return ApiError.local(413, f"upload larger than the limit of {limit} bytes", "UPLOAD_TOO_LARGE",
                           {"limit_bytes": str(limit)})
+
+
+def _idle(timeout: float) -> ApiError:
+    return ApiError(408, grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"the upload sent nothing for {timeout:g} s and was abandoned; nothing was installed",
+                    [error_info("UPLOAD_IDLE_TIMEOUT", {"idle_timeout_s": f"{timeout:g}"})])
+
+
+async def _body(request: Request, idle_timeout: float) -> Any:
+    """The request body's pieces; ApiError 408 when the client sends nothing for `idle_timeout` seconds
+    (a stall, or a Content-Length larger than what it sends), so that it cannot hold the upload forever."""
+    stream = aiter(request.stream())
+    while True:
+        try:
+            async with asyncio.timeout(idle_timeout):
+                data = await anext(stream)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise _idle(idle_timeout) from None
+        yield data
 
 
 async def stream_upload(request: Request, clients: ServiceClients, limit: int) -> registry_pb2.UploadModelResponse:
@@ -211,21 +254,26 @@ async def stream_upload(request: Request, clients: ServiceClients, limit: int) -
     for key, value in request.query_params.multi_items():
         if key in LIST_FIELDS + TEXT_FIELDS:
             fields.setdefault(key, []).append(value)
+    idle_timeout = request.app.state.settings.upload_idle_timeout
     upload = _Upload(clients, fields, limit)
     parser = MultipartParser(params[b"boundary"], upload.callbacks())
     try:
-        async for data in request.stream():
+        async for data in _body(request, idle_timeout):
             parser.write(data)
             await upload.handle()
         parser.finalize()
         await upload.handle()
         if upload.call is None or not upload.file_done:
             raise ApiError.local(400, "no complete file part in the upload", "MISSING_FILE")
-        return await upload.result()
+        if parser.state != MultipartState.END:
+            raise ApiError.local(400, "the multipart body ends without its closing boundary", "INVALID_REQUEST")
+        return await upload.commit()
     except ClientDisconnect:
         raise ApiError.local(499, "the client went away during the upload", "CLIENT_DISCONNECTED") from None
     except ValueError as exc:  # malformed multipart
         raise ApiError.local(400, f"malformed multipart body: {exc}", "INVALID_REQUEST") from None
     finally:
-        if upload.call is not None and not upload.call.done() and not upload.file_done:
+        # Not committed: cancelling is what tells the registry to discard the .part and free the name.
+        if upload.call is not None and not upload.committed and not upload.call.done():
+            log.info("upload.abandoned", filename=upload.filename)
             upload.call.cancel()
