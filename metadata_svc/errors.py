@@ -104,7 +104,8 @@ class FileMissing(errors.FailedPrecondition):
 
 
 class Sha256Mismatch(errors.FailedPrecondition):
-    """A sha256 given with CreateModel disagrees with the file in place."""
+    """A sha256 the client gave (CreateModel, or UploadModel's expected_sha256) disagrees with the bytes:
+    the client's data is wrong, so FAILED_PRECONDITION (400), never DATA_LOSS (500)."""
 
     default_reason = "SHA256_MISMATCH"
 
@@ -123,12 +124,6 @@ class ModelBusy(errors.Aborted):
 
 class UploadTooLarge(errors.ResourceExhausted):
     default_reason = "UPLOAD_TOO_LARGE"
-
-
-class UploadCorrupt(errors.DataLoss):
-    """The uploaded bytes do not hash to, or are not as long as, what the header announced."""
-
-    default_reason = "SHA256_MISMATCH"
 
 
 class IndexWriteFailed(errors.Unavailable):

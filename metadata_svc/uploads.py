@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from metadata_svc import inspection as insp
-from metadata_svc.errors import MissingHeader, ModelAlreadyExists, UploadCorrupt, UploadTooLarge
+from metadata_svc.errors import MissingHeader, ModelAlreadyExists, Sha256Mismatch, UploadTooLarge
 from metadata_svc.models import ModelEntry
 from metadata_svc.registry import FileFacts, Registry, check_weight
 from modelmanager.v1 import registry_pb2
@@ -134,7 +134,7 @@ async def receive_upload(registry: Registry, requests: AsyncIterator[registry_pb
                                  part.size, meta)
         digest = await asyncio.to_thread(part.finish)
         if expected_sha and digest != expected_sha:
-            raise UploadCorrupt(f"{filename}: the bytes hash to {digest}, not the expected {expected_sha}",
+            raise Sha256Mismatch(f"{filename}: the bytes hash to {digest}, not the expected {expected_sha}",
                                 metadata={"filename": filename, "expected": expected_sha, "actual": digest})
         if cancelled():
             raise asyncio.CancelledError("the client cancelled the upload")

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
 import pytest_asyncio
 from gw_helpers import running_gateway, settings_for, start_server
 
@@ -178,9 +177,6 @@ async def test_overlong_ids_are_400_not_429(services: dict) -> None:
         assert_envelope(missing, 404, "NOT_FOUND", "JOB_NOT_FOUND")
 
 
-@pytest.mark.xfail(reason="the registry (metadata_svc/uploads.py, not the gateway's) answers a wrong "
-                   "expected_sha256 with DATA_LOSS, which Google's table maps to 500; the client's hash is wrong: "
-                   "it should be 400 like CreateModel's FAILED_PRECONDITION / SHA256_MISMATCH", strict=False)
 async def test_a_wrong_expected_sha256_on_an_upload_is_a_client_error(services: dict) -> None:
     lora = fake_civitai.write_safetensors(services["tmp"] / "hashed.safetensors", "lora", 64 << 10, seed=4)
     async with running_gateway(settings_for(registry=services["registry"], api_key=KEY)) as http:

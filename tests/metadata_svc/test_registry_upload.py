@@ -88,7 +88,7 @@ async def test_size_limit_enforced_while_streaming(start_registry, lora_bytes):
 
 async def test_hash_and_size_mismatch(reg, lora_bytes):
     await _upload_fails(reg, [_header("a.safetensors", expected_sha256="ab" * 32), *_chunks(lora_bytes)],
-                        grpc.StatusCode.DATA_LOSS, "SHA256_MISMATCH")
+                        grpc.StatusCode.FAILED_PRECONDITION, "SHA256_MISMATCH")
     await _upload_fails(reg, [_header("a.safetensors", total_size_bytes=len(lora_bytes) + 10), *_chunks(lora_bytes)],
                         grpc.StatusCode.INVALID_ARGUMENT, "SIZE_MISMATCH")
     await _upload_fails(reg, [_header("a.safetensors", total_size_bytes=10), *_chunks(lora_bytes)],

@@ -196,7 +196,7 @@ class ModelRegistryServiceServicer:
         Errors: as CreateModel, plus INVALID_ARGUMENT / MISSING_HEADER,
         DUPLICATE_HEADER, INVALID_SHA256, INVALID_SIZE, SIZE_MISMATCH (more or
         fewer bytes than total_size_bytes), NOT_COMMITTED; RESOURCE_EXHAUSTED /
-        UPLOAD_TOO_LARGE (over the configured limit); DATA_LOSS /
+        UPLOAD_TOO_LARGE (over the configured limit); FAILED_PRECONDITION /
         SHA256_MISMATCH; ABORTED / UPLOAD_IN_PROGRESS while another upload or
         registration of the name runs.
         """
