@@ -338,6 +338,8 @@ class Ui:
             filename=path.name, type=TYPE_FILTER["LoRAs" if kind == "LoRA" else "Checkpoints"],
             display_name=display_name.strip(), trigger_words=split_words(triggers),
             total_size_bytes=(await asyncio.to_thread(path.stat)).st_size,
+            # Installed only on the final commit: a call cancelled mid-file (tab closed) installs nothing.
+            require_commit=True,
         )
 
         async def requests() -> AsyncIterator[registry_pb2.UploadModelRequest]:
@@ -348,6 +350,7 @@ class Ui:
                     yield registry_pb2.UploadModelRequest(chunk=chunk)
             finally:
                 fh.close()
+            yield registry_pb2.UploadModelRequest(commit=registry_pb2.UploadModelCommit())
 
         try:
             resp = await self.clients.unary("registry", self.clients.registry.UploadModel, requests(), deadline=24 * 3600)
