@@ -65,6 +65,19 @@ class PartFile:
             pass
 
 
+async def _next_or_idle(stream: AsyncIterator[registry_pb2.UploadModelRequest], idle: float,
+                        filename: str) -> registry_pb2.UploadModelRequest | None:
+    """The next message, None at the end; DEADLINE_EXCEEDED when the client sends nothing for `idle` s."""
+    try:
+        return await asyncio.wait_for(anext(stream), idle)
+    except StopAsyncIteration:
+        return None
+    except TimeoutError:
+        raise errors.DeadlineExceeded(
+            f"{filename}: nothing arrived for {idle:g} s; the upload was abandoned and nothing was installed",
+            reason="UPLOAD_IDLE_TIMEOUT", metadata={"filename": filename, "idle_seconds": idle}) from None
+
+
 async def receive_upload(registry: Registry, requests: AsyncIterator[registry_pb2.UploadModelRequest],
                          cancelled: Callable[[], bool] = lambda: False) -> ModelEntry:
     """`cancelled` is the call's own flag: grpc.aio ends a cancelled client stream like a clean
@@ -103,7 +116,8 @@ async def receive_upload(registry: Registry, requests: AsyncIterator[registry_pb
     part_path = dest.parent / f".upload-{uuid.uuid4().hex}.part"
     try:
         part = await asyncio.to_thread(PartFile, part_path)
-        async for message in stream:
+        idle = registry.settings.upload_idle_timeout
+        while (message := await _next_or_idle(stream, idle, filename)) is not None:
             payload = message.WhichOneof("payload")
             if payload == "commit":
                 committed = True

@@ -40,8 +40,10 @@ def _leftovers(reg) -> list[Path]:
 
 
 async def _upload_fails(reg, messages, code, expected) -> grpc.aio.AioRpcError:
+    """`messages`: a list, or an async iterator (a client that stalls); the deadline only guards a hang."""
+    requests = messages if hasattr(messages, "__aiter__") else _stream(messages)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await reg.stub.UploadModel(_stream(messages))
+        await reg.stub.UploadModel(requests, timeout=120)
     assert caught.value.code() == code, caught.value.details()
     assert reason(caught.value) == expected, caught.value.details()
     assert _leftovers(reg) == [] or all(not p.name.startswith(".upload-") for p in _leftovers(reg))
@@ -213,3 +215,24 @@ async def test_an_out_of_range_weight_is_refused_before_the_bytes(reg, lora_byte
     assert not held.is_set(), "the weight was checked only after the file's bytes arrived"
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and reason(caught.value) == "INVALID_WEIGHT"
     assert _leftovers(reg) == []
+
+
+async def test_a_stalled_upload_is_abandoned_and_frees_its_name(start_registry, lora_bytes):
+    """A client that sends a header and a chunk, then nothing: the registry gives up by itself."""
+    reg = await start_registry(upload_idle_timeout=0.3)
+    release = asyncio.Event()
+
+    async def stalling():
+        yield _header("held.safetensors")
+        yield _chunks(lora_bytes)[0]
+        await release.wait()  # never set while the call runs: the client stays connected, silent
+
+    try:
+        # The client's own deadline is only a guard against hanging: the registry must answer first.
+        await _upload_fails(reg, stalling(), grpc.StatusCode.DEADLINE_EXCEEDED, "UPLOAD_IDLE_TIMEOUT")
+    finally:
+        release.set()
+    assert not any(p.name.startswith(".upload-") for p in _leftovers(reg))
+    resp = await reg.stub.UploadModel(_stream([_header("held.safetensors"), *_chunks(lora_bytes)]))
+    assert resp.model.filename == "held.safetensors"  # the name was freed
+

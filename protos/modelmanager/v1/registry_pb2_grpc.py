@@ -198,7 +198,8 @@ class ModelRegistryServiceServicer:
         fewer bytes than total_size_bytes), NOT_COMMITTED; RESOURCE_EXHAUSTED /
         UPLOAD_TOO_LARGE (over the configured limit); FAILED_PRECONDITION /
         SHA256_MISMATCH; ABORTED / UPLOAD_IN_PROGRESS while another upload or
-        registration of the name runs.
+        registration of the name runs; DEADLINE_EXCEEDED / UPLOAD_IDLE_TIMEOUT when
+        nothing arrives for the registry's --upload-idle-timeout (nothing installed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
