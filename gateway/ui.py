@@ -257,11 +257,12 @@ class Ui:
 
     # ------------------------------------------------------------ details / edit / delete
 
-    async def select_model(self, evt: gr.SelectData, rows: Any) -> tuple[Any, ...]:
+    async def select_model(self, evt: gr.SelectData) -> tuple[Any, ...]:
+        # The event carries its row: the table itself is not sent back (thousands of rows would be
+        # megabytes per click, over the UI's body bound).
         try:
-            row = evt.row_value if getattr(evt, "row_value", None) else rows.values.tolist()[evt.index[0]]
-            filename = row[0]
-        except Exception:
+            filename = evt.row_value[0]
+        except (TypeError, IndexError):
             return ("", "", "", 1.0, "", "", "Select a row of the table.")
         return await self.load_details(filename)
 
@@ -656,7 +657,7 @@ def build_blocks(ui: Ui) -> gr.Blocks:
                      show_progress="hidden")
         refresh_btn.click(ui.refresh_checkpoints, None, [ckpt, active_md])
         detail_outputs = [selected_fn, d_name, d_triggers, d_weight, d_tags, facts, detail_msg]
-        table.select(ui.select_model, [table], detail_outputs)
+        table.select(ui.select_model, None, detail_outputs)
         save_btn.click(ui.save_details, [selected_fn, d_name, d_triggers, d_weight, d_tags], detail_msg).then(
             reload_all, [type_filter, search], everything)
 
