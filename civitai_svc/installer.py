@@ -80,6 +80,7 @@ def sanitize_filename(name: str, fallback: str) -> str:
     name = "".join(c for c in name if unicodedata.category(c)[0] != "C")  # no control/format characters
     name = _RESERVED_CHARS.sub("_", name)
     name = re.sub(r"\s+", " ", name).strip().lstrip(".").strip()
+    name = re.sub(r"\.{2,}", ".", name)  # the registry refuses any name containing ".."
     if not name or name in (".", "..") or set(name) <= {".", " ", "_"}:
         name = fallback
     stem, ext = os.path.splitext(name)
@@ -105,6 +106,28 @@ def _on_disk(path: Path) -> bool:
     return os.path.lexists(path)  # a dangling symlink holds the name too
 
 
+def _volume_error(exc: OSError, shown: str) -> E.errors.ServiceError:
+    """An OSError on the volume as the client sees it: `shown` (e.g. `loras/水彩风格.safetensors`) and the
+    OS's reason, never the server's absolute path or a `.part` name; those go to the log."""
+    log.error("download.volume_error", file=shown, path=str(exc.filename or ""), errno=exc.errno, error=str(exc))
+    code = errno.errorcode.get(exc.errno or 0, "")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return E.InsufficientDiskSpace(f"not enough free disk space to write {shown}", metadata={"file": shown})
+    return E.errors.Internal(
+        f"cannot write {shown} on the models volume: {exc.strerror or type(exc).__name__}",
+        reason="VOLUME_WRITE_FAILED", metadata={"file": shown, "errno": code},
+    )
+
+
+def _remove(path: Path) -> None:
+    """Clean-up after a failure: an error here (a read-only volume answers EROFS even for a missing file)
+    must not replace the job's own error."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("download.cleanup_failed", path=str(path), error=str(exc))
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()[:60]
 
@@ -127,7 +150,10 @@ class Installer:
 
     def folder(self, model_type: int) -> Path:
         folder = self.root / FOLDERS[model_type]
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _volume_error(exc, f"{folder.name}/") from None
         return folder
 
     def check_space(self, folder: Path, needed: int) -> None:
@@ -287,11 +313,15 @@ class Installer:
             job.update(state=State.DOWNLOAD_STATE_SUCCEEDED, model=model, filename=model.filename or final.name)
             log.info("download.installed", job_id=job.id, filename=final.name, size=result.size,
                      resumes=result.resumes)
+        except OSError as exc:  # writing the .part or moving it: say which file, not where the volume is
+            if isinstance(exc, TimeoutError | ConnectionError):  # network, not the volume
+                raise
+            raise _volume_error(exc, f"{folder.name}/{final.name}") from None
         finally:
             if not job.interrupted:
-                part.unlink(missing_ok=True)
+                _remove(part)
             if placed is not None:
-                placed.unlink(missing_ok=True)
+                _remove(placed)
             for path in reserved:
                 self._reserved.discard(path)
 

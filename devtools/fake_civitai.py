@@ -67,6 +67,13 @@ Failures and quirks (all thread-safe; `times` counts requests, then the behaviou
     mid-transfer at a known byte; `bytes_served` counts exactly those bytes).
 ``corrupt(file_id)``: serve bytes whose sha256 does not match the metadata (one byte flipped).
 ``throttle(file_id, bytes_per_second)``: send that file slowly (0 = full speed), e.g. to cancel mid-way.
+``name_forms(file_id, url="utf8", header="rfc5987", name=None)``: how the name travels (defaults shown).
+    `url`: the signed storage URL's `response-content-disposition` query value, `header`: the storage's
+    Content-Disposition. "utf8": `attachment; filename="水彩风格.safetensors"` (UTF-8, percent-encoded in the
+    URL, raw bytes in the header); "rfc5987": an ASCII `filename` plus `filename*=UTF-8''%E6...`;
+    "rfc5987-only": `filename*` alone; in `url` only, "rfc5987-once": `filename*` whose escapes are not
+    encoded again (`...filename*%3DUTF-8''%E6...`, as some signers write it); None: left out. `name`:
+    serve the file under another name than the API's (CivitAI's storage name wins).
 ``serve_html(file_id, content_type="text/html")``: the storage answers 200 with a Cloudflare-style HTML
     page instead of the file (pass content_type="application/octet-stream" for a lying header).
 Browser user agents (mozilla, chrome, safari, firefox, opera, edge) get text/HTML error pages
@@ -222,6 +229,14 @@ class _File:
     corrupt: bool = False
     html: str | None = None  # content type of an HTML page served instead
     rate: float = 0.0  # bytes per second when throttled, 0 = full speed
+    # How the name travels in the signed URL and in the storage's header (see name_forms()).
+    url_form: str | None = "utf8"
+    header_form: str | None = "rfc5987"
+    served_name: str | None = None  # the storage's name, when it differs from the API's
+
+    @property
+    def disposition_name(self) -> str:
+        return self.served_name or self.name
 
 
 @dataclass
@@ -655,6 +670,18 @@ class FakeCivitai:
         with self._lock:
             self._files[file_id].rate = bytes_per_second
 
+    def name_forms(self, file_id: int, *, url: str | None = "utf8", header: str | None = "rfc5987",
+                   name: str | None = None) -> None:
+        """How the file's name is written in the signed URL and the storage's header (module docstring)."""
+        for form in (url, header):
+            if form not in (None, "utf8", "rfc5987", "rfc5987-only", "rfc5987-once"):
+                raise ValueError(f"unknown name form {form!r}")
+        if header == "rfc5987-once":
+            raise ValueError("rfc5987-once is a form of the URL only")
+        with self._lock:
+            stored = self._files[file_id]
+            stored.url_form, stored.header_form, stored.served_name = url, header, name
+
     def serve_html(self, file_id: int, content_type: str | None = "text/html; charset=utf-8") -> None:
         with self._lock:
             self._files[file_id].html = content_type
@@ -961,20 +988,34 @@ class _ApiHandler(_Handler):
         file_id = chosen[0]["id"]
         stored = fake._files[file_id]
         sig = fake._sign(file_id)
-        # The API signs the raw name into the URL (UTF-8, percent-encoded), as CivitAI does.
-        disposition = quote(f'attachment; filename="{stored.name}"', safe="")
         location = (f"{fake.storage_url}/model/{file_id}/{quote(stored.name, safe='')}?X-Amz-Expires=86400"
-                    f"&response-content-disposition={disposition}&X-Amz-Signature={sig}")
+                    f"{_url_disposition(stored.disposition_name, stored.url_form)}&X-Amz-Signature={sig}")
         self._send(307, b"", {"Location": location, "Cache-Control": "no-store, max-age=0"})
 
 
-def content_disposition(name: str) -> str:
-    """As CivitAI's storage writes it: an ASCII `filename` and, for any other name, RFC 5987's `filename*`
-    (HTTP headers are Latin-1, so `水彩风格.safetensors` cannot travel as-is)."""
-    fallback = name.encode("ascii", "replace").decode().replace("?", "_").replace('"', "_")
+def content_disposition(name: str, form: str = "rfc5987") -> str:
+    """A Content-Disposition value. "rfc5987", as CivitAI's storage writes it: an ASCII `filename` and, for
+    any other name, RFC 5987's `filename*` (HTTP headers are Latin-1, so `水彩风格.safetensors` cannot
+    travel as-is); "rfc5987-only": `filename*` alone; "utf8": the name as it is in `filename`."""
+    if form == "utf8":
+        return f'attachment; filename="{name}"'
+    extended = f"filename*=UTF-8''{quote(name, safe='')}"
+    if form == "rfc5987-only":
+        return f"attachment; {extended}"
+    # Printable ASCII only: a control character or a quote would break the header.
+    fallback = "".join(c if " " <= c < "\x7f" and c not in '"\\' else "_" for c in name)
     if fallback == name:
         return f'attachment; filename="{name}"'
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+    return f'attachment; filename="{fallback}"; {extended}'
+
+
+def _url_disposition(name: str, form: str | None) -> str:
+    """The `&response-content-disposition=...` part of a signed storage URL ("" when left out)."""
+    if form is None:
+        return ""
+    if form == "rfc5987-once":  # the value's own %-escapes are not encoded a second time
+        return "&response-content-disposition=" + quote(content_disposition(name, "rfc5987-only"), safe="%")
+    return "&response-content-disposition=" + quote(content_disposition(name, form), safe="")
 
 
 class _StorageHandler(_Handler):
@@ -1036,7 +1077,12 @@ class _StorageHandler(_Handler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(length))
         self.send_header("Accept-Ranges", "bytes")
-        self.send_header("Content-Disposition", content_disposition(stored.name))
+        if stored.header_form == "utf8":
+            # Raw UTF-8 bytes, as some servers send them (send_header would encode as Latin-1 and fail).
+            line = f"Content-Disposition: {content_disposition(stored.disposition_name, 'utf8')}\r\n"
+            self._headers_buffer.append(line.encode())
+        elif stored.header_form is not None:
+            self.send_header("Content-Disposition", content_disposition(stored.disposition_name, stored.header_form))
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         if cut_after is not None:

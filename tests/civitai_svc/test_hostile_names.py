@@ -6,10 +6,13 @@ UnicodeEncodeError (the value went through an ASCII-only header object). Such na
 
 from __future__ import annotations
 
+import subprocess
 from urllib.parse import quote
 
+import grpc
 import httpx
 import pytest
+from civitai_helpers import status_of
 
 from civitai_svc.downloader import disposition_filename, filename_from_headers, filename_from_url
 from devtools.fake_civitai import content_disposition, make_safetensors
@@ -75,3 +78,87 @@ async def test_a_non_ascii_file_downloads_and_registers_under_its_name(stack, na
     assert stack.files() == [f"loras/{name}"]
     model = (await stack.registry.GetModel(registry_pb2.GetModelRequest(filename=name), timeout=5)).model
     assert model.filename == name and model.sha256 == lora.sha256
+
+
+# Each way CivitAI's storage can carry the name, alone: the API lists an ASCII name, the storage serves the
+# file as `水彩风格.safetensors` (the storage's name wins), so the name installed is the one parsed.
+@pytest.mark.parametrize(
+    ("url_form", "header_form"),
+    [
+        ("utf8", None),  # ...&response-content-disposition=attachment%3B%20filename%3D%22%E6%B0%B4...%22
+        ("rfc5987", None),  # ASCII filename plus filename*=UTF-8''%E6..., encoded again in the query
+        ("rfc5987-only", None),
+        ("rfc5987-once", None),  # ...filename*%3DUTF-8''%E6%B0%B4... (escapes not encoded a second time)
+        (None, "rfc5987"),
+        (None, "rfc5987-only"),
+        (None, "utf8"),  # raw UTF-8 bytes in the header
+    ],
+)
+async def test_each_form_of_the_storage_name_installs_the_file_under_it(stack, url_form, header_form) -> None:
+    name = "水彩风格.safetensors"
+    lora = stack.fake.add_lora(name="Watercolor", data=make_safetensors("lora", 20_000, seed=5),
+                               filename="watercolor_v1.safetensors")
+    stack.fake.name_forms(lora.file_id, url=url_form, header=header_form, name=name)
+    job = await stack.download(lora.url)
+    assert job.state == S.DOWNLOAD_STATE_SUCCEEDED, job.error
+    assert job.filename == name and stack.files() == [f"loras/{name}"]
+    model = (await stack.registry.GetModel(registry_pb2.GetModelRequest(filename=name), timeout=5)).model
+    assert model.sha256 == lora.sha256
+
+
+@pytest.mark.parametrize(
+    ("served", "installed"),
+    [
+        # Path parts, a leading dot and a control character: only the plain name is left.
+        ("../../.hidden/水彩\x07风格.safetensors", "水彩风格.safetensors"),
+        ("..\\..\\café\u200b_style.safetensors", "café_style.safetensors"),
+        # The registry refuses any name containing "..": such a name used to download, then fail to register.
+        ("水彩..风格 v1...safetensors", "水彩.风格 v1.safetensors"),
+        ('what?<>:"|*.safetensors', "what_______.safetensors"),
+    ],
+)
+async def test_a_hostile_storage_name_installs_sanitised_inside_the_folder(stack, served, installed) -> None:
+    lora = stack.fake.add_lora(name="Hostile", data=make_safetensors("lora", 20_000, seed=6),
+                               filename="hostile_v1.safetensors")
+    stack.fake.name_forms(lora.file_id, url="rfc5987-only", header="rfc5987", name=served)
+    job = await stack.download(lora.url)
+    assert job.state == S.DOWNLOAD_STATE_SUCCEEDED, job.error
+    assert job.filename == installed and stack.files() == [f"loras/{installed}"]
+    # Nothing was written outside loras/ (the test's whole temp folder holds both volumes).
+    written = [p for p in stack.user_models.parent.rglob("*") if p.is_file() and p.suffix == ".safetensors"]
+    assert written == [stack.user_models / "loras" / installed]
+
+
+async def test_a_models_folder_that_is_a_file_is_named_without_the_server_path(stack) -> None:
+    lora = stack.fake.add_lora(name="Watercolor", data=make_safetensors("lora", 20_000, seed=7),
+                               filename="水彩风格.safetensors")
+    (stack.user_models / "loras").rmdir()  # made empty at start-up
+    (stack.user_models / "loras").write_bytes(b"not a folder")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stack.civitai.StartDownload(S.StartDownloadRequest(reference=lora.url), timeout=10)
+    code, info = status_of(caught.value)
+    assert code == grpc.StatusCode.INTERNAL and info.reason == "VOLUME_WRITE_FAILED", caught.value.details()
+    assert caught.value.details() == "cannot write loras/ on the models volume: File exists"
+    assert str(stack.user_models) not in str(info)
+
+
+@pytest.fixture
+def read_only_loras(stack):
+    """loras/ on a read-only filesystem (a volume mounted :ro), when this test may mount one."""
+    folder = stack.user_models / "loras"
+    folder.mkdir(exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+                             capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only filesystem here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+async def test_a_read_only_volume_fails_the_job_naming_the_file_not_the_part(stack, read_only_loras) -> None:
+    name = "水彩风格.safetensors"
+    lora = stack.fake.add_lora(name="Watercolor", data=make_safetensors("lora", 20_000, seed=8), filename=name)
+    job = await stack.download(lora.url)
+    assert job.state == S.DOWNLOAD_STATE_FAILED
+    assert job.error.message == f"cannot write loras/{name} on the models volume: Read-only file system"
+    assert ".part" not in str(job.error) and str(stack.user_models) not in str(job.error)
