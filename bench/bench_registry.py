@@ -47,6 +47,7 @@ def build_volume(root: Path) -> Path:
     from metadata_svc.inspection import inspect_file
     from metadata_svc.models import ModelEntry, now_iso
     from metadata_svc.registry import sha256_of
+    from service_kit.config import DEFAULT_CHECKPOINT
     from tests.metadata_svc.registry_helpers import write_checkpoint, write_lora
 
     user_models = root / "user-models"
@@ -76,7 +77,7 @@ def build_volume(root: Path) -> Path:
             civitai_model_id=100000 + i, civitai_version_id=200000 + i, civitai_url=f"https://civitai.com/models/{i}",
             sha256=digest, inspection=found,
         )
-    (user_models / ".metadata.json").write_bytes(render("illustrious-xl", [e.json_line() for e in entries.values()]))
+    (user_models / ".metadata.json").write_bytes(render(DEFAULT_CHECKPOINT, [e.json_line() for e in entries.values()]))
     for i in range(CREATE_CALLS):
         os.link(lora_src, loras / f"new_{i:04d}.safetensors.pending")
     return user_models

@@ -34,7 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service_kit.config import DEFAULT_CIVITAI, DEFAULT_GATEWAY, DEFAULT_INFERENCE, DEFAULT_REGISTRY
+from service_kit.config import (
+    DEFAULT_CHECKPOINT_FILE,
+    DEFAULT_CIVITAI,
+    DEFAULT_GATEWAY,
+    DEFAULT_INFERENCE,
+    DEFAULT_REGISTRY,
+)
 
 GRACE_SECONDS = 10.0
 READY_TIMEOUT = 180.0
@@ -227,7 +233,7 @@ class Stack:
 
 # ---------------------------------------------------------------- demo data
 
-DEMO_BASE = Path("illustrious-xl") / "Illustrious-XL-v0.1.safetensors"
+DEMO_BASE = DEFAULT_CHECKPOINT_FILE
 
 
 def prepare_demo_files(data_dir: Path) -> dict[str, Path]:
@@ -331,7 +337,7 @@ def banner(cfg: StackConfig, examples: Sequence[str]) -> str:
     ]
     if cfg.civitai_base_url:
         lines.append(f"  CivitAI:   {cfg.civitai_base_url}")
-    base = cfg.models_dir / "illustrious-xl" / "Illustrious-XL-v0.1.safetensors"
+    base = cfg.models_dir / DEFAULT_CHECKPOINT_FILE
     if not base.exists():
         lines.append(f"  Note: no base checkpoint at {base}: put Illustrious-XL there, or install a")
         lines.append("        checkpoint from CivitAI and make it active, before generating.")

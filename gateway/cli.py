@@ -42,7 +42,13 @@ from gateway.errors import ApiError
 from gateway.text import human_size, type_name
 from gateway.upload import model_type
 from modelmanager.v1 import civitai_pb2, inference_pb2, model_pb2, registry_pb2
-from service_kit.config import DEFAULT_CIVITAI, DEFAULT_INFERENCE, DEFAULT_REGISTRY, add_setting
+from service_kit.config import (
+    DEFAULT_CHECKPOINT,
+    DEFAULT_CIVITAI,
+    DEFAULT_INFERENCE,
+    DEFAULT_REGISTRY,
+    add_setting,
+)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -68,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("active", help="the active checkpoint")
 
     p = sub.add_parser("set-active", help="set the active checkpoint and load it, with progress")
-    p.add_argument("checkpoint", help='"illustrious-xl" or an installed checkpoint filename')
+    p.add_argument("checkpoint", help=f'"{DEFAULT_CHECKPOINT}" or an installed checkpoint filename')
     p.add_argument("--no-load", action="store_true", help="only set it; the next job loads it")
 
     p = sub.add_parser("generate", help="text to image, with a progress bar")

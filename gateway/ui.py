@@ -31,9 +31,9 @@ from gateway.security import key_matches
 from gateway.text import human_size, type_name
 from gateway.ui_guard import UiGuard, UploadedFiles, upload_root
 from modelmanager.v1 import civitai_pb2, inference_pb2, model_pb2, registry_pb2
+from service_kit.config import DEFAULT_CHECKPOINT
 from service_kit.logs import new_request_id, request_id_var
 
-DEFAULT_CHECKPOINT = "illustrious-xl"
 UPLOAD_CHUNK = 1024 * 1024
 # A file given to the UI: an fp32 SDXL checkpoint with EMA weights is ~13 GB (the API takes up to
 # max_upload_bytes, streamed without a copy; the UI keeps a copy in its cache until it is sent).

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service_kit.config import (
+    DEFAULT_CHECKPOINT_FILE,
     DEFAULT_INFERENCE,
     DEFAULT_REGISTRY,
     add_common_settings,
@@ -45,8 +46,8 @@ class InferenceSettings:
 
     @property
     def default_checkpoint_path(self) -> Path:
-        """Where "illustrious-xl", the default base checkpoint, lies on the models volume."""
-        return self.models_dir / "illustrious-xl" / "Illustrious-XL-v0.1.safetensors"
+        """Where the default base checkpoint lies on the models volume."""
+        return self.models_dir / DEFAULT_CHECKPOINT_FILE
 
     @property
     def controlnet_tile_dir(self) -> Path:

@@ -12,8 +12,7 @@ from inference_svc.errors import CheckpointNotFound, RegistryUnavailable
 from inference_svc.model_paths import ModelRoots
 from modelmanager.v1 import model_pb2, registry_pb2, registry_pb2_grpc
 from service_kit import errors, insecure_channel
-
-DEFAULT_CHECKPOINT = "illustrious-xl"
+from service_kit.config import DEFAULT_CHECKPOINT
 
 
 def default_checkpoint_location(path: Path) -> Path:

@@ -24,6 +24,7 @@ from metadata_svc.errors import CorruptIndexError, IndexWriteFailed
 from metadata_svc.limits import clip_entry
 from metadata_svc.models import ModelEntry
 from service_kit import get_logger
+from service_kit.config import DEFAULT_CHECKPOINT
 from service_kit.files import ExclusiveLock, write_atomic
 
 log = get_logger("metadata_svc.index")
@@ -31,7 +32,6 @@ log = get_logger("metadata_svc.index")
 INDEX_NAME = ".metadata.json"
 LOCK_NAME = ".metadata.lock"
 VERSION = 1
-DEFAULT_CHECKPOINT = "illustrious-xl"
 
 
 @dataclass

@@ -48,7 +48,6 @@ from metadata_svc.errors import (
 )
 from metadata_svc.filenames import check_extension, looks_like_model_file, validate_filename
 from metadata_svc.index_store import (
-    DEFAULT_CHECKPOINT,
     INDEX_NAME,
     IndexState,
     IndexStore,
@@ -69,6 +68,7 @@ from metadata_svc.models import (
 from metadata_svc.prompt import compose
 from modelmanager.v1 import model_pb2
 from service_kit import errors, get_logger
+from service_kit.config import DEFAULT_CHECKPOINT, DEFAULT_CHECKPOINT_FILE
 from service_kit.files import fsync_dir
 
 log = get_logger("metadata_svc.registry")
@@ -213,7 +213,7 @@ class Registry:
         return self.folder(entry.type) / entry.filename
 
     def default_checkpoint_path(self) -> Path:
-        return self.models_dir / "illustrious-xl" / "Illustrious-XL-v0.1.safetensors"
+        return self.models_dir / DEFAULT_CHECKPOINT_FILE
 
     def relative(self, path: Path) -> str:
         """How error messages name a file: relative to its volume, never a server path."""

@@ -18,6 +18,11 @@ DEFAULT_CIVITAI = "127.0.0.1:50052"
 DEFAULT_INFERENCE = "127.0.0.1:50053"
 DEFAULT_GATEWAY = "127.0.0.1:8000"
 
+# The default base checkpoint: its name wherever a checkpoint is named (registry, inference, UI, CLI),
+# and where its file lies on the models volume (a diffusers folder at its parent works too).
+DEFAULT_CHECKPOINT = "illustrious-xl"
+DEFAULT_CHECKPOINT_FILE = Path(DEFAULT_CHECKPOINT) / "Illustrious-XL-v0.1.safetensors"
+
 
 def env(name: str, default: str | None = None) -> str | None:
     """MODELMGR_<name>, or `name` itself when it already carries a prefix (CIVITAI_TOKEN)."""
