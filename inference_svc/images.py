@@ -10,7 +10,9 @@ import warnings
 from PIL import Image, PngImagePlugin
 
 from inference_svc.errors import InvalidRequest
+from service_kit import get_logger
 
+log = get_logger("inference_svc.images")
 _OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
 # Inputs larger than this are refused before decoding (decompression bombs).
 MAX_INPUT_PIXELS = 4096 * 4096
@@ -32,12 +34,15 @@ def decode_image(data: bytes) -> Image.Image:
                 raise ValueError(f"{image.width}x{image.height} is larger than {MAX_INPUT_PIXELS} pixels")
             image.load()
     except Image.UnidentifiedImageError as exc:
-        # Pillow's message names the buffer object ("<_io.BytesIO object at 0x…>"): say what is wrong instead.
+        # Pillow's message names the buffer object ("<_io.BytesIO object at 0x…>"): say what is wrong instead,
+        # and keep Pillow's words for the log.
+        log.info("image.undecodable", size=len(data), head=data[:16].hex(), error=str(exc))
         raise InvalidRequest(
             "image cannot be decoded: not a PNG, JPEG or WebP image", reason="INVALID_IMAGE",
             metadata={"field": "image"},
         ) from exc
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        log.info("image.undecodable", size=len(data), head=data[:16].hex(), error=str(exc))
         raise InvalidRequest(
             f"image cannot be decoded: {_OBJECT_REPR.sub('the image', str(exc))}", reason="INVALID_IMAGE",
             metadata={"field": "image"},
