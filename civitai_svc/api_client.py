@@ -98,7 +98,8 @@ def _body_of(response: httpx.Response) -> tuple[dict[str, Any], str]:
 
 
 def error_for(response: httpx.Response, what: str, *, token_sent: bool) -> E.errors.ServiceError:
-    """Map a CivitAI error answer to this service's error (the table in issue #3)."""
+    """Map a CivitAI error answer to this service's error: one class per case a client handles differently
+    (log in, wait out early access, give up, retry later)."""
     status = response.status_code
     data, message = _body_of(response)
     said = f" (CivitAI: {message})" if message else ""

@@ -33,7 +33,11 @@ class Kind(enum.Enum):
 
 @dataclass(frozen=True)
 class FileFilter:
-    """Which file of a version a download URL asks for (reference §1.5); empty fields ask nothing."""
+    """Which file of a version a download URL asks for; empty fields ask nothing.
+
+    CivitAI's API gives every file but the primary a `/api/download/models/{version}?type=&format=&size=&fp=`
+    URL (no file id), so a pasted URL can name its file only by these four fields.
+    """
 
     type: str = ""  # ModelFileType: "Model", "Pruned Model", "Training Data"...
     format: str = ""  # "SafeTensor", "PickleTensor"...
@@ -61,7 +65,9 @@ class Reference:
     file_filter: FileFilter = FileFilter()  # from a download URL's ?type=&format=&size=&fp=
 
 
-# Strict civitai AIR (reference §3.3): `urn:` and `air:` optional, ecosystem and type optional.
+# Strict civitai AIR, `urn:air:{ecosystem}:{type}:civitai:{model}[@{version}][+{file}][.{format}]`: `urn:` and
+# `air:` optional, ecosystem and type optional. Stricter than @civitai/client's lenient AIR regex, which takes any
+# source (`foo:bar`) and lets a non-numeric version swallow the `.format`.
 _AIR = re.compile(
     r"^(?:urn:)?(?:air:)?(?:[a-z0-9_\-/]+:)?(?:[a-z0-9_\-/]+:)?civitai:([0-9]+)(?:@([0-9]+))?(?:\+([0-9]+))?(?:\.[a-z0-9_-]+)?$",
     re.IGNORECASE,

@@ -7,8 +7,9 @@ Defaults for the checkpoint cache come from figures, not guesses:
   the VAE decode. So the device keeps `total - WORKING_RESERVE_BYTES` of
   pipelines: one on a 16 GB card, two on an A10G (24 GB), ten on an H100 (80 GB).
 * Parking in host memory turns a cold switch (disk read + build, 15-20 s on
-  the old design's A10G) into a host-to-device copy (~7 GB at 10-25 GB/s,
-  under a second). Parking uses at most half of the host's RAM.
+  an A10G, as measured by the app this one replaces) into a host-to-device
+  copy (~7 GB at 10-25 GB/s, under a second). Parking uses at most half of
+  the host's RAM.
 * On the CPU, "device" and "park" are the same memory: one tier of half the RAM
   (an SDXL checkpoint upcast to float32 is ~13.8 GB, so a 32 GB host holds one).
 * Before a cold load the cache makes room for the new pipeline (estimated from

@@ -1,4 +1,4 @@
-"""Design section 11: bring an old app's volume into the new layout, idempotently, at every start.
+"""Bring the old app's volume into the new layout, idempotently, at every start (users upgrade in place).
 
 - Model files lying at the volume root move into `loras/` (the old app kept its LoRAs there).
 - The old app's two built-in LoRAs get their entries when their files exist and have none.

@@ -1,4 +1,6 @@
-"""The index entry (the design's UserModelEntry) and its conversions to JSON and to protobuf.
+"""The index entry and its conversions to JSON and to protobuf.
+
+Field names are the old app's UserModelEntry ones, so `.metadata.json` stays compatible with it.
 
 Entries are treated as immutable values: a change makes a new entry
 (`dataclasses.replace`). That lets the index store snapshot the whole index

@@ -1,4 +1,5 @@
-"""Trigger-word injection (design 8.2): the one implementation every service uses through ComposePrompt.
+"""Trigger-word injection: the one implementation every service uses through ComposePrompt, so a prompt
+comes out the same from the UI, the API and inference.
 
 Rules: a selected LoRA's trigger words that are not already in the prompt
 are prepended, in LoRA order then word order, each at most once. "Already

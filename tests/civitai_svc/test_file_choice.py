@@ -25,7 +25,8 @@ from modelmanager.v1 import registry_pb2
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "model_checkpoint.json").read_text())
 MODEL_ID, VERSION_ID, OLD_VERSION_ID, OLD_FILE = 456789, 1567890, 1203344, 1099871
 PICKLE, PRUNED, FULL, FULL_FP16, PRUNED_TYPE, FULL_BF16, TRAINING = range(1460011, 1460018)
-# id: (type, format, size, fp, name); CivitAI names full and pruned files alike (reference §2.1).
+# id: (type, format, size, fp, name); CivitAI can give a version's full and pruned files the same name (it derives
+# the name from the model and version, not the file: civitai/civitai PR #4737), so a name never picks a file.
 FILES = {
     PICKLE: ("Model", "PickleTensor", "pruned", "fp16", "dreamForgeXl_v20.ckpt"),
     PRUNED: ("Model", "SafeTensor", "pruned", "fp16", "dreamForgeXl_v20.safetensors"),

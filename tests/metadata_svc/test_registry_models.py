@@ -48,7 +48,7 @@ async def test_create_fills_size_sha_and_inspection(reg):
     assert m.added_at.seconds > 0
     got = await reg.stub.GetModel(registry_pb2.GetModelRequest(filename="style.safetensors"))
     assert got.model == m
-    # The index holds the design's field names.
+    # The index on disk keeps the old app's UserModelEntry field names, so volumes it wrote stay compatible.
     stored = json.loads(reg.index.read_text())
     entry = stored["models"]["style.safetensors"]
     assert stored["version"] == 1 and stored["active_checkpoint"] == "illustrious-xl"
