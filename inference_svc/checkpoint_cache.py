@@ -26,7 +26,7 @@ import torch
 
 from inference_svc.checkpoint_loader import CheckpointLoader, LoadProgress, pipeline_bytes
 from inference_svc.device import DeviceInfo, empty_cache, free_memory_bytes, is_out_of_memory
-from inference_svc.errors import CheckpointNotFound, OutOfMemory
+from inference_svc.errors import CheckpointNotFound, OutOfMemory, shown_path
 from service_kit import get_logger
 
 log = get_logger("inference_svc.checkpoint_cache")
@@ -63,7 +63,7 @@ def _signature(path: Path) -> tuple[int, int]:
     try:
         st = target.stat()
     except FileNotFoundError as exc:
-        raise CheckpointNotFound(f"checkpoint file {path} does not exist", metadata={"path": path}) from exc
+        raise CheckpointNotFound(f"checkpoint file {shown_path(path)} does not exist", metadata={"path": shown_path(path)}) from exc
     return st.st_mtime_ns, st.st_size
 
 

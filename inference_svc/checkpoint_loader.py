@@ -26,7 +26,7 @@ import torch
 from inference_svc.assets import EMBEDDED_CONFIG_KEY, SDXL_CONFIG_DIR, materialize_embedded_config
 from inference_svc.checkpoint_shapes import check_shapes, component_configs
 from inference_svc.device import DeviceInfo, is_out_of_memory
-from inference_svc.errors import CheckpointLoadFailed, CheckpointNotFound
+from inference_svc.errors import CheckpointLoadFailed, CheckpointNotFound, shown_path
 
 # Progress callback: (stage, fraction 0..1).
 LoadProgress = Callable[[str, float], None]
@@ -83,10 +83,10 @@ def _read_header(path: Path) -> tuple[dict[str, Any], dict[str, str], int]:
             header = json.loads(f.read(length))
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise CheckpointLoadFailed(
-            f"{path.name} is not a readable safetensors file: {exc}", metadata={"path": path, "detail": "corrupt"}
+            f"{path.name} is not a readable safetensors file: {exc}", metadata={"path": shown_path(path), "detail": "corrupt"}
         ) from exc
     if not isinstance(header, dict):
-        raise CheckpointLoadFailed(f"{path.name}: safetensors header is not an object", metadata={"path": path})
+        raise CheckpointLoadFailed(f"{path.name}: safetensors header is not an object", metadata={"path": shown_path(path)})
     metadata = header.pop("__metadata__", None) or {}
     return header, {str(k): str(v) for k, v in metadata.items()}, length
 
@@ -98,11 +98,11 @@ def inspect_checkpoint(path: Path, config_dir: Path = SDXL_CONFIG_DIR) -> Checkp
     the file, else `config_dir`'s (SDXL base's by default). Header only: no tensor is read.
     """
     if not path.exists():
-        raise CheckpointNotFound(f"checkpoint file {path} does not exist", metadata={"path": path})
+        raise CheckpointNotFound(f"checkpoint file {shown_path(path)} does not exist", metadata={"path": shown_path(path)})
     if path.suffix.lower() != ".safetensors":
         # Pickle formats (.ckpt/.pt/.bin) can run code when loaded.
         raise CheckpointLoadFailed(
-            f"{path.name}: only .safetensors checkpoints are loaded", metadata={"path": path, "detail": "format"}
+            f"{path.name}: only .safetensors checkpoints are loaded", metadata={"path": shown_path(path), "detail": "format"}
         )
     tensors, metadata, header_len = _read_header(path)
     size = path.stat().st_size
@@ -110,13 +110,13 @@ def inspect_checkpoint(path: Path, config_dir: Path = SDXL_CONFIG_DIR) -> Checkp
     if 8 + header_len + end > size:
         raise CheckpointLoadFailed(
             f"{path.name} is truncated: the header describes {8 + header_len + end} bytes, the file has {size}",
-            metadata={"path": path, "detail": "truncated"},
+            metadata={"path": shown_path(path), "detail": "truncated"},
         )
     missing = [k for k in _SDXL_MARKERS if k not in tensors]
     if missing:
         raise CheckpointLoadFailed(
             f"{path.name} is {_kind(tensors)}: an SDXL checkpoint has {missing[0]}",
-            metadata={"path": path, "detail": "architecture"},
+            metadata={"path": shown_path(path), "detail": "architecture"},
         )
     source = "its embedded config" if EMBEDDED_CONFIG_KEY in metadata else "the SDXL config"
     check_shapes(path, tensors, component_configs(path, metadata, config_dir), source)
@@ -196,7 +196,7 @@ class CheckpointLoader:
             if path.is_dir():
                 if not (path / "model_index.json").exists():
                     raise CheckpointLoadFailed(
-                        f"{path} is a folder without model_index.json", metadata={"path": path, "detail": "format"}
+                        f"{shown_path(path)} is a folder without model_index.json", metadata={"path": shown_path(path), "detail": "format"}
                     )
                 report("building", 0.2)
                 pipe = StableDiffusionXLPipeline.from_pretrained(
@@ -231,7 +231,7 @@ class CheckpointLoader:
                 raise  # not the file's fault: the cache reports it as OUT_OF_MEMORY
             raise CheckpointLoadFailed(
                 f"{path.name} could not be loaded as an SDXL pipeline: {type(exc).__name__}: {exc}"[:1000],
-                metadata={"path": path, "detail": "load"},
+                metadata={"path": shown_path(path), "detail": "load"},
             ) from exc
         report("moving_to_device", 0.8)
         if any(p.device != self.device.device for p in _parameters(pipe)):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from inference_svc.assets import EMBEDDED_CONFIG_KEY
-from inference_svc.errors import CheckpointLoadFailed
+from inference_svc.errors import CheckpointLoadFailed, shown_path
 
 _COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
 _UNET = "model.diffusion_model."
@@ -42,7 +42,7 @@ def component_configs(path: Path, metadata: dict[str, str], config_dir: Path) ->
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointLoadFailed(
             f"{path.name}: the config embedded in its header is malformed: {type(exc).__name__}: {exc}"[:1000],
-            metadata={"path": path, "detail": "config"},
+            metadata={"path": shown_path(path), "detail": "config"},
         ) from exc
 
 
@@ -90,5 +90,5 @@ def check_shapes(path: Path, tensors: dict[str, Any], configs: dict[str, dict[st
                 hint = "; 9 input channels is an inpainting UNet, which this service does not run"
             raise CheckpointLoadFailed(
                 f"{path.name}: tensor {key} ({what}) has shape {list(got)}, {source} expects {list(want)}{hint}",
-                metadata={"path": path, "detail": "shape", "tensor": key},
+                metadata={"path": shown_path(path), "detail": "shape", "tensor": key},
             )

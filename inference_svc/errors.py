@@ -6,7 +6,15 @@ turns each into a gRPC status with an ErrorInfo (domain DOMAIN).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from service_kit import errors
+
+
+def shown_path(path: Path | str) -> str:
+    """A model file as a client is shown it: its folder and name (`loras/x.safetensors`,
+    `illustrious-xl/Illustrious-XL-v0.1.safetensors`), never the server's absolute path."""
+    return "/".join(Path(path).parts[-2:])
 
 DOMAIN = "inference.modelmanager"
 

@@ -22,7 +22,7 @@ from PIL import Image
 
 from inference_svc.checkpoint_cache import CachedCheckpoint
 from inference_svc.device import DeviceInfo
-from inference_svc.errors import ControlNetLoadFailed
+from inference_svc.errors import ControlNetLoadFailed, shown_path
 from inference_svc.pipelines import generator_for, set_scheduler, step_callback
 from service_kit import get_logger
 
@@ -120,8 +120,8 @@ class ControlNetTile:
                 )
             except Exception as exc:
                 raise ControlNetLoadFailed(
-                    f"ControlNet tile model in {self.folder} could not be loaded: {exc}"[:1000],
-                    metadata={"path": self.folder},
+                    f"ControlNet tile model in {shown_path(self.folder)} could not be loaded: {exc}"[:1000],
+                    metadata={"path": shown_path(self.folder)},
                 ) from exc
             self._model = model.to(self.device.device)
             log.info("controlnet.loaded", path=str(self.folder))

@@ -68,3 +68,19 @@ async def test_a_non_image_says_which_formats_are_accepted_over_grpc(inference) 
         async for _ in inference.Upscale(inference_pb2.UpscaleRequest(image=b"not an image"), timeout=30):
             pass
     assert caught.value.details() == "image cannot be decoded: not a PNG, JPEG or WebP image"
+
+
+def test_checkpoint_errors_name_the_file_not_the_server_path(tiny, tmp_path) -> None:
+    from inference_svc.checkpoint_loader import CheckpointLoader
+    from inference_svc.device import resolve_device
+    from inference_svc.errors import CheckpointLoadFailed, CheckpointNotFound
+
+    loader = CheckpointLoader(resolve_device("cpu"), config_cache_dir=tmp_path / "configs")
+    folder = tmp_path / "models" / "illustrious-xl"
+    folder.mkdir(parents=True)
+    for target, error in ((folder / "missing.safetensors", CheckpointNotFound), (folder, CheckpointLoadFailed),
+                          (tiny.corrupt, CheckpointLoadFailed)):
+        with pytest.raises(error) as caught:
+            loader.load(target)
+        shown = f"{caught.value} {caught.value.metadata}"
+        assert str(tmp_path) not in shown and str(tiny.corrupt.parent) not in shown, shown
