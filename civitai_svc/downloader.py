@@ -2,7 +2,8 @@
 
 Why it is built this way:
 - The download endpoint is asked for a fresh signed URL at the start and again
-  after every dropped connection (signed URLs expire; reference §2.2). The
+  after every dropped connection (signed storage URLs expire: about 24 h on R2,
+  about 1 h on B2, so a resumed download cannot reuse the old one). The
   token goes to that endpoint only, never to the storage host.
 - Bytes are hashed and written in one pass. The event loop only collects the
   socket's chunks; every `block_size` bytes the chunks go to two worker threads,

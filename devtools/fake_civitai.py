@@ -1,6 +1,6 @@
 """A fake CivitAI on 127.0.0.1 for tests, demos and benchmarks: two real HTTP servers.
 
-The *API* server answers like civitai.com (reference/civitai-api.md): the
+The *API* server answers like civitai.com's public REST API (v1): the
 metadata endpoints from fixtures shaped like the real API, and
 `/api/download/models/{versionId}` with a **307** to the second, *storage*,
 server, which (like Cloudflare R2) **refuses any Authorization header with a
@@ -32,7 +32,7 @@ Adding models
            description=None, civitai_type="LORA", model_id=None, version_id=None, extra_files=(),
            nsfw=False) -> FakeModel``
 ``add_checkpoint(name=..., data=... | path=..., base_model="SDXL 1.0", ...) -> FakeModel``
-    Build a realistic model JSON (from reference/civitai-samples) around the given bytes or file:
+    Build a realistic model JSON (shaped like real /api/v1/models responses) around the given bytes or file:
     one version, a primary SafeTensor file with real SHA256/AutoV2/CRC32 hashes and exact sizeKB, a
     `Training Data` zip, a preview image. Files given as `data` are kept in memory; as `path`,
     served with sendfile (nothing read into memory; the sha256 is computed once when added).
