@@ -56,9 +56,9 @@ err_console = Console(stderr=True)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelmgr", description="Model manager command line (talks gRPC).")
-    add_setting(parser, "--registry", "REGISTRY_ADDR", DEFAULT_REGISTRY, "registry service address")
+    add_setting(parser, "--registry", "MODELMGR_REGISTRY_ADDR", DEFAULT_REGISTRY, "registry service address")
     add_setting(parser, "--civitai", "MODELMGR_CIVITAI_ADDR", DEFAULT_CIVITAI, "CivitAI service address")
-    add_setting(parser, "--inference", "INFERENCE_ADDR", DEFAULT_INFERENCE, "inference service address")
+    add_setting(parser, "--inference", "MODELMGR_INFERENCE_ADDR", DEFAULT_INFERENCE, "inference service address")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("download", help="install a model from CivitAI (URL, id, AIR) with a progress bar")

@@ -1,4 +1,4 @@
-"""Settings of the inference service: flags whose defaults come from MODELMGR_* variables."""
+"""Settings of the inference service, each declared once: default, flag, MODELMGR_* variable, help."""
 
 from __future__ import annotations
 
@@ -10,39 +10,54 @@ from pathlib import Path
 from service_kit.config import (
     DEFAULT_CHECKPOINT_FILE,
     DEFAULT_INFERENCE,
-    DEFAULT_REGISTRY,
-    add_common_settings,
-    add_setting,
-    add_volume_settings,
+    listen_setting,
+    log_format_setting,
+    log_level_setting,
+    models_dir_setting,
+    parse_settings,
+    registry_addr_setting,
+    setting,
+    settings_parser,
+    user_models_dir_setting,
 )
 
 GIB = 1024**3
+_CLI = {"prog": "python -m inference_svc", "description": "SDXL inference service"}
 
 
 @dataclass
 class InferenceSettings:
-    listen: str = DEFAULT_INFERENCE
-    registry: str = DEFAULT_REGISTRY
-    models_dir: Path = Path("data/models")
-    user_models_dir: Path = Path("data/user-models")
+    listen: str = listen_setting("MODELMGR_INFERENCE_LISTEN", DEFAULT_INFERENCE)
+    registry: str = registry_addr_setting()
+    models_dir: Path = models_dir_setting()
+    user_models_dir: Path = user_models_dir_setting()
     # "auto" (cuda when available, else cpu), "cpu", "cuda", "cuda:1"...
-    device: str = "auto"
+    device: str = setting("auto", help="torch device: auto, cpu, cuda, cuda:N", env="MODELMGR_INFERENCE_DEVICE")
     # Bytes of loaded pipelines kept on the device; 0 means automatic (see device.default_budgets).
-    device_cache_bytes: int = 0
+    device_cache_bytes: int = setting(
+        0, help="bytes of pipelines kept on the device (0: device memory minus a working reserve)",
+        env="MODELMGR_INFERENCE_DEVICE_CACHE_BYTES")
     # Bytes of evicted pipelines parked in host memory for a fast switch back; 0 means automatic,
     # negative disables parking.
-    cpu_park_bytes: int = 0
+    cpu_park_bytes: int = setting(0, help="bytes of evicted pipelines parked in host memory (0: auto, <0: off)",
+                                  env="MODELMGR_INFERENCE_CPU_PARK_BYTES")
     # Jobs allowed to wait behind the running one; more get RESOURCE_EXHAUSTED / QUEUE_FULL.
-    max_queue: int = 16
+    max_queue: int = setting(16, help="jobs that may wait behind the running one", env="MODELMGR_INFERENCE_MAX_QUEUE")
     # LoRA adapters kept loaded per checkpoint (least recently used ones are unloaded).
-    max_adapters: int = 16
+    max_adapters: int = setting(16, help="LoRA adapters kept per checkpoint", env="MODELMGR_INFERENCE_MAX_ADAPTERS")
     # Component configs and tokenizers for single-file checkpoints (default: the shipped SDXL ones).
-    sdxl_config_dir: Path | None = None
+    sdxl_config_dir: Path | None = setting(
+        None, help="component configs + tokenizers for single-file checkpoints (default: shipped)",
+        env="MODELMGR_INFERENCE_SDXL_CONFIG_DIR")
     # Where configs embedded in a checkpoint's header are unpacked (default: a temp folder).
-    config_cache_dir: Path | None = None
-    registry_timeout_s: float = 10.0
-    log_level: str = "INFO"
-    log_format: str = "json"
+    config_cache_dir: Path | None = setting(None, help="where configs embedded in checkpoints are unpacked",
+                                            env="MODELMGR_INFERENCE_CONFIG_CACHE_DIR")
+    # Deadline of each call to the registry (active checkpoint, prompt composition, model lookups).
+    registry_timeout_s: float = setting(10.0, help="deadline of each registry call, seconds",
+                                        flag="--registry-timeout", env="MODELMGR_INFERENCE_REGISTRY_TIMEOUT",
+                                        positive=True)
+    log_level: str = log_level_setting()
+    log_format: str = log_format_setting()
 
     @property
     def default_checkpoint_path(self) -> Path:
@@ -53,40 +68,14 @@ class InferenceSettings:
     def controlnet_tile_dir(self) -> Path:
         return self.models_dir / "controlnet-tile"
 
+    @classmethod
+    def parser(cls) -> argparse.ArgumentParser:
+        return settings_parser(cls, **_CLI)
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m inference_svc", description="SDXL inference service")
-    add_common_settings(parser, listen_env="INFERENCE_LISTEN", default_listen=DEFAULT_INFERENCE)
-    add_volume_settings(parser)
-    add_setting(parser, "--registry", "REGISTRY_ADDR", DEFAULT_REGISTRY, "registry address, HOST:PORT")
-    add_setting(parser, "--device", "INFERENCE_DEVICE", "auto", "torch device: auto, cpu, cuda, cuda:N")
-    add_setting(parser, "--device-cache-bytes", "INFERENCE_DEVICE_CACHE_BYTES", 0,
-                "bytes of pipelines kept on the device (0: device memory minus a working reserve)", type=int)
-    add_setting(parser, "--cpu-park-bytes", "INFERENCE_CPU_PARK_BYTES", 0,
-                "bytes of evicted pipelines parked in host memory (0: auto, <0: off)", type=int)
-    add_setting(parser, "--max-queue", "INFERENCE_MAX_QUEUE", 16, "jobs that may wait behind the running one", type=int)
-    add_setting(parser, "--max-adapters", "INFERENCE_MAX_ADAPTERS", 16, "LoRA adapters kept per checkpoint", type=int)
-    add_setting(parser, "--sdxl-config-dir", "INFERENCE_SDXL_CONFIG_DIR", None,
-                "component configs + tokenizers for single-file checkpoints (default: shipped)", type=Path)
-    add_setting(parser, "--config-cache-dir", "INFERENCE_CONFIG_CACHE_DIR", None,
-                "where configs embedded in checkpoints are unpacked", type=Path)
-    return parser
+    @classmethod
+    def from_args(cls, argv: Sequence[str] | None = None) -> InferenceSettings:
+        return parse_settings(cls, argv, **_CLI)
 
 
 def from_args(argv: Sequence[str] | None = None) -> InferenceSettings:
-    args = _parser().parse_args(argv)
-    return InferenceSettings(
-        listen=args.listen,
-        registry=args.registry,
-        models_dir=args.models_dir,
-        user_models_dir=args.user_models_dir,
-        device=args.device,
-        device_cache_bytes=args.device_cache_bytes,
-        cpu_park_bytes=args.cpu_park_bytes,
-        max_queue=args.max_queue,
-        max_adapters=args.max_adapters,
-        sdxl_config_dir=args.sdxl_config_dir,
-        config_cache_dir=args.config_cache_dir,
-        log_level=args.log_level,
-        log_format=args.log_format,
-    )
+    return InferenceSettings.from_args(argv)

@@ -1,15 +1,27 @@
 """Configuration helpers: every setting is a flag whose default comes from a MODELMGR_* variable.
 
-Each service declares its own flags with these helpers, so `--help` shows the
-variable and default of each, and tests pass flags instead of mutating the
-environment.
+A service's settings are a dataclass whose fields are declared once, with
+`setting(default, help=..., env=..., flag=...)`: `parse_settings` builds the
+argparse parser from those fields (flag `--field-name`, variable
+`MODELMGR_FIELD_NAME` unless given, the variable's value as the flag's default,
+so a flag wins over the environment) and constructs the dataclass. `--help`
+shows the variable and default of each; tests pass flags instead of mutating
+the environment, or construct the dataclass directly with keyword arguments.
+
+Secrets (API keys, tokens) are declared `env_only`: no flag, because a flag
+shows up in `ps`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import types
+import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 ENV_PREFIX = "MODELMGR_"
 
@@ -31,18 +43,6 @@ def env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
-def env_bool(name: str, default: bool = False) -> bool:
-    value = env(name)
-    if value is None:
-        return default
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{ENV_PREFIX}{name}: expected a boolean, got {value!r}")
-
-
 def add_setting(
     parser: argparse.ArgumentParser,
     flag: str,
@@ -59,12 +59,202 @@ def add_setting(
     parser.add_argument(flag, default=value, type=type, help=f"{help} (env {shown}; default: %(default)s)")
 
 
-def add_common_settings(parser: argparse.ArgumentParser, *, listen_env: str, default_listen: str) -> None:
-    add_setting(parser, "--listen", listen_env, default_listen, "address to listen on, HOST:PORT")
-    add_setting(parser, "--log-level", "LOG_LEVEL", "INFO", "log level")
-    add_setting(parser, "--log-format", "LOG_FORMAT", "json", "log format: json or console")
+# ---------------------------------------------------------------- declared settings
+
+SETTING_KEY = "modelmgr.setting"
+T = TypeVar("T")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
-def add_volume_settings(parser: argparse.ArgumentParser) -> None:
-    add_setting(parser, "--user-models-dir", "USER_MODELS_DIR", Path("data/user-models"), "user-models volume", type=Path)
-    add_setting(parser, "--models-dir", "MODELS_DIR", Path("data/models"), "infrastructure models volume", type=Path)
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """How one dataclass field is set from the command line and the environment."""
+
+    help: str
+    env: str | None = None  # full variable name; None: MODELMGR_<FIELD_NAME>
+    flag: str | None = None  # None: --field-name
+    aliases: tuple[str, ...] = ()  # older variable names still read, after `env`
+    env_only: bool = False  # a secret: no flag (it would show in `ps`)
+    positive: bool = False  # refuse values <= 0
+    minimum: float | None = None  # refuse values below this
+
+    def env_name(self, field_name: str) -> str:
+        return self.env or ENV_PREFIX + field_name.upper()
+
+    def flag_name(self, field_name: str) -> str | None:
+        return None if self.env_only else (self.flag or "--" + field_name.replace("_", "-"))
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    env: str | None = None,
+    flag: str | None = None,
+    aliases: Sequence[str] = (),
+    env_only: bool = False,
+    positive: bool = False,
+    minimum: float | None = None,
+    default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
+) -> Any:
+    """A dataclass field declared once: its default, flag, MODELMGR_* variable and help."""
+    if env is not None and not env.startswith(ENV_PREFIX) and not env_only:
+        raise ValueError(f"{env}: a setting's variable is spelt in full, {ENV_PREFIX}... (older names: aliases)")
+    spec = Setting(help=help, env=env, flag=flag, aliases=tuple(aliases), env_only=env_only,
+                   positive=positive, minimum=minimum)
+    return dataclasses.field(default=default, default_factory=default_factory, metadata={SETTING_KEY: spec})
+
+
+def setting_of(f: dataclasses.Field) -> Setting:
+    spec = f.metadata.get(SETTING_KEY)
+    if spec is None:
+        raise TypeError(f"field {f.name!r} is not declared with service_kit.config.setting()")
+    return spec
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"expected a boolean, got {raw!r}")
+
+
+def _parse_list(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _converter(hint: Any) -> tuple[Callable[[str], Any], bool]:
+    """(str -> value, is_bool) for a field's type: str, int, float, bool, Path, list[str], or X | None."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) != 1:
+            raise TypeError(f"unsupported setting type {hint!r}")
+        hint = args[0]
+    if typing.get_origin(hint) is list or hint is list:
+        return _parse_list, False
+    if hint is bool:
+        return _parse_bool, True
+    if hint in (str, int, float, Path):
+        return hint, False
+    raise TypeError(f"unsupported setting type {hint!r}")
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _env_value(spec: Setting, field_name: str) -> tuple[str, str] | None:
+    """(variable, raw value) of the first variable set (empty counts as unset)."""
+    for name in (spec.env_name(field_name), *spec.aliases):
+        raw = os.environ.get(name)
+        if raw not in (None, ""):
+            return name, raw
+    return None
+
+
+def _shown(value: Any) -> str:
+    shown = ",".join(value) if isinstance(value, list) else str(value)
+    return shown.replace("%", "%%")
+
+
+def settings_parser(cls: type, *, prog: str, description: str) -> argparse.ArgumentParser:
+    """An argparse parser with one flag per field of the settings dataclass `cls` (env-only ones excepted).
+
+    Each flag's default is its variable's value when set (so a flag wins over the environment),
+    else the field's default.
+    """
+    secrets = [f"{setting_of(f).env_name(f.name)} ({setting_of(f).help})"
+               for f in dataclasses.fields(cls) if setting_of(f).env_only]
+    epilog = ("environment only (no flag, which would show in `ps`): " + ", ".join(secrets)) if secrets else None
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        spec = setting_of(f)
+        flag = spec.flag_name(f.name)
+        if flag is None:
+            continue
+        convert, is_bool = _converter(hints[f.name])
+        default = _from_env(parser, spec, f, convert)
+        names = " / ".join((spec.env_name(f.name), *spec.aliases))
+        text = f"{spec.help} (env {names}; default: {_shown(default)})"
+        if is_bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=convert, default=default, help=text)
+    return parser
+
+
+def _from_env(parser: argparse.ArgumentParser, spec: Setting, f: dataclasses.Field, convert: Callable[[str], Any]) -> Any:
+    found = _env_value(spec, f.name)
+    if found is None:
+        return _field_default(f)
+    name, raw = found
+    try:
+        return convert(raw)
+    except ValueError as exc:
+        parser.error(f"{name}={raw!r}: {exc}")
+
+
+def parse_settings(cls: type[T], argv: Sequence[str] | None, *, prog: str, description: str) -> T:
+    """Parse `argv` (and the environment) into the settings dataclass `cls`.
+
+    Checks declared on fields (positive, minimum) and then the class's own `validate()`, when it
+    has one (raise ValueError to refuse; it may also normalise values), end in a usage error.
+    """
+    parser = settings_parser(cls, prog=prog, description=description)
+    args = parser.parse_args(argv)
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        spec = setting_of(f)
+        flag = spec.flag_name(f.name)
+        if flag is None:
+            values[f.name] = _from_env(parser, spec, f, _converter(hints[f.name])[0])
+            continue
+        value = getattr(args, f.name)
+        if spec.positive and value is not None and value <= 0:
+            parser.error(f"{flag} must be positive")
+        if spec.minimum is not None and value is not None and value < spec.minimum:
+            parser.error(f"{flag} must be at least {spec.minimum:g}")
+        values[f.name] = value
+    settings = cls(**values)
+    validate = getattr(settings, "validate", None)
+    if validate is not None:
+        try:
+            validate()
+        except ValueError as exc:
+            parser.error(str(exc))
+    return settings
+
+
+# Settings every service shares, declared once here.
+
+def listen_setting(env: str, default: str) -> Any:
+    return setting(default, help="address to listen on, HOST:PORT", env=env)
+
+
+def registry_addr_setting() -> Any:
+    return setting(DEFAULT_REGISTRY, help="model registry address, HOST:PORT", env="MODELMGR_REGISTRY_ADDR")
+
+
+def user_models_dir_setting() -> Any:
+    return setting(Path("data/user-models"), help="user-models volume", env="MODELMGR_USER_MODELS_DIR")
+
+
+def models_dir_setting() -> Any:
+    return setting(Path("data/models"), help="infrastructure models volume", env="MODELMGR_MODELS_DIR")
+
+
+def log_level_setting() -> Any:
+    return setting("INFO", help="log level", env="MODELMGR_LOG_LEVEL")
+
+
+def log_format_setting() -> Any:
+    return setting("json", help="log format: json or console", env="MODELMGR_LOG_FORMAT")
