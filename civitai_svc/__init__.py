@@ -4,7 +4,8 @@
         --user-models-dir data/user-models [--base-url https://civitai.com]
 
 Configuration: flags, or MODELMGR_CIVITAI_* / MODELMGR_* variables (see `--help`);
-`CIVITAI_TOKEN` (environment only, so it never shows in `ps`) and `CIVITAI_BASE_URL`.
+`CIVITAI_TOKEN` (environment only, so it never shows in `ps`); `MODELMGR_CIVITAI_BASE_URL`
+(or, as before, `CIVITAI_BASE_URL`).
 
 Behaviour worth knowing:
 - Anything users paste parses offline (ParseReference); a bare number is a model id.
