@@ -53,8 +53,56 @@ class InvalidPageSize(errors.InvalidArgument):
     default_reason = "INVALID_PAGE_SIZE"
 
 
+class InvalidType(errors.InvalidArgument):
+    """ListModels' type filter is not a ModelType this registry knows."""
+
+    default_reason = "INVALID_TYPE"
+
+
 class MissingHeader(errors.InvalidArgument):
     default_reason = "MISSING_HEADER"
+
+
+class DuplicateHeader(errors.InvalidArgument):
+    """An upload sent a second header after the first."""
+
+    default_reason = "DUPLICATE_HEADER"
+
+
+class InvalidSize(errors.InvalidArgument):
+    """An upload's total_size_bytes is negative."""
+
+    default_reason = "INVALID_SIZE"
+
+
+class InvalidSha256(errors.InvalidArgument):
+    """An upload's expected_sha256 is not 64 hex digits."""
+
+    default_reason = "INVALID_SHA256"
+
+
+class SizeMismatch(errors.InvalidArgument):
+    """More or fewer bytes arrived than the upload's total_size_bytes announced."""
+
+    default_reason = "SIZE_MISMATCH"
+
+
+class NotCommitted(errors.InvalidArgument):
+    """An upload with require_commit ended without its commit message."""
+
+    default_reason = "NOT_COMMITTED"
+
+
+class AmbiguousLora(errors.InvalidArgument):
+    """A LoRA name that matches several LoRAs; the filename is unambiguous."""
+
+    default_reason = "AMBIGUOUS_LORA"
+
+
+class DuplicateLora(errors.InvalidArgument):
+    """The same LoRA is selected twice in one ComposePrompt."""
+
+    default_reason = "DUPLICATE_LORA"
 
 
 class FieldTooLong(errors.InvalidArgument):
@@ -120,6 +168,18 @@ class ModelBusy(errors.Aborted):
     """The model is being deleted right now; a change to it would race the delete."""
 
     default_reason = "MODEL_BUSY"
+
+
+class UploadInProgress(errors.Aborted):
+    """The filename is reserved by an upload that is still running; it is free again when that ends."""
+
+    default_reason = "UPLOAD_IN_PROGRESS"
+
+
+class UploadIdleTimeout(errors.DeadlineExceeded):
+    """The client sent nothing for the configured idle time; the upload was abandoned."""
+
+    default_reason = "UPLOAD_IDLE_TIMEOUT"
 
 
 class UploadTooLarge(errors.ResourceExhausted):

@@ -29,7 +29,9 @@ from metadata_svc.config import RegistrySettings
 from metadata_svc.confine import real_root, resolves_inside
 from metadata_svc.errors import (
     ActiveCheckpoint,
+    AmbiguousLora,
     CheckpointNotFound,
+    DuplicateLora,
     FileMissing,
     FileNotFound,
     InvalidPageSize,
@@ -45,6 +47,7 @@ from metadata_svc.errors import (
     NotALora,
     OutsideVolume,
     Sha256Mismatch,
+    UploadInProgress,
 )
 from metadata_svc.filenames import check_extension, looks_like_model_file, validate_filename
 from metadata_svc.index_store import (
@@ -371,8 +374,8 @@ class Registry:
                                      metadata={"filename": filename})
         if filename in self._reserved:
             # Not "exists": the name is free again as soon as that upload ends or fails.
-            raise errors.Aborted(f"an upload of {filename!r} is in progress; try again when it has ended",
-                                 reason="UPLOAD_IN_PROGRESS", metadata={"filename": filename})
+            raise UploadInProgress(f"an upload of {filename!r} is in progress; try again when it has ended",
+                                   metadata={"filename": filename})
 
     def reserve_name(self, filename: str) -> None:
         self._check_name_free(filename)
@@ -577,8 +580,8 @@ class Registry:
                                    metadata={"lora": name})
             if len(loras) > 1:
                 names = ", ".join(sorted(e.filename for e in loras))
-                raise errors.InvalidArgument(f"{name!r} names several LoRAs ({names}); use the filename",
-                                             reason="AMBIGUOUS_LORA", metadata={"lora": name, "filenames": names})
+                raise AmbiguousLora(f"{name!r} names several LoRAs ({names}); use the filename",
+                                    metadata={"lora": name, "filenames": names})
             entry = loras[0]
         if entry.type != LORA:
             raise NotALora(f"{entry.filename} is a {entry.type}, not a LoRA", metadata={"lora": name})
@@ -590,8 +593,8 @@ class Registry:
         for name, weight in selections:
             entry = self.resolve_lora(name)
             if entry.filename in seen:
-                raise errors.InvalidArgument(f"LoRA {entry.filename} is selected twice", reason="DUPLICATE_LORA",
-                                             metadata={"lora": entry.filename})
+                raise DuplicateLora(f"LoRA {entry.filename} is selected twice",
+                                    metadata={"lora": entry.filename})
             seen.add(entry.filename)
             path = self.path_of(entry)
             if not path.is_file():

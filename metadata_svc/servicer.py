@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from metadata_svc import limits
+from metadata_svc.errors import InvalidType
 from metadata_svc.models import PROTO_TO_TYPE
 from metadata_svc.registry import Registry
 from metadata_svc.uploads import receive_upload
 from modelmanager.v1 import model_pb2, registry_pb2, registry_pb2_grpc
-from service_kit import errors
 
 
 class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
@@ -19,8 +19,8 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
 
     async def ListModels(self, request, context):
         if request.type and request.type not in PROTO_TO_TYPE:
-            raise errors.InvalidArgument(f"unknown model type {request.type}", reason="INVALID_TYPE",
-                                         metadata={"type": request.type})
+            raise InvalidType(f"unknown model type {request.type}",
+                              metadata={"type": request.type})
         page, token, total = self.registry.list(
             page_size=request.page_size,
             page_token=request.page_token,

@@ -21,11 +21,22 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from metadata_svc import inspection as insp
-from metadata_svc.errors import MissingHeader, ModelAlreadyExists, Sha256Mismatch, UploadTooLarge
+from metadata_svc.errors import (
+    DuplicateHeader,
+    InvalidSha256,
+    InvalidSize,
+    MissingHeader,
+    ModelAlreadyExists,
+    NotCommitted,
+    Sha256Mismatch,
+    SizeMismatch,
+    UploadIdleTimeout,
+    UploadTooLarge,
+)
 from metadata_svc.models import ModelEntry
 from metadata_svc.registry import FileFacts, Registry, check_weight
 from modelmanager.v1 import registry_pb2
-from service_kit import errors, get_logger
+from service_kit import get_logger
 from service_kit.files import fsync_dir
 
 log = get_logger("metadata_svc.uploads")
@@ -73,9 +84,9 @@ async def _next_or_idle(stream: AsyncIterator[registry_pb2.UploadModelRequest], 
     except StopAsyncIteration:
         return None
     except TimeoutError:
-        raise errors.DeadlineExceeded(
+        raise UploadIdleTimeout(
             f"{filename}: nothing arrived for {idle:g} s; the upload was abandoned and nothing was installed",
-            reason="UPLOAD_IDLE_TIMEOUT", metadata={"filename": filename, "idle_seconds": idle}) from None
+            metadata={"filename": filename, "idle_seconds": idle}) from None
 
 
 async def receive_upload(registry: Registry, requests: AsyncIterator[registry_pb2.UploadModelRequest],
@@ -96,13 +107,13 @@ async def receive_upload(registry: Registry, requests: AsyncIterator[registry_pb
     limit = registry.settings.max_upload_bytes
     meta = {"filename": filename, "limit_bytes": limit}
     if header.total_size_bytes < 0:
-        raise errors.InvalidArgument("total_size_bytes is negative", reason="INVALID_SIZE", metadata=meta)
+        raise InvalidSize("total_size_bytes is negative", metadata=meta)
     if header.total_size_bytes > limit:
         raise UploadTooLarge(f"{filename}: {header.total_size_bytes} bytes is over the upload limit of {limit} bytes",
                              metadata=meta)
     expected_sha = header.expected_sha256.strip().lower()
     if expected_sha and not _SHA256.match(expected_sha):
-        raise errors.InvalidArgument("expected_sha256 is not 64 hex digits", reason="INVALID_SHA256", metadata=meta)
+        raise InvalidSha256("expected_sha256 is not 64 hex digits", metadata=meta)
     dest = registry.folder(kind) / filename
     if dest.exists():
         raise ModelAlreadyExists(f"a file {filename!r} is already in {dest.parent.name}/ (register it with "
@@ -123,8 +134,8 @@ async def receive_upload(registry: Registry, requests: AsyncIterator[registry_pb
                 committed = True
                 break  # nothing may follow; what would is not read
             if payload != "chunk":
-                raise errors.InvalidArgument("an upload has one header, then only chunks", reason="DUPLICATE_HEADER",
-                                             metadata={"filename": filename})
+                raise DuplicateHeader("an upload has one header, then only chunks",
+                                      metadata={"filename": filename})
             chunk = message.chunk
             if part.size + len(chunk) > limit:
                 raise UploadTooLarge(f"{filename}: more than {limit} bytes sent, the upload limit",
@@ -141,8 +152,8 @@ async def receive_upload(registry: Registry, requests: AsyncIterator[registry_pb
                     (length,) = struct.unpack("<Q", part.head)
                     insp.check_header_length(length, announced, filename)
         if header.require_commit and not committed:
-            raise errors.InvalidArgument(f"{filename}: the upload ended without its commit message; nothing was "
-                                         "installed", reason="NOT_COMMITTED", metadata={"filename": filename})
+            raise NotCommitted(f"{filename}: the upload ended without its commit message; nothing was installed",
+                               metadata={"filename": filename})
         if announced is not None and part.size != announced:
             raise _size_mismatch(filename, f"{part.size} bytes arrived, the header announced {announced}",
                                  part.size, meta)
@@ -168,9 +179,9 @@ async def receive_upload(registry: Registry, requests: AsyncIterator[registry_pb
             registry.release_name(filename)
 
 
-def _size_mismatch(filename: str, what: str, received: int, meta: dict[str, object]) -> errors.InvalidArgument:
-    return errors.InvalidArgument(f"{filename}: {what}", reason="SIZE_MISMATCH",
-                                  metadata={**meta, "received_bytes": received})
+def _size_mismatch(filename: str, what: str, received: int, meta: dict[str, object]) -> SizeMismatch:
+    return SizeMismatch(f"{filename}: {what}",
+                        metadata={**meta, "received_bytes": received})
 
 
 async def _finalize(registry: Registry, header: registry_pb2.UploadModelHeader, kind: str, fmt: str,
