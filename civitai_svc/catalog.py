@@ -86,13 +86,13 @@ class Catalog:
 
     async def search(self, request: civitai_pb2.SearchModelsRequest) -> civitai_pb2.SearchModelsResponse:
         if request.sort and request.sort not in SORTS:
-            raise errors.InvalidArgument(f"unknown sort {request.sort!r}; one of {', '.join(SORTS)}",
-                                         reason="INVALID_SORT", metadata={"sort": request.sort})
+            raise E.InvalidSort(f"unknown sort {request.sort!r}; one of {', '.join(SORTS)}",
+                                metadata={"sort": request.sort})
         if request.period and request.period not in PERIODS:
-            raise errors.InvalidArgument(f"unknown period {request.period!r}; one of {', '.join(PERIODS)}",
-                                         reason="INVALID_PERIOD", metadata={"period": request.period})
+            raise E.InvalidPeriod(f"unknown period {request.period!r}; one of {', '.join(PERIODS)}",
+                                  metadata={"period": request.period})
         if request.page_size < 0:
-            raise errors.InvalidArgument("page_size must not be negative", reason="INVALID_PAGE_SIZE")
+            raise E.InvalidPageSize("page_size must not be negative")
         limit = min(request.page_size or 20, 100)
         params: list[tuple[str, str]] = [("limit", str(limit))]
         if request.query.strip():
@@ -122,15 +122,15 @@ class Catalog:
             model = await self.registry.get_model(request.filename)
             sha256 = model.sha256.lower()
             if not sha256:
-                raise errors.FailedPrecondition(f"the registry has no sha256 for {request.filename}",
-                                                reason="NO_SHA256", metadata={"filename": request.filename})
+                raise E.NoSha256(f"the registry has no sha256 for {request.filename}",
+                                 metadata={"filename": request.filename})
         elif which == "sha256":
             sha256 = request.sha256.strip().lower()
             if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-                raise errors.InvalidArgument("sha256 must be 64 hex characters", reason="INVALID_SHA256",
-                                             metadata={"sha256": request.sha256[:80]})
+                raise E.InvalidSha256("sha256 must be 64 hex characters",
+                                      metadata={"sha256": request.sha256[:80]})
         else:
-            raise errors.InvalidArgument("give a filename or a sha256", reason="MISSING_SELECTOR")
+            raise E.MissingSelector("give a filename or a sha256")
         info = await self.lookup(Reference(Kind.HASH, hash=sha256.upper()), request.token or None)
         await self.mark_installed(info)
         return civitai_pb2.IdentifyFileResponse(sha256=sha256, info=info)

@@ -37,6 +37,32 @@ class InvalidReference(errors.InvalidArgument):
         )
 
 
+class MissingSelector(errors.InvalidArgument):
+    """The request names nothing to look up (no reference, id, sha256 or filename)."""
+
+    default_reason = "MISSING_SELECTOR"
+
+
+class InvalidSha256(errors.InvalidArgument):
+    default_reason = "INVALID_SHA256"
+
+
+class InvalidPageSize(errors.InvalidArgument):
+    default_reason = "INVALID_PAGE_SIZE"
+
+
+class InvalidPageToken(errors.InvalidArgument):
+    default_reason = "INVALID_PAGE_TOKEN"
+
+
+class InvalidSort(errors.InvalidArgument):
+    default_reason = "INVALID_SORT"
+
+
+class InvalidPeriod(errors.InvalidArgument):
+    default_reason = "INVALID_PERIOD"
+
+
 class CivitaiUnauthenticated(errors.Unauthenticated):
     default_reason = "CIVITAI_UNAUTHENTICATED"
 
@@ -100,6 +126,34 @@ class InsufficientDiskSpace(errors.ResourceExhausted):
     default_reason = "INSUFFICIENT_DISK_SPACE"
 
 
+class NoFreeFileName(errors.ResourceExhausted):
+    """Every candidate destination name for the file is taken. Its reason is the code's own name."""
+
+
+class VolumeWriteFailed(errors.Internal):
+    """The models volume refused a write for a reason other than a full disk (the errno is in metadata)."""
+
+    default_reason = "VOLUME_WRITE_FAILED"
+
+
+class DownloadCrashed(errors.Internal):
+    """A download job failed on an unexpected exception; the details are in the server log only."""
+
+    default_reason = "INTERNAL"
+
+
+class NoSha256(errors.FailedPrecondition):
+    """IdentifyFile of a registry file that has no sha256 recorded."""
+
+    default_reason = "NO_SHA256"
+
+
+class RegistryUnavailable(errors.Unavailable):
+    """The model registry cannot be reached (it gave no status of its own)."""
+
+    default_reason = "REGISTRY_UNAVAILABLE"
+
+
 class JobNotFound(errors.NotFound):
     default_reason = "JOB_NOT_FOUND"
 
@@ -108,7 +162,3 @@ class ModelNotFound(errors.NotFound):
     """A registry filename that is not installed."""
 
     default_reason = "MODEL_NOT_FOUND"
-
-
-class DownloadCancelled(errors.Cancelled):
-    default_reason = "DOWNLOAD_CANCELLED"

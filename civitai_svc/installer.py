@@ -113,9 +113,9 @@ def _volume_error(exc: OSError, shown: str) -> E.errors.ServiceError:
     code = errno.errorcode.get(exc.errno or 0, "")
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return E.InsufficientDiskSpace(f"not enough free disk space to write {shown}", metadata={"file": shown})
-    return E.errors.Internal(
+    return E.VolumeWriteFailed(
         f"cannot write {shown} on the models volume: {exc.strerror or type(exc).__name__}",
-        reason="VOLUME_WRITE_FAILED", metadata={"file": shown, "errno": code},
+        metadata={"file": shown, "errno": code},
     )
 
 
@@ -177,7 +177,7 @@ class Installer:
                 if not await self._taken(path):
                     self._reserved.add(path)
                     return path
-        raise E.errors.ResourceExhausted(f"no free file name for {name}")
+        raise E.NoFreeFileName(f"no free file name for {name}")
 
     def _move(self, part: Path, final: Path) -> None:
         """Rename without ever replacing an existing file (link fails on an existing name)."""

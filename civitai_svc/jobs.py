@@ -212,7 +212,7 @@ class JobManager:
             job.fail(exc)
         except Exception:
             log.exception("download.crashed", job_id=job.id)
-            job.fail(errors.Internal("the download failed unexpectedly; see the server log", reason="INTERNAL"))
+            job.fail(E.DownloadCrashed("the download failed unexpectedly; see the server log"))
         finally:
             if job.finished and self._journal is not None:
                 await self._journal.delete(job.id)  # so a cancel returns with the entry gone too

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from civitai_svc import errors as E
 from modelmanager.v1 import model_pb2, registry_pb2, registry_pb2_grpc
 from service_kit import errors, insecure_channel
 
@@ -41,9 +42,8 @@ class RegistryClient:
             return await method(request, timeout=deadline, wait_for_ready=wait)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and not errors.error_info_of(exc):
-                raise errors.Unavailable(
+                raise E.RegistryUnavailable(
                     f"the model registry at {self.address} is unavailable ({exc.code().name})",
-                    reason="REGISTRY_UNAVAILABLE",
                     metadata={"registry": self.address},
                 ) from None
             raise errors.from_rpc_error(exc) from None

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
+from civitai_svc import errors as E
 from civitai_svc.catalog import Catalog
 from civitai_svc.installer import Installer, Plan, file_keys, prepare
 from civitai_svc.jobs import JobManager, State
 from civitai_svc.metadata import ensure_supported
 from civitai_svc.references import FileFilter, Kind, Reference, parse_reference
 from modelmanager.v1 import civitai_pb2, civitai_pb2_grpc
-from service_kit import errors
 from service_kit.logs import register_secret
 
 _KINDS = {
@@ -57,7 +57,7 @@ class CivitaiServicer(civitai_pb2_grpc.CivitaiServiceServicer):
         elif which == "sha256":
             ref = parse_reference(f"sha256:{request.sha256.strip()}")
         else:
-            raise errors.InvalidArgument("give a reference, model_id, version_id or sha256", reason="MISSING_SELECTOR")
+            raise E.MissingSelector("give a reference, model_id, version_id or sha256")
         info = await self.catalog.lookup(ref, _token(request.token, ref.token))
         ensure_supported(info)
         await self.catalog.mark_installed(info)
@@ -98,12 +98,12 @@ class CivitaiServicer(civitai_pb2_grpc.CivitaiServiceServicer):
 
     async def ListDownloads(self, request, context):  # type: ignore[no-untyped-def]
         if request.page_size < 0:
-            raise errors.InvalidArgument("page_size must not be negative", reason="INVALID_PAGE_SIZE")
+            raise E.InvalidPageSize("page_size must not be negative")
         size = min(request.page_size or 50, 500)
         try:
             start = int(request.page_token or 0)
         except ValueError:
-            raise errors.InvalidArgument("bad page_token", reason="INVALID_PAGE_TOKEN") from None
+            raise E.InvalidPageToken("bad page_token") from None
         jobs = self.jobs.list(active_only=request.active_only)
         page = jobs[start : start + size]
         next_token = str(start + size) if start + size < len(jobs) else ""
