@@ -20,7 +20,30 @@ DOMAIN = "inference.modelmanager"
 
 
 class InvalidRequest(errors.InvalidArgument):
-    """Bad input; `reason` is INVALID_IMAGE, INVALID_SIZE, OUT_OF_RANGE_VALUE or UNKNOWN_SCHEDULER."""
+    """Bad input (the base of the cases below). Raised itself, its reason is INVALID_ARGUMENT
+    (an empty LoRA name)."""
+
+
+class InvalidImage(InvalidRequest):
+    """The image is empty, or not a PNG, JPEG or WebP that decodes."""
+
+    default_reason = "INVALID_IMAGE"
+
+
+class InvalidSize(InvalidRequest):
+    """A width, height, tile size or overlap off the multiple-of-8 grid or its bounds, or an output too large."""
+
+    default_reason = "INVALID_SIZE"
+
+
+class OutOfRangeValue(InvalidRequest):
+    """A number (strength, guidance, LoRA weight...) outside its range, or NaN."""
+
+    default_reason = "OUT_OF_RANGE_VALUE"
+
+
+class UnknownScheduler(InvalidRequest):
+    default_reason = "UNKNOWN_SCHEDULER"
 
 
 class CheckpointNotFound(errors.NotFound):

@@ -9,7 +9,7 @@ import warnings
 
 from PIL import Image, PngImagePlugin
 
-from inference_svc.errors import InvalidRequest
+from inference_svc.errors import InvalidImage, InvalidSize, OutOfRangeValue
 from service_kit import get_logger
 
 log = get_logger("inference_svc.images")
@@ -23,7 +23,7 @@ MAX_OUTPUT_SIDE = 8192
 def decode_image(data: bytes) -> Image.Image:
     """PNG/JPEG/WebP bytes -> an RGB image; INVALID_ARGUMENT / INVALID_IMAGE otherwise."""
     if not data:
-        raise InvalidRequest("image is empty", reason="INVALID_IMAGE", metadata={"field": "image"})
+        raise InvalidImage("image is empty", metadata={"field": "image"})
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -37,14 +37,14 @@ def decode_image(data: bytes) -> Image.Image:
         # Pillow's message names the buffer object ("<_io.BytesIO object at 0x…>"): say what is wrong instead,
         # and keep Pillow's words for the log.
         log.info("image.undecodable", size=len(data), head=data[:16].hex(), error=str(exc))
-        raise InvalidRequest(
-            "image cannot be decoded: not a PNG, JPEG or WebP image", reason="INVALID_IMAGE",
+        raise InvalidImage(
+            "image cannot be decoded: not a PNG, JPEG or WebP image",
             metadata={"field": "image"},
         ) from exc
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         log.info("image.undecodable", size=len(data), head=data[:16].hex(), error=str(exc))
-        raise InvalidRequest(
-            f"image cannot be decoded: {_OBJECT_REPR.sub('the image', str(exc))}", reason="INVALID_IMAGE",
+        raise InvalidImage(
+            f"image cannot be decoded: {_OBJECT_REPR.sub('the image', str(exc))}",
             metadata={"field": "image"},
         ) from exc
     return image.convert("RGB")
@@ -61,17 +61,15 @@ def encode_png(image: Image.Image, parameters: dict[str, object]) -> bytes:
 
 def check_size(field: str, value: int, *, minimum: int = 64, maximum: int = 2048) -> None:
     if value % 8 != 0 or not minimum <= value <= maximum:
-        raise InvalidRequest(
+        raise InvalidSize(
             f"{field} must be a multiple of 8 between {minimum} and {maximum}, got {value}",
-            reason="INVALID_SIZE",
             metadata={"field": field, "value": value},
         )
 
 
 def check_range(field: str, value: float, low: float, high: float) -> None:
     if not low <= value <= high or value != value:  # value != value: NaN
-        raise InvalidRequest(
+        raise OutOfRangeValue(
             f"{field} must be between {low} and {high}, got {value}",
-            reason="OUT_OF_RANGE_VALUE",
             metadata={"field": field, "value": value},
         )

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from inference_svc.checkpoint_cache import CachedCheckpoint
-from inference_svc.errors import InvalidRequest, JobCancelled
+from inference_svc.errors import JobCancelled, UnknownScheduler
 
 # Step callback: (step done, total steps).
 StepFn = Callable[[int, int], None]
@@ -46,9 +46,8 @@ class GenerateParams:
 
 def check_scheduler(name: str) -> None:
     if name and name not in SCHEDULERS:
-        raise InvalidRequest(
+        raise UnknownScheduler(
             f"unknown scheduler {name!r}; one of {', '.join(SCHEDULERS)}",
-            reason="UNKNOWN_SCHEDULER",
             metadata={"scheduler": name},
         )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from inference_svc.errors import InvalidRequest
+from inference_svc.errors import InvalidRequest, InvalidSize
 from inference_svc.images import MAX_OUTPUT_SIDE, check_range, check_size
 from inference_svc.pipelines import GenerateParams, check_scheduler
 from inference_svc.upscaler import UpscaleParams, target_size
@@ -19,7 +19,7 @@ def _seed(message: inference_pb2.GenerateRequest | inference_pb2.UpscaleRequest)
 def check_loras(message: inference_pb2.GenerateRequest | inference_pb2.UpscaleRequest) -> None:
     for i, lora in enumerate(message.loras):
         if not lora.name.strip():
-            raise InvalidRequest(f"loras[{i}].name is empty", reason="INVALID_ARGUMENT", metadata={"field": f"loras[{i}].name"})
+            raise InvalidRequest(f"loras[{i}].name is empty", metadata={"field": f"loras[{i}].name"})
         if lora.HasField("weight"):
             check_range(f"loras[{i}].weight", lora.weight, -4.0, 4.0)
 
@@ -69,9 +69,8 @@ def upscale_params(request: inference_pb2.UpscaleRequest) -> UpscaleParams:
     check_range("guidance_scale", guidance, 0.0, 30.0)
     check_size("tile_size", tile, minimum=32, maximum=2048)
     if overlap % 8 != 0 or not 0 <= overlap <= tile // 2:
-        raise InvalidRequest(
+        raise InvalidSize(
             f"tile_overlap must be a multiple of 8 between 0 and tile_size/2 ({tile // 2}), got {overlap}",
-            reason="INVALID_SIZE",
             metadata={"field": "tile_overlap", "value": overlap},
         )
     if int(steps * strength) < 1:
@@ -96,8 +95,7 @@ def check_upscale_output(width: int, height: int, params: UpscaleParams) -> None
     """The enlarged image must stay within MAX_OUTPUT_SIDE on each side."""
     out_w, out_h = target_size(width, height, params.scale_factor)
     if max(out_w, out_h) > MAX_OUTPUT_SIDE:
-        raise InvalidRequest(
+        raise InvalidSize(
             f"{width}x{height} scaled by {params.scale_factor} is {out_w}x{out_h}, over {MAX_OUTPUT_SIDE} pixels a side",
-            reason="INVALID_SIZE",
             metadata={"field": "scale_factor", "value": params.scale_factor},
         )
