@@ -34,7 +34,7 @@ class CivitaiServiceStub:
     CIVITAI_TOKEN); early access FAILED_PRECONDITION / EARLY_ACCESS (metadata
     "deadline"); no access PERMISSION_DENIED / CIVITAI_FORBIDDEN; 404
     NOT_FOUND / CIVITAI_NOT_FOUND; archived FAILED_PRECONDITION /
-    MODEL_ARCHIVED; repeated 429/5xx or connection errors UNAVAILABLE /
+    MODEL_ARCHIVED; 400 INVALID_ARGUMENT / CIVITAI_BAD_REQUEST; repeated 429/5xx or connection errors UNAVAILABLE /
     CIVITAI_UNAVAILABLE. The token never appears in an error.
     """
 
@@ -105,7 +105,7 @@ class CivitaiServiceServicer:
     CIVITAI_TOKEN); early access FAILED_PRECONDITION / EARLY_ACCESS (metadata
     "deadline"); no access PERMISSION_DENIED / CIVITAI_FORBIDDEN; 404
     NOT_FOUND / CIVITAI_NOT_FOUND; archived FAILED_PRECONDITION /
-    MODEL_ARCHIVED; repeated 429/5xx or connection errors UNAVAILABLE /
+    MODEL_ARCHIVED; 400 INVALID_ARGUMENT / CIVITAI_BAD_REQUEST; repeated 429/5xx or connection errors UNAVAILABLE /
     CIVITAI_UNAVAILABLE. The token never appears in an error.
     """
 
@@ -119,7 +119,8 @@ class CivitaiServiceServicer:
 
     def GetModelInfo(self, request, context):
         """Fetches model metadata by reference, model id, version id or sha256.
-        Errors: as above, plus FAILED_PRECONDITION / UNSUPPORTED_MODEL_TYPE, and
+        Errors: as above, plus INVALID_ARGUMENT / MISSING_SELECTOR when none of
+        the four is given; FAILED_PRECONDITION / UNSUPPORTED_MODEL_TYPE, and
         for a reference that names a file, as StartDownload (FILE_NOT_FOUND,
         NO_MODEL_FILE).
         """
@@ -169,6 +170,7 @@ class CivitaiServiceServicer:
 
     def ListDownloads(self, request, context):
         """Lists jobs, newest first.
+        Errors: INVALID_ARGUMENT / INVALID_PAGE_SIZE (negative), INVALID_PAGE_TOKEN.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -185,6 +187,8 @@ class CivitaiServiceServicer:
 
     def SearchModels(self, request, context):
         """Searches the CivitAI catalogue.
+        Errors: INVALID_ARGUMENT / INVALID_SORT, INVALID_PERIOD, INVALID_PAGE_SIZE
+        (negative).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -192,7 +196,9 @@ class CivitaiServiceServicer:
 
     def IdentifyFile(self, request, context):
         """Identifies a local file (by registry filename) or a sha256 on CivitAI.
-        Errors: NOT_FOUND / CIVITAI_NOT_FOUND, MODEL_NOT_FOUND.
+        Errors: INVALID_ARGUMENT / MISSING_SELECTOR, INVALID_SHA256 (not 64 hex
+        digits); FAILED_PRECONDITION / NO_SHA256 when the registry has none for
+        the file; NOT_FOUND / CIVITAI_NOT_FOUND, MODEL_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -275,7 +281,7 @@ class CivitaiService:
     CIVITAI_TOKEN); early access FAILED_PRECONDITION / EARLY_ACCESS (metadata
     "deadline"); no access PERMISSION_DENIED / CIVITAI_FORBIDDEN; 404
     NOT_FOUND / CIVITAI_NOT_FOUND; archived FAILED_PRECONDITION /
-    MODEL_ARCHIVED; repeated 429/5xx or connection errors UNAVAILABLE /
+    MODEL_ARCHIVED; 400 INVALID_ARGUMENT / CIVITAI_BAD_REQUEST; repeated 429/5xx or connection errors UNAVAILABLE /
     CIVITAI_UNAVAILABLE. The token never appears in an error.
     """
 

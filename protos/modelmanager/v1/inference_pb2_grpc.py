@@ -32,13 +32,15 @@ class InferenceServiceStub:
     The active checkpoint and the LoRAs (with their trigger words) come from
     the registry at each request. Errors carry an ErrorInfo with domain
     "inference.modelmanager": INVALID_ARGUMENT / INVALID_IMAGE, INVALID_SIZE,
-    OUT_OF_RANGE_VALUE, UNKNOWN_SCHEDULER; NOT_FOUND / CHECKPOINT_NOT_FOUND,
+    OUT_OF_RANGE_VALUE, UNKNOWN_SCHEDULER, INVALID_ARGUMENT (an empty LoRA
+    name); NOT_FOUND / CHECKPOINT_NOT_FOUND,
     LORA_NOT_FOUND; FAILED_PRECONDITION / CHECKPOINT_LOAD_FAILED (corrupt file,
-    wrong architecture), LORA_INCOMPATIBLE (naming the file),
+    wrong architecture), CONTROLNET_LOAD_FAILED (Upscale's ControlNet tile
+    model), LORA_INCOMPATIBLE (naming the file),
     OUTSIDE_MODEL_ROOTS (a path from the registry whose real location, links
     followed, is outside the user-models and models volumes: never read);
     RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL; UNAVAILABLE /
-    REGISTRY_UNAVAILABLE; CANCELLED when the client went away.
+    REGISTRY_UNAVAILABLE; CANCELLED / CANCELLED when the client went away.
     """
 
     def __init__(self, channel):
@@ -81,13 +83,15 @@ class InferenceServiceServicer:
     The active checkpoint and the LoRAs (with their trigger words) come from
     the registry at each request. Errors carry an ErrorInfo with domain
     "inference.modelmanager": INVALID_ARGUMENT / INVALID_IMAGE, INVALID_SIZE,
-    OUT_OF_RANGE_VALUE, UNKNOWN_SCHEDULER; NOT_FOUND / CHECKPOINT_NOT_FOUND,
+    OUT_OF_RANGE_VALUE, UNKNOWN_SCHEDULER, INVALID_ARGUMENT (an empty LoRA
+    name); NOT_FOUND / CHECKPOINT_NOT_FOUND,
     LORA_NOT_FOUND; FAILED_PRECONDITION / CHECKPOINT_LOAD_FAILED (corrupt file,
-    wrong architecture), LORA_INCOMPATIBLE (naming the file),
+    wrong architecture), CONTROLNET_LOAD_FAILED (Upscale's ControlNet tile
+    model), LORA_INCOMPATIBLE (naming the file),
     OUTSIDE_MODEL_ROOTS (a path from the registry whose real location, links
     followed, is outside the user-models and models volumes: never read);
     RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL; UNAVAILABLE /
-    REGISTRY_UNAVAILABLE; CANCELLED when the client went away.
+    REGISTRY_UNAVAILABLE; CANCELLED / CANCELLED when the client went away.
     """
 
     def Generate(self, request, context):
@@ -171,13 +175,15 @@ class InferenceService:
     The active checkpoint and the LoRAs (with their trigger words) come from
     the registry at each request. Errors carry an ErrorInfo with domain
     "inference.modelmanager": INVALID_ARGUMENT / INVALID_IMAGE, INVALID_SIZE,
-    OUT_OF_RANGE_VALUE, UNKNOWN_SCHEDULER; NOT_FOUND / CHECKPOINT_NOT_FOUND,
+    OUT_OF_RANGE_VALUE, UNKNOWN_SCHEDULER, INVALID_ARGUMENT (an empty LoRA
+    name); NOT_FOUND / CHECKPOINT_NOT_FOUND,
     LORA_NOT_FOUND; FAILED_PRECONDITION / CHECKPOINT_LOAD_FAILED (corrupt file,
-    wrong architecture), LORA_INCOMPATIBLE (naming the file),
+    wrong architecture), CONTROLNET_LOAD_FAILED (Upscale's ControlNet tile
+    model), LORA_INCOMPATIBLE (naming the file),
     OUTSIDE_MODEL_ROOTS (a path from the registry whose real location, links
     followed, is outside the user-models and models volumes: never read);
     RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL; UNAVAILABLE /
-    REGISTRY_UNAVAILABLE; CANCELLED when the client went away.
+    REGISTRY_UNAVAILABLE; CANCELLED / CANCELLED when the client went away.
     """
 
     @staticmethod
