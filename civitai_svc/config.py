@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from service_kit import config
-from service_kit.config import setting
+from service_kit.config import CliSettings, setting
 
 DEFAULT_BASE_URL = "https://civitai.com"
-_CLI = {"prog": "python -m civitai_svc", "description": "CivitAI fetcher and downloader"}
 
 
 @dataclass
-class CivitaiSettings:
+class CivitaiSettings(CliSettings):
+    CLI_PROG: ClassVar[str] = "python -m civitai_svc"
+    CLI_DESCRIPTION: ClassVar[str] = "CivitAI fetcher and downloader"
+
     listen: str = config.listen_setting("MODELMGR_CIVITAI_LISTEN", config.DEFAULT_CIVITAI)
     registry: str = config.registry_addr_setting()
     # The registry's user-models volume: finished files go to loras/ or checkpoints/ here (via .part + rename).
@@ -65,11 +66,3 @@ class CivitaiSettings:
         self.base_url = self.base_url.rstrip("/")
         self.max_concurrent_downloads = max(1, self.max_concurrent_downloads)
         self.retry_attempts = max(0, self.retry_attempts)
-
-    @classmethod
-    def parser(cls) -> argparse.ArgumentParser:
-        return config.settings_parser(cls, **_CLI)
-
-    @classmethod
-    def from_args(cls, argv: Sequence[str] | None = None) -> CivitaiSettings:
-        return config.parse_settings(cls, argv, **_CLI)

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from service_kit.config import (
     DEFAULT_CIVITAI,
     DEFAULT_GATEWAY,
     DEFAULT_INFERENCE,
+    CliSettings,
     listen_setting,
     log_format_setting,
     log_level_setting,
-    parse_settings,
     registry_addr_setting,
     setting,
-    settings_parser,
 )
 
 DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024**3  # 32 GiB: larger than any SDXL checkpoint in the wild.
@@ -27,16 +26,14 @@ DEFAULT_AUTH_FAIL_LIMIT = 10
 DEFAULT_AUTH_FAIL_WINDOW = 60.0
 
 
-_CLI = {
-    "prog": "python -m gateway",
-    "description": "HTTP API (/api/v1, OpenAPI at /docs) and web UI over the model manager's gRPC services. "
-    "Set MODELMGR_API_KEY to require an API key (x-api-key header or Authorization: Bearer) "
-    "for every API call and for the UI.",
-}
-
-
 @dataclass
-class GatewaySettings:
+class GatewaySettings(CliSettings):
+    CLI_PROG: ClassVar[str] = "python -m gateway"
+    CLI_DESCRIPTION: ClassVar[str] = (
+        "HTTP API (/api/v1, OpenAPI at /docs) and web UI over the model manager's gRPC services. "
+        "Set MODELMGR_API_KEY to require an API key (x-api-key header or Authorization: Bearer) "
+        "for every API call and for the UI.")
+
     listen: str = listen_setting("MODELMGR_GATEWAY_LISTEN", DEFAULT_GATEWAY)
     registry: str = registry_addr_setting()
     civitai: str = setting(DEFAULT_CIVITAI, help="CivitAI service address", env="MODELMGR_CIVITAI_ADDR")
@@ -80,14 +77,6 @@ class GatewaySettings:
     @property
     def port(self) -> int:
         return int(self.listen.rsplit(":", 1)[1])
-
-    @classmethod
-    def parser(cls) -> argparse.ArgumentParser:
-        return settings_parser(cls, **_CLI)
-
-    @classmethod
-    def from_args(cls, argv: Sequence[str] | None = None) -> GatewaySettings:
-        return parse_settings(cls, argv, **_CLI)
 
 
 def build_parser() -> argparse.ArgumentParser:

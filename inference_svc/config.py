@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from service_kit.config import (
     DEFAULT_CHECKPOINT_FILE,
     DEFAULT_INFERENCE,
+    CliSettings,
     listen_setting,
     log_format_setting,
     log_level_setting,
     models_dir_setting,
-    parse_settings,
     registry_addr_setting,
     setting,
-    settings_parser,
     user_models_dir_setting,
 )
 
 GIB = 1024**3
-_CLI = {"prog": "python -m inference_svc", "description": "SDXL inference service"}
 
 
 @dataclass
-class InferenceSettings:
+class InferenceSettings(CliSettings):
+    CLI_PROG: ClassVar[str] = "python -m inference_svc"
+    CLI_DESCRIPTION: ClassVar[str] = "SDXL inference service"
+
     listen: str = listen_setting("MODELMGR_INFERENCE_LISTEN", DEFAULT_INFERENCE)
     registry: str = registry_addr_setting()
     models_dir: Path = models_dir_setting()
@@ -67,14 +68,6 @@ class InferenceSettings:
     @property
     def controlnet_tile_dir(self) -> Path:
         return self.models_dir / "controlnet-tile"
-
-    @classmethod
-    def parser(cls) -> argparse.ArgumentParser:
-        return settings_parser(cls, **_CLI)
-
-    @classmethod
-    def from_args(cls, argv: Sequence[str] | None = None) -> InferenceSettings:
-        return parse_settings(cls, argv, **_CLI)
 
 
 def from_args(argv: Sequence[str] | None = None) -> InferenceSettings:

@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from service_kit.config import (
     DEFAULT_REGISTRY,
+    CliSettings,
     listen_setting,
     log_format_setting,
     log_level_setting,
     models_dir_setting,
-    parse_settings,
     setting,
-    settings_parser,
     user_models_dir_setting,
 )
 
 GIB = 1024**3
-_CLI = {"prog": "python -m metadata_svc", "description": "SDXL model registry"}
 
 
 @dataclass
-class RegistrySettings:
+class RegistrySettings(CliSettings):
+    CLI_PROG: ClassVar[str] = "python -m metadata_svc"
+    CLI_DESCRIPTION: ClassVar[str] = "SDXL model registry"
+
     listen: str = listen_setting("MODELMGR_REGISTRY_LISTEN", DEFAULT_REGISTRY)
     user_models_dir: Path = user_models_dir_setting()
     models_dir: Path = models_dir_setting()
@@ -42,11 +42,3 @@ class RegistrySettings:
         env="MODELMGR_ALLOW_PICKLE")
     log_level: str = log_level_setting()
     log_format: str = log_format_setting()
-
-    @classmethod
-    def parser(cls) -> argparse.ArgumentParser:
-        return settings_parser(cls, **_CLI)
-
-    @classmethod
-    def from_args(cls, argv: Sequence[str] | None = None) -> RegistrySettings:
-        return parse_settings(cls, argv, **_CLI)

@@ -21,7 +21,7 @@ import types
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 ENV_PREFIX = "MODELMGR_"
 
@@ -258,3 +258,18 @@ def log_level_setting() -> Any:
 
 def log_format_setting() -> Any:
     return setting("json", help="log format: json or console", env="MODELMGR_LOG_FORMAT")
+
+
+class CliSettings:
+    """`parser()` and `from_args()` for a settings dataclass, written once; the class names its command."""
+
+    CLI_PROG: ClassVar[str]
+    CLI_DESCRIPTION: ClassVar[str]
+
+    @classmethod
+    def parser(cls) -> argparse.ArgumentParser:
+        return settings_parser(cls, prog=cls.CLI_PROG, description=cls.CLI_DESCRIPTION)
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str] | None = None) -> Self:
+        return parse_settings(cls, argv, prog=cls.CLI_PROG, description=cls.CLI_DESCRIPTION)
