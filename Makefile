@@ -24,6 +24,7 @@ proto: install
 lint: install
 	$(VENV)/bin/buf lint
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy service_kit
 
 # Debian's chromium for the browser tests (Playwright cannot download its own browsers here).
 browser:

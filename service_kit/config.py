@@ -106,9 +106,9 @@ def setting(
     return dataclasses.field(default=default, default_factory=default_factory, metadata={SETTING_KEY: spec})
 
 
-def setting_of(f: dataclasses.Field) -> Setting:
+def setting_of(f: dataclasses.Field[Any]) -> Setting:
     spec = f.metadata.get(SETTING_KEY)
-    if spec is None:
+    if not isinstance(spec, Setting):
         raise TypeError(f"field {f.name!r} is not declared with service_kit.config.setting()")
     return spec
 
@@ -142,7 +142,7 @@ def _converter(hint: Any) -> tuple[Callable[[str], Any], bool]:
     raise TypeError(f"unsupported setting type {hint!r}")
 
 
-def _field_default(f: dataclasses.Field) -> Any:
+def _field_default(f: dataclasses.Field[Any]) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
@@ -175,7 +175,7 @@ def settings_parser(cls: type, *, prog: str, description: str) -> argparse.Argum
     epilog = ("environment only (no flag, which would show in `ps`): " + ", ".join(secrets)) if secrets else None
     parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog)
     hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
+    for f in dataclasses.fields(typing.cast(Any, cls)):  # cls is a dataclass: T cannot say so
         spec = setting_of(f)
         flag = spec.flag_name(f.name)
         if flag is None:
@@ -191,7 +191,7 @@ def settings_parser(cls: type, *, prog: str, description: str) -> argparse.Argum
     return parser
 
 
-def _from_env(parser: argparse.ArgumentParser, spec: Setting, f: dataclasses.Field, convert: Callable[[str], Any]) -> Any:
+def _from_env(parser: argparse.ArgumentParser, spec: Setting, f: dataclasses.Field[Any], convert: Callable[[str], Any]) -> Any:
     found = _env_value(spec, f.name)
     if found is None:
         return _field_default(f)
@@ -212,7 +212,7 @@ def parse_settings(cls: type[T], argv: Sequence[str] | None, *, prog: str, descr
     args = parser.parse_args(argv)
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
+    for f in dataclasses.fields(typing.cast(Any, cls)):  # cls is a dataclass: T cannot say so
         spec = setting_of(f)
         flag = spec.flag_name(f.name)
         if flag is None:

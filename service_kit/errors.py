@@ -221,7 +221,7 @@ _BY_CODE: dict[grpc.StatusCode, type[ServiceError]] = {
 def error_info_of(exc: grpc.aio.AioRpcError | grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
     """The ErrorInfo detail of a failed call, or None when the server sent none."""
     try:
-        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+        status = rpc_status.from_call(exc)
     except ValueError:
         return None
     if status is None:

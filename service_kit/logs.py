@@ -107,4 +107,5 @@ def configure_logging(
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name) if name else structlog.get_logger()
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name) if name else structlog.get_logger()
+    return logger
