@@ -7,23 +7,23 @@ volume or the models dir. The real path is what gets loaded, so a link swapped l
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from inference_svc.errors import OutsideModelRoots
 from service_kit import get_logger
+from service_kit.files import real_path
 
 log = get_logger("inference_svc.model_paths")
 
 
 class ModelRoots:
     def __init__(self, roots: Iterable[Path]) -> None:
-        self.roots = tuple(Path(os.path.realpath(root)) for root in roots)
+        self.roots = tuple(real_path(root) for root in roots)
 
     def confine(self, path: Path, what: str) -> Path:
         """The real path of `path`, or OutsideModelRoots (the message names only `what`)."""
-        real = Path(os.path.realpath(path))
+        real = real_path(path)
         if not any(real.is_relative_to(root) for root in self.roots):
             log.warning("model.outside_roots", model=what, path=str(path), target=str(real))
             raise OutsideModelRoots(f"{what}: its file lies outside the model volumes; it is not loaded",

@@ -15,7 +15,6 @@ Modules, one concept each:
 - `migration`   the old app's volume layout and built-in LoRAs
 - `filenames`   filename and extension rules
 - `limits`      bounds on every client-set field (checked on the way in, cut on load)
-- `confine`     files are read only when their real path is on the volume
 - `models`      ModelEntry (the old app's UserModelEntry fields) and its JSON/protobuf forms
 - `errors`      domain errors with stable reasons (domain "registry.modelmanager")
 """

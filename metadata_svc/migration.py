@@ -10,13 +10,12 @@ import os
 from pathlib import Path
 
 from metadata_svc import inspection as insp
-from metadata_svc.confine import real_root, resolves_inside
 from metadata_svc.errors import InvalidSafetensors
 from metadata_svc.filenames import looks_like_model_file
 from metadata_svc.index_store import IndexState
 from metadata_svc.models import FOLDER_OF_TYPE, LORA, ModelEntry, now_iso
 from service_kit import get_logger
-from service_kit.files import fsync_dir
+from service_kit.files import fsync_dir, real_path, resolves_inside
 
 log = get_logger("metadata_svc.migration")
 
@@ -100,7 +99,7 @@ def migrate(root: Path, state: IndexState) -> list[str]:
         path = loras / filename
         if filename in state.models or not path.is_file():
             continue
-        if not resolves_inside(path, real_root(root)):  # a link out of the volume is never read
+        if not resolves_inside(path, real_path(root)):  # a link out of the volume is never read
             log.warning("migration.outside_volume", path=str(path))
             continue
         state.models[filename] = builtin_entry(path, spec)

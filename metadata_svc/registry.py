@@ -26,7 +26,6 @@ from pathlib import Path
 from metadata_svc import inspection as insp
 from metadata_svc import limits
 from metadata_svc.config import RegistrySettings
-from metadata_svc.confine import real_root, resolves_inside
 from metadata_svc.errors import (
     ActiveCheckpoint,
     AmbiguousLora,
@@ -72,7 +71,7 @@ from metadata_svc.prompt import compose
 from modelmanager.v1 import model_pb2
 from service_kit import errors, get_logger
 from service_kit.config import DEFAULT_CHECKPOINT, DEFAULT_CHECKPOINT_FILE
-from service_kit.files import fsync_dir
+from service_kit.files import fsync_dir, real_path, resolves_inside
 
 log = get_logger("metadata_svc.registry")
 
@@ -174,8 +173,8 @@ class Registry:
         self.settings = settings
         self.root = settings.user_models_dir.absolute()
         self.models_dir = settings.models_dir.absolute()
-        self._real_root = real_root(self.root)
-        self._real_models_dir = real_root(self.models_dir)
+        self._real_root = real_path(self.root)
+        self._real_models_dir = real_path(self.models_dir)
         self._models: dict[str, ModelEntry] = state.models
         # Each entry's line of the index file, kept beside the entry so a rewrite is one C-level join.
         self._lines: dict[str, bytes] = {name: entry.json_line() for name, entry in self._models.items()}

@@ -68,3 +68,23 @@ class ExclusiveLock:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
+
+
+# A model file is read only when its real location lies where it should: a symlink
+# `checkpoints/x.safetensors -> /etc/...` (or a linked folder) would otherwise make the registry hash
+# and inspect, and the inference service load, any file the server can read.
+
+
+def real_path(path: Path) -> Path:
+    """`path` with every symlink resolved (a volume mounted through a link is still the volume)."""
+    return Path(os.path.realpath(path))
+
+
+def resolves_inside(path: Path, root: Path) -> bool:
+    """Whether `path`, every symlink followed, lies under `root` (a `real_path`). A path that does
+    not exist resolves to itself, so a missing file is inside where its name is."""
+    try:
+        real = os.path.realpath(path, strict=False)
+    except (OSError, ValueError):  # a symlink loop on some Pythons, a NUL byte
+        return False
+    return Path(real).is_relative_to(root)
