@@ -138,7 +138,7 @@ def _is_login(scope: Scope) -> bool:
     return scope.get("method") == "POST" and scope.get("path", "").rstrip("/") == "/login"
 
 
-def _content_length(scope: Scope) -> int | None:
+def content_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
             return int(value) if value.isdigit() else None
@@ -224,7 +224,7 @@ class AuthGuard:
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.body_limit(scope)
-        length = _content_length(scope)
+        length = content_length(scope)
         if length is not None and length > limit:
             if scope.get("path") == UPLOAD_PATH:  # the same answer as upload.py's own check
                 err = ApiError.local(413, f"upload larger than the limit of {self.settings.max_upload_bytes} bytes",

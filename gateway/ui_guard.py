@@ -31,7 +31,8 @@ from urllib.parse import parse_qs, unquote
 from PIL import Image
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import ApiError
+from gateway.errors import ApiError, body_too_large, send_error
+from gateway.security import content_length
 from service_kit.logs import get_logger
 
 log = get_logger("gateway.ui")
@@ -109,17 +110,6 @@ class UploadedFiles:
             shutil.rmtree(file.parent, ignore_errors=True)
 
 
-def _json_error(status: int, reason: str, message: str) -> tuple[int, bytes]:
-    return status, json.dumps(ApiError.local(status, message, reason).body()).encode()
-
-
-async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *(headers or [])]})
-    await send({"type": "http.response.body", "body": body})
-
-
 class UiGuard:
     def __init__(self, app: ASGIApp, *, uploads: UploadedFiles, blocks: Any, max_file_bytes: int) -> None:
         self.app = app
@@ -137,7 +127,7 @@ class UiGuard:
         if refusal is None and path == f"{PREFIX}/queue/data":
             refusal = self._refuse_unknown_session(scope)
         if refusal is not None:
-            await _respond(send, *refusal)
+            await send_error(send, refusal)
             return
         if method != "POST":
             await self.app(scope, receive, send)
@@ -147,32 +137,32 @@ class UiGuard:
             await self._event(scope, receive, send, MAX_LOGIN_BODY if path.startswith("/login") else MAX_EVENT_BODY)
 
     @staticmethod
-    def _refuse_url(path: str) -> tuple[int, bytes] | None:
+    def _refuse_url(path: str) -> ApiError | None:
         for marker in ("/file=", "/file/", "/proxy="):
             _, found, rest = path.partition(marker)
             if found and (marker == "/proxy=" or "://" in unquote(rest)[:16]):
-                return _json_error(403, "PATH_NOT_ALLOWED", "the UI serves only its own files, never a URL")
+                return ApiError.local(403, "the UI serves only its own files, never a URL", "PATH_NOT_ALLOWED")
         return None
 
-    def _refuse_unknown_session(self, scope: Scope) -> tuple[int, bytes] | None:
+    def _refuse_unknown_session(self, scope: Scope) -> ApiError | None:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         session = (query.get("session_hash") or [""])[0]
         # The same check Gradio makes, made before the stream starts (it raises it after).
         if session not in self.blocks._queue.pending_messages_per_session:
-            return _json_error(404, "SESSION_NOT_FOUND", "no such UI session")
+            return ApiError.local(404, "no such UI session", "SESSION_NOT_FOUND")
         return None
 
     async def _upload(self, scope: Scope, receive: Receive, send: Send) -> None:
-        length = _content_length(scope)
+        length = content_length(scope)
         if length is not None and length > self.max_file_bytes + MAX_EVENT_BODY:
-            await _respond(send, *_json_error(413, "UPLOAD_TOO_LARGE",
-                                              f"a UI upload is at most {self.max_file_bytes} bytes"))
+            await send_error(send, ApiError.local(413, f"a UI upload is at most {self.max_file_bytes} bytes",
+                                                  "UPLOAD_TOO_LARGE"))
             return
         self.uploads.root.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(self.uploads.root).free
         if free < (length or 0) + DISK_RESERVE_BYTES:
-            await _respond(send, *_json_error(507, "INSUFFICIENT_STORAGE",
-                                              "not enough free disk space for this upload"))
+            await send_error(send, ApiError.local(507, "not enough free disk space for this upload",
+                                                  "INSUFFICIENT_STORAGE"))
             return
         client = client_of(scope)
         status = 0
@@ -200,10 +190,10 @@ class UiGuard:
                 self.uploads.add(path, client)
 
     async def _event(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        length = _content_length(scope)
-        too_large = _json_error(413, "BODY_TOO_LARGE", f"a UI request body is at most {limit} bytes")
+        length = content_length(scope)
+        too_large = body_too_large(limit)
         if length is not None and length > limit:
-            await _respond(send, *too_large)
+            await send_error(send, too_large)
             return
         chunks = bytearray()
         while True:
@@ -212,7 +202,7 @@ class UiGuard:
                 return
             chunks.extend(message.get("body", b""))
             if len(chunks) > limit:
-                await _respond(send, *too_large)
+                await send_error(send, too_large)
                 return
             if not message.get("more_body"):
                 break
@@ -225,12 +215,12 @@ class UiGuard:
         for path in named:
             if not self.uploads.owned_by(path, client):
                 log.warning("ui.file_refused", path_digest=hashlib.sha256(path.encode()).hexdigest()[:12])
-                await _respond(send, *_json_error(403, "FILE_NOT_UPLOADED",
-                                                  "the UI takes only files you uploaded in this session"))
+                await send_error(send, ApiError.local(403, "the UI takes only files you uploaded in this session",
+                                                      "FILE_NOT_UPLOADED"))
                 return
-            too_large = await asyncio.to_thread(oversized_image, path)
-            if too_large:
-                await _respond(send, *_json_error(413, "IMAGE_TOO_LARGE", too_large))
+            oversized = await asyncio.to_thread(oversized_image, path)
+            if oversized:
+                await send_error(send, ApiError.local(413, oversized, "IMAGE_TOO_LARGE"))
                 return
         replayed = False
 
@@ -257,16 +247,6 @@ def oversized_image(path: str) -> str | None:
         return None  # not an image (a model file): not ours to judge here
     if width * height > MAX_INPUT_PIXELS:
         return f"the image is {width}x{height}: at most {MAX_INPUT_PIXELS} pixels are taken"
-    return None
-
-
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
     return None
 
 
