@@ -48,6 +48,10 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.DATA_LOSS: 500,
 }
 
+# Where a reason says more than its code: a size limit is 413, not RESOURCE_EXHAUSTED's 429 (retrying
+# the same bytes later does not help).
+HTTP_STATUS_BY_REASON: dict[str, int] = {"UPLOAD_TOO_LARGE": 413, "BODY_TOO_LARGE": 413}
+
 _CODE_BY_HTTP = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     401: grpc.StatusCode.UNAUTHENTICATED,
@@ -141,7 +145,9 @@ def from_rpc_error(exc: grpc.aio.AioRpcError, service: str, address: str) -> Api
         else:
             message = f"the {service} service did not answer in time"
             details = [error_info("SERVICE_TIMEOUT", {"service": service})]
-    return ApiError(HTTP_STATUS.get(code, 500), code, message, details)
+    err = ApiError(HTTP_STATUS.get(code, 500), code, message, details)
+    err.http_status = HTTP_STATUS_BY_REASON.get(err.reason or "", err.http_status)
+    return err
 
 
 def error_response(err: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:

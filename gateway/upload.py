@@ -211,10 +211,7 @@ class _Upload:
         try:
             return await self.call
         except grpc.aio.AioRpcError as exc:
-            err = self.clients.error(exc, "registry")
-            if err.reason == "UPLOAD_TOO_LARGE":
-                err.http_status = 413  # the registry's own limit; RESOURCE_EXHAUSTED alone would be 429
-            raise err from None
+            raise self.clients.error(exc, "registry") from None
 
 
 def _too_large(limit: int) -> ApiError:
