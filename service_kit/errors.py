@@ -74,6 +74,10 @@ class ServiceError(Exception):
         # ErrorInfo metadata values are strings (AIP-193).
         self.metadata = {k: str(v) for k, v in (metadata or {}).items()}
         self.domain = domain
+        # Set by from_rpc_error on an error received from a peer: its ErrorInfo (None when it sent none)
+        # and every detail of its google.rpc.Status, in order (the gateway renders them all as JSON).
+        self.error_info: error_details_pb2.ErrorInfo | None = None
+        self.status_details: list[any_pb2.Any] = []
 
     def to_status_proto(self, default_domain: str) -> status_pb2.Status:
         info = any_pb2.Any()
@@ -218,15 +222,17 @@ _BY_CODE: dict[grpc.StatusCode, type[ServiceError]] = {
 }
 
 
-def error_info_of(exc: grpc.aio.AioRpcError | grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
-    """The ErrorInfo detail of a failed call, or None when the server sent none."""
+def _status_details(exc: grpc.aio.AioRpcError | grpc.RpcError) -> list[any_pb2.Any]:
+    """The details of a failed call's google.rpc.Status; none when it carried no (valid) rich status."""
     try:
         status = rpc_status.from_call(exc)
-    except ValueError:
-        return None
-    if status is None:
-        return None
-    for detail in status.details:
+    except ValueError:  # a status whose code or message disagrees with the call's
+        return []
+    return list(status.details) if status is not None else []
+
+
+def _error_info(details: list[any_pb2.Any]) -> error_details_pb2.ErrorInfo | None:
+    for detail in details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
@@ -234,14 +240,25 @@ def error_info_of(exc: grpc.aio.AioRpcError | grpc.RpcError) -> error_details_pb
     return None
 
 
+def error_info_of(exc: grpc.aio.AioRpcError | grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
+    """The ErrorInfo detail of a failed call, or None when the server sent none."""
+    return _error_info(_status_details(exc))
+
+
 def from_rpc_error(exc: grpc.aio.AioRpcError) -> ServiceError:
     """Rebuild a ServiceError from a failed call to another service.
 
     Used when one service calls another and wants to pass the failure on with
-    its code, reason and domain intact.
+    its code, reason and domain intact. The status is parsed once; its ErrorInfo and
+    all its details stay on the error (`error_info`, `status_details`).
     """
     cls = _BY_CODE.get(exc.code(), ServiceError)
-    info = error_info_of(exc)
+    details = _status_details(exc)
+    info = _error_info(details)
     if info is None:
-        return cls(exc.details() or exc.code().name)
-    return cls(exc.details() or "", reason=info.reason, metadata=dict(info.metadata), domain=info.domain)
+        err = cls(exc.details() or exc.code().name)
+    else:
+        err = cls(exc.details() or "", reason=info.reason, metadata=dict(info.metadata), domain=info.domain)
+    err.error_info = info
+    err.status_details = details
+    return err
