@@ -1,7 +1,7 @@
 """The few registry calls this service makes, over gRPC.
 
-Failures of the registry keep their code, reason and domain (`from_rpc_error`),
-so a caller sees e.g. UNAVAILABLE from "registry.modelmanager" when it is down.
+Failures follow service_kit.peer's rule: a registry that does not answer is
+UNAVAILABLE / REGISTRY_UNAVAILABLE; its own errors keep their code, reason and domain.
 
 Calls made for a user's request fail fast when the registry is down. Calls made
 by a running download job pass `wait=True` (gRPC wait-for-ready, up to the call's
@@ -12,14 +12,13 @@ a job and throw away gigabytes already downloaded.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
-import grpc
-
-from civitai_svc import errors as E
 from modelmanager.v1 import model_pb2, registry_pb2, registry_pb2_grpc
 from service_kit import errors, insecure_channel
+from service_kit.peer import DEFAULT_DEADLINE, Peer, paged
 
-CALL_TIMEOUT = 30.0
+CALL_TIMEOUT = DEFAULT_DEADLINE
 # How long a download job waits for a registry that is down before it gives up.
 JOB_WAIT_TIMEOUT = 120.0
 # CreateModel may hash and inspect a multi-GB file when it must; give it time.
@@ -29,24 +28,16 @@ CREATE_TIMEOUT = 600.0
 class RegistryClient:
     def __init__(self, address: str) -> None:
         self.address = address
-        self._channel = insecure_channel(address)
-        self._stub = registry_pb2_grpc.ModelRegistryServiceStub(self._channel)
+        self._peer = Peer("registry", insecure_channel(address), address=address, deadline=CALL_TIMEOUT)
+        self._stub = registry_pb2_grpc.ModelRegistryServiceStub(self._peer.channel)
 
     async def aclose(self) -> None:
-        await self._channel.close()
+        await self._peer.close()
 
-    async def _call(self, method, request, deadline: float = CALL_TIMEOUT, wait: bool = False):  # type: ignore[no-untyped-def]
+    async def _call(self, method: Any, request: Any, deadline: float = CALL_TIMEOUT, wait: bool = False) -> Any:
         if wait:
             deadline = max(deadline, JOB_WAIT_TIMEOUT)
-        try:
-            return await method(request, timeout=deadline, wait_for_ready=wait)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and not errors.error_info_of(exc):
-                raise E.RegistryUnavailable(
-                    f"the model registry at {self.address} is unavailable ({exc.code().name})",
-                    metadata={"registry": self.address},
-                ) from None
-            raise errors.from_rpc_error(exc) from None
+        return await self._peer.call(method, request, deadline=deadline, wait_for_ready=wait)
 
     async def create_model(self, model: model_pb2.Model) -> model_pb2.Model:
         # Only download jobs register: always wait for the registry.
@@ -68,17 +59,9 @@ class RegistryClient:
 
     async def iter_models(self, model_type: int = model_pb2.MODEL_TYPE_UNSPECIFIED, *,
                           wait: bool = False) -> AsyncIterator[model_pb2.Model]:
-        token = ""
-        while True:
-            reply = await self._call(
-                self._stub.ListModels, registry_pb2.ListModelsRequest(page_size=1000, page_token=token, type=model_type),
-                wait=wait,
-            )
-            for model in reply.models:
-                yield model
-            token = reply.next_page_token
-            if not token:
-                return
+        request = registry_pb2.ListModelsRequest(page_size=1000, type=model_type)
+        async for model in paged(lambda r: self._call(self._stub.ListModels, r, wait=wait), request, "models"):
+            yield model
 
     async def find_by_sha256(self, sha256: str, *, wait: bool = False) -> model_pb2.Model | None:
         sha256 = sha256.lower()

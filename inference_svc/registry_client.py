@@ -1,18 +1,23 @@
-"""The registry, as this service needs it: the active checkpoint, composed prompts, checkpoint paths."""
+"""The registry, as this service needs it: the active checkpoint, composed prompts, checkpoint paths.
+
+Failures follow service_kit.peer's rule: a registry that does not answer is UNAVAILABLE /
+REGISTRY_UNAVAILABLE; its own answers (NOT_FOUND / LORA_NOT_FOUND, UNAVAILABLE / INDEX_WRITE_FAILED...)
+pass on intact.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import grpc
-
-from inference_svc.errors import CheckpointNotFound, RegistryUnavailable
+from inference_svc.errors import CheckpointNotFound
 from inference_svc.model_paths import ModelRoots
 from modelmanager.v1 import model_pb2, registry_pb2, registry_pb2_grpc
 from service_kit import errors, insecure_channel
 from service_kit.config import DEFAULT_CHECKPOINT
+from service_kit.peer import Peer
 
 
 def default_checkpoint_location(path: Path) -> Path:
@@ -40,33 +45,30 @@ class RegistryClient:
         self.default_checkpoint_path = default_checkpoint_path
         self.roots = ModelRoots(model_roots)  # every path handed out below lies under one of these
         self.timeout_s = timeout_s
-        self._channel: grpc.aio.Channel | None = None
+        self._peer: Peer | None = None
         self._stub: registry_pb2_grpc.ModelRegistryServiceStub | None = None
 
     @property
-    def stub(self) -> registry_pb2_grpc.ModelRegistryServiceStub:
+    def peer(self) -> Peer:
         # Made lazily, on the serving event loop.
+        if self._peer is None:
+            self._peer = Peer("registry", insecure_channel(self.address), address=self.address,
+                              deadline=self.timeout_s)
+        return self._peer
+
+    @property
+    def stub(self) -> registry_pb2_grpc.ModelRegistryServiceStub:
         if self._stub is None:
-            self._channel = insecure_channel(self.address)
-            self._stub = registry_pb2_grpc.ModelRegistryServiceStub(self._channel)
+            self._stub = registry_pb2_grpc.ModelRegistryServiceStub(self.peer.channel)
         return self._stub
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel, self._stub = None, None
+        if self._peer is not None:
+            await self._peer.close()
+            self._peer, self._stub = None, None
 
-    async def _call(self, method, request):  # type: ignore[no-untyped-def]
-        try:
-            return await method(request, timeout=self.timeout_s)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise RegistryUnavailable(
-                    f"registry at {self.address} is unavailable: {exc.details()}",
-                    metadata={"registry": self.address},
-                ) from exc
-            # The registry's own error (NOT_FOUND / LORA_NOT_FOUND naming the LoRA...), passed on intact.
-            raise errors.from_rpc_error(exc) from exc
+    async def _call(self, method: Any, request: Any) -> Any:
+        return await self.peer.call(method, request)
 
     async def checkpoint(self, override: str = "") -> ResolvedCheckpoint:
         """The checkpoint a job runs on: `override` when given, else the registry's active one."""
