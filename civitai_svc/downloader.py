@@ -6,10 +6,13 @@ Why it is built this way:
   about 1 h on B2, so a resumed download cannot reuse the old one). The
   token goes to that endpoint only, never to the storage host.
 - Bytes are hashed and written in one pass. The event loop only collects the
-  socket's chunks; every `block_size` bytes the chunks go to two worker threads,
-  one updating the sha256 and one `writev`ing them (both release the GIL),
-  while the loop keeps receiving. At most two blocks are in flight, which
-  bounds memory (2 x 16 MiB).
+  socket's chunks; every `block_size` bytes the chunks go to two worker threads
+  (civitai_svc.part_file), one updating the sha256 and one `writev`ing them
+  (both release the GIL), while the loop keeps receiving. At most two blocks
+  are in flight, which bounds memory (2 x 16 MiB).
+- One `Transfer` holds a fetch's state (offset and hash in its part file, the
+  size and name the servers told, the figures counted); each of its methods
+  does one step, and `Downloader.fetch` runs them in order.
 - After a cut, the bytes already received are flushed (TCP delivered them in
   order, so the hash state stays valid) and the transfer goes on with
   `Range: bytes=N-`. 206 appends; a 200 means the server ignored the range, so
@@ -27,16 +30,10 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
-import ctypes
-import errno
-import hashlib
-import os
 import re
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, unquote_plus, urlsplit
 
@@ -44,6 +41,7 @@ import httpx
 
 from civitai_svc import errors as E
 from civitai_svc.api_client import CivitaiApi, Redirect, parse_retry_after
+from civitai_svc.part_file import PartFile
 from service_kit.logs import get_logger
 
 log = get_logger("civitai_svc.downloader")
@@ -52,15 +50,6 @@ BLOCK_SIZE = 16 * 1024 * 1024
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 _HTML_START = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")
 _TEXT_TYPES = ("text/html", "application/json", "text/plain", "application/xml", "text/xml")
-
-# Linux fallocate(2), for FALLOC_FL_KEEP_SIZE (os.posix_fallocate would set the length to the full size,
-# and then the length no longer tells how many bytes a stopped transfer had written). None elsewhere.
-_FALLOC_FL_KEEP_SIZE = 1
-_libc = ctypes.CDLL(None, use_errno=True)
-_fallocate = getattr(_libc, "fallocate64", None) or getattr(_libc, "fallocate", None)
-if _fallocate is not None:
-    _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    _fallocate.restype = ctypes.c_int
 
 
 @dataclass
@@ -78,108 +67,6 @@ ProgressCallback = Callable[[int, int, int, int], None]
 
 class _Stalled(Exception):
     """A transfer attempt ended without progress; the loop decides whether to try again."""
-
-
-class _BlockWriter:
-    """Hash and write blocks of chunks off the event loop, in order, two blocks in flight at most.
-
-    Hashing and writing each get their own thread: both release the GIL, so a block is hashed
-    while the previous one is written while the loop receives the next one.
-    """
-
-    def __init__(self, fd: int, block_size: int) -> None:
-        self._fd = fd
-        self._block_size = block_size
-        self._hash_pool = ThreadPoolExecutor(1, thread_name_prefix="civitai-sha256")
-        self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="civitai-write")
-        self._chunks: list[bytes] = []
-        self._buffered = 0
-        self._inflight: deque[asyncio.Future[object]] = deque()
-        self.hasher = hashlib.sha256()
-        self.offset = 0  # bytes handed over (written, in flight or buffered)
-
-    def reserve(self, size: int) -> None:
-        """Allocate the whole file up front (its length unchanged): no block allocation per write, and the
-        space is ours. Filesystems or systems without fallocate: the writes allocate as they go."""
-        if _fallocate is None or _fallocate(self._fd, _FALLOC_FL_KEEP_SIZE, 0, size) == 0:
-            return
-        if ctypes.get_errno() == errno.ENOSPC:
-            raise E.InsufficientDiskSpace(
-                f"not enough free disk space for {size} bytes", metadata={"needed_bytes": size}
-            )
-
-    async def adopt(self) -> None:
-        """Continue after the bytes already in the file: hash them block by block in the hash thread
-        (a cancel stops between blocks), then append after them."""
-        loop = asyncio.get_running_loop()
-        while read := await loop.run_in_executor(self._hash_pool, self._hash_at, self.offset):
-            self.offset += read
-        os.lseek(self._fd, self.offset, os.SEEK_SET)
-
-    def _hash_at(self, offset: int) -> int:
-        data = os.pread(self._fd, self._block_size, offset)
-        self.hasher.update(data)
-        return len(data)
-
-    def add(self, chunk: bytes) -> bool:
-        """Buffer a chunk; True when a block is full and `submit()` should be awaited."""
-        self._chunks.append(chunk)
-        self._buffered += len(chunk)
-        self.offset += len(chunk)
-        return self._buffered >= self._block_size
-
-    @staticmethod
-    def _hash(chunks: list[bytes], hasher: hashlib._Hash) -> None:
-        for chunk in chunks:
-            hasher.update(chunk)
-
-    def _write(self, chunks: list[bytes]) -> None:
-        pending: list[bytes | memoryview] = list(chunks)
-        while pending:
-            written = os.writev(self._fd, pending[:1024])  # IOV_MAX
-            while written and pending:  # partial writes: drop what went out
-                head = pending[0]
-                if written >= len(head):
-                    written -= len(head)
-                    pending.pop(0)
-                else:
-                    pending[0] = memoryview(head)[written:]
-                    written = 0
-
-    async def submit(self) -> None:
-        if not self._chunks:
-            return
-        chunks, self._chunks, self._buffered = self._chunks, [], 0
-        loop = asyncio.get_running_loop()
-        hashed = loop.run_in_executor(self._hash_pool, self._hash, chunks, self.hasher)
-        written = loop.run_in_executor(self._write_pool, self._write, chunks)
-        self._inflight.append(asyncio.gather(hashed, written))
-        while len(self._inflight) > 2:
-            await self._wait_oldest()
-
-    async def _wait_oldest(self) -> None:
-        # Shielded: a cancel must not drop a queued write while later ones still run (a gap in the file);
-        # the block stays in flight until flush() has seen it done.
-        await asyncio.shield(self._inflight[0])
-        self._inflight.popleft()
-
-    async def flush(self) -> None:
-        await self.submit()
-        while self._inflight:
-            await self._wait_oldest()
-
-    async def restart(self) -> None:
-        """Drop everything: the server ignored our Range, the file starts again from byte 0."""
-        await self.flush()
-        os.ftruncate(self._fd, 0)
-        os.lseek(self._fd, 0, os.SEEK_SET)
-        self.hasher = hashlib.sha256()
-        self.offset = 0
-
-    def close(self) -> None:
-        # Waits for a block being hashed/written (at most two), so the fd can be closed after.
-        for pool in (self._hash_pool, self._write_pool):
-            pool.shutdown(wait=True, cancel_futures=True)
 
 
 # One Content-Disposition parameter: a name, then a quoted string (with backslash escapes) or a bare token.
@@ -272,181 +159,36 @@ class Downloader:
         """Download into `part`, created or truncated; with `continue_part`, after the bytes a previous run
         left there (`*_before`: that run's figures, so progress counts the whole job). The caller removes
         `part` on failure; on a cancel, `part` keeps every byte received, in order."""
-        fd = os.open(part, os.O_RDWR | os.O_CREAT | (0 if continue_part else os.O_TRUNC), 0o644)
-        writer = _BlockWriter(fd, self.block_size)
-        total = 0
-        resumes = stalls = 0
-        transferred = transferred_before
-        filename = ""
-        last_report = 0.0
-        loop = asyncio.get_running_loop()
-        trailing: list[asyncio.TimerHandle] = []
-
-        current: list[_Attempt] = []  # the attempt in progress, for live progress figures
-
-        def report(force: bool = False) -> None:
-            nonlocal last_report
-            if on_progress is None:
-                return
-            now = time.monotonic()
-            if not force and now - last_report < self.progress_interval:
-                if not trailing:  # the last figures are shown too, even when no chunk follows (a stall)
-                    trailing.append(loop.call_later(self.progress_interval - (now - last_report), report, True))
-                return
-            for handle in trailing:
-                handle.cancel()
-            trailing.clear()
-            last_report = now
-            live = current[-1] if current else None
-            on_progress(
-                writer.offset,
-                (live.total if live else 0) or total,
-                transferred + (live.received if live else 0),
-                resumes_before + resumes,
-            )
-
+        transfer = Transfer(
+            api=self.api,
+            part=PartFile(part, self.block_size, keep=continue_part),
+            version_id=version_id,
+            file_id=file_id,
+            token=token,
+            max_resumes=self.max_resumes,
+            progress_interval=self.progress_interval,
+            on_progress=on_progress,
+            check_space=check_space,
+            transferred=transferred_before,
+            resumes_before=resumes_before,
+        )
         try:
             if continue_part:
-                await writer.adopt()
-                if writer.offset:
-                    resumes_before += 1  # going on from a previous run's bytes is a resume too
-                    log.info("download.continue", version_id=version_id, offset=writer.offset)
-                report(force=True)
-            while True:
-                start_offset = writer.offset
-                redirect = await self.api.resolve_download(version_id, file_id, token)
-                filename = filename or filename_from_url(redirect.url)
-                try:
-                    done = await self._attempt(redirect, writer, token, start_offset, total, check_space, report, current)
-                    current.clear()  # its figures move into the totals below
-                    total = done.total or total
-                    filename = filename or done.filename
-                    transferred += done.received
-                    if done.complete:
-                        break
-                    # The server sent fewer bytes than announced, then closed cleanly.
-                    raise _Stalled("short body")
-                except (httpx.TransportError, _Stalled, _RetryStorage) as exc:
-                    current.clear()
-                    await writer.flush()  # what arrived is valid and in order: keep it
-                    received = getattr(exc, "received", 0)
-                    transferred += received
-                    total = getattr(exc, "total", 0) or total
-                    filename = filename or getattr(exc, "filename", "")
-                    progressed = writer.offset > start_offset
-                    resumes += 1
-                    stalls = 0 if progressed else stalls + 1
-                    if stalls > self.max_resumes or resumes > self.max_resumes * 16:
-                        raise E.CivitaiUnavailable(
-                            f"the download of version {version_id} keeps failing "
-                            f"({exc or type(exc).__name__} after {writer.offset} bytes); try again later",
-                            metadata={"version_id": version_id, "bytes_done": writer.offset},
-                        ) from None
-                    log.info("download.resume", version_id=version_id, offset=writer.offset, total=total,
-                             resumes=resumes, error=type(exc).__name__)
-                    report(force=True)
-                    if not progressed:
-                        await asyncio.sleep(self.api.retry.delay(stalls - 1, getattr(exc, "retry_after", None)))
-                    continue
-                finally:
-                    report(force=True)
-            await writer.flush()
-            if total and writer.offset != total:
-                raise E.IncompleteDownload(
-                    f"got {writer.offset} of {total} bytes of version {version_id}",
-                    metadata={"bytes_done": writer.offset, "total_bytes": total},
-                )
-            return TransferResult(writer.hasher.hexdigest(), writer.offset, filename, resumes_before + resumes,
-                                  transferred)
+                await transfer.continue_kept()
+            while not await transfer.attempt_once():
+                pass
+            return await transfer.result()
         except asyncio.CancelledError:
-            # Stopped from outside (shutdown, cancel): write what arrived, so `part` is a prefix to go on from.
-            with contextlib.suppress(OSError):
-                await writer.flush()
+            await transfer.keep_received()
             raise
         finally:
-            for handle in trailing:
-                handle.cancel()
-            writer.close()
-            os.close(fd)
-
-    async def _attempt(
-        self,
-        redirect: Redirect,
-        writer: _BlockWriter,
-        token: str | None,
-        offset: int,
-        known_total: int,
-        check_space: Callable[[int], None] | None,
-        report: Callable[[], None] = lambda: None,
-        live: list[_Attempt] | None = None,
-    ) -> _Attempt:
-        """One GET of the storage URL from `offset`; raises _RetryStorage/TransportError to resume."""
-        response = await self.api.open_file(redirect, offset, token)
-        attempt = _Attempt(total=known_total, filename=filename_from_headers(response.headers))
-        if live is not None:
-            live[:] = [attempt]
-        try:
-            status = response.status_code
-            if status == 416:
-                # Nothing left to send from `offset`: complete if we know the size and have it all.
-                tail = response.headers.get("Content-Range", "").rsplit("/", 1)[-1].strip()
-                size = int(tail) if tail.isdigit() else 0
-                if offset and offset in (size, known_total):
-                    attempt.total = offset
-                    attempt.complete = True
-                    return attempt
-                await writer.restart()
-                raise _RetryStorage("416 at an unexpected offset", attempt)
-            if status == 206:
-                m = _CONTENT_RANGE.search(response.headers.get("Content-Range", ""))
-                if not m or int(m.group(1)) != offset:
-                    await writer.restart()
-                    raise _RetryStorage("206 from an unexpected offset", attempt)
-                attempt.total = int(m.group(3)) if m.group(3) != "*" else 0
-            elif status == 200:
-                if offset:
-                    log.info("download.range_ignored", offset=offset)
-                    await writer.restart()
-                length = response.headers.get("Content-Length")
-                attempt.total = int(length) if length and length.isdigit() else 0
-            elif status in (400, 401, 403, 404, 408, 410, 429) or status >= 500:
-                # Storage refusals (expired signature, throttling, hiccups): ask for a fresh URL.
-                await response.aread()
-                if status in (429, 503):
-                    attempt.retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                raise _RetryStorage(f"storage answered {status}", attempt)
-            else:
-                raise E.CivitaiUnavailable(f"the storage host answered HTTP {status}", metadata={"http_status": status})
-
-            if check_space is not None and attempt.total and not known_total:
-                check_space(attempt.total - writer.offset)  # exact size known now: enough room left?
-            first = writer.offset == 0
-            async for chunk in response.aiter_raw():
-                if first:
-                    first = False
-                    why = looks_like_page(chunk, response.headers.get("Content-Type", ""))
-                    if why:
-                        raise E.NotAModelFile(
-                            f"{why} (often a login, early-access or challenge page); "
-                            f"nothing was installed. If the model needs a login, {E.TOKEN_HINT}",
-                            metadata={"content_type": response.headers.get("Content-Type", "")},
-                        )
-                    if attempt.total:
-                        writer.reserve(attempt.total)  # only once the body looks like a model file
-                attempt.received += len(chunk)
-                if writer.add(chunk):
-                    await writer.submit()
-                report()  # throttled to progress_interval inside
-            attempt.complete = not attempt.total or writer.offset >= attempt.total
-            return attempt
-        except httpx.TransportError as exc:
-            raise _RetryStorage(type(exc).__name__, attempt) from exc
-        finally:
-            await response.aclose()
+            transfer.close()
 
 
 @dataclass
 class _Attempt:
+    """What one GET of the storage URL learnt and received."""
+
     total: int = 0
     filename: str = ""
     received: int = 0
@@ -455,9 +197,212 @@ class _Attempt:
 
 
 class _RetryStorage(Exception):
+    """The storage refused or cut this attempt; a fresh URL from `offset` may work."""
+
     def __init__(self, why: str, attempt: _Attempt) -> None:
         super().__init__(why)
-        self.received = attempt.received
-        self.total = attempt.total
-        self.filename = attempt.filename
-        self.retry_after = attempt.retry_after
+        self.attempt = attempt
+
+
+@dataclass(eq=False)
+class Transfer:
+    """The state of one `Downloader.fetch()`: the file as far as the servers told it, the figures counted
+    so far and the `.part` file the bytes go to. Each method does one step; `fetch()` runs them in order."""
+
+    api: CivitaiApi
+    part: PartFile  # holds the offset (bytes in order) and the sha256 of those bytes
+    version_id: int
+    file_id: int
+    token: str | None
+    max_resumes: int
+    progress_interval: float
+    on_progress: ProgressCallback | None = None
+    check_space: Callable[[int], None] | None = None
+    transferred: int = 0  # network bytes: every attempt's, and those of the runs before
+    resumes_before: int = 0  # the runs before
+    total: int = 0  # the file's size once a server said it, 0 while unknown
+    filename: str = ""  # the served name (signed URL or Content-Disposition), "" while none
+    resumes: int = 0
+    stalls: int = 0  # attempts in a row that added no byte
+    live: _Attempt | None = None  # the attempt in progress, for live progress figures
+    _last_report: float = field(default=0.0, init=False, repr=False)
+    _trailing: asyncio.TimerHandle | None = field(default=None, init=False, repr=False)
+
+    async def continue_kept(self) -> None:
+        """Go on after the bytes a previous run left in the part file: they are hashed first."""
+        await self.part.adopt()
+        if self.part.offset:
+            self.resumes_before += 1  # going on from a previous run's bytes is a resume too
+            log.info("download.continue", version_id=self.version_id, offset=self.part.offset)
+        self.report(force=True)
+
+    async def attempt_once(self) -> bool:
+        """One attempt from the current offset, with a fresh signed URL; True once the file is complete,
+        False after a cut, a short body or a storage refusal (counted and waited out): try again."""
+        start = self.part.offset
+        redirect = await self.api.resolve_download(self.version_id, self.file_id, self.token)
+        self.filename = self.filename or filename_from_url(redirect.url)
+        try:
+            done = await self._get(redirect, start)
+            self.live = None  # its figures move into the totals
+            self._count(done)
+            if done.complete:
+                return True
+            raise _Stalled("short body")  # the server sent fewer bytes than announced, then closed cleanly
+        except (httpx.TransportError, _Stalled, _RetryStorage) as exc:
+            self.live = None
+            await self._recover(exc, start)
+            return False
+        finally:
+            self.report(force=True)
+
+    def _count(self, attempt: _Attempt) -> None:
+        self.total = attempt.total or self.total
+        self.filename = self.filename or attempt.filename
+        self.transferred += attempt.received
+
+    async def _recover(self, exc: Exception, start: int) -> None:
+        """After a failed attempt: keep what arrived (in order, so the hash state stays valid), give up after
+        too many failures, and back off when the attempt added nothing."""
+        await self.part.flush()
+        if isinstance(exc, _RetryStorage):
+            self._count(exc.attempt)
+        progressed = self.part.offset > start
+        self.resumes += 1
+        self.stalls = 0 if progressed else self.stalls + 1
+        if self.stalls > self.max_resumes or self.resumes > self.max_resumes * 16:
+            raise E.CivitaiUnavailable(
+                f"the download of version {self.version_id} keeps failing "
+                f"({exc or type(exc).__name__} after {self.part.offset} bytes); try again later",
+                metadata={"version_id": self.version_id, "bytes_done": self.part.offset},
+            ) from None
+        log.info("download.resume", version_id=self.version_id, offset=self.part.offset, total=self.total,
+                 resumes=self.resumes, error=type(exc).__name__)
+        self.report(force=True)
+        if not progressed:
+            retry_after = exc.attempt.retry_after if isinstance(exc, _RetryStorage) else None
+            await asyncio.sleep(self.api.retry.delay(self.stalls - 1, retry_after))
+
+    async def _get(self, redirect: Redirect, offset: int) -> _Attempt:
+        """One GET of the storage URL from `offset`; raises _RetryStorage/TransportError to resume."""
+        response = await self.api.open_file(redirect, offset, self.token)
+        attempt = _Attempt(total=self.total, filename=filename_from_headers(response.headers))
+        self.live = attempt
+        try:
+            if await self._has_body(response, attempt, offset):
+                await self._receive(response, attempt)
+            return attempt
+        except httpx.TransportError as exc:
+            raise _RetryStorage(type(exc).__name__, attempt) from exc
+        finally:
+            await response.aclose()
+
+    async def _has_body(self, response: httpx.Response, attempt: _Attempt, offset: int) -> bool:
+        """What the status says, into `attempt`: True when the body is the file from `offset` (or from 0,
+        the part file restarted), False when nothing is left to fetch; _RetryStorage for a fresh URL."""
+        status = response.status_code
+        if status == 416:
+            # Nothing left to send from `offset`: complete if we know the size and have it all.
+            tail = response.headers.get("Content-Range", "").rsplit("/", 1)[-1].strip()
+            size = int(tail) if tail.isdigit() else 0
+            if offset and offset in (size, self.total):
+                attempt.total = offset
+                attempt.complete = True
+                return False
+            await self.part.restart()
+            raise _RetryStorage("416 at an unexpected offset", attempt)
+        if status == 206:
+            m = _CONTENT_RANGE.search(response.headers.get("Content-Range", ""))
+            if not m or int(m.group(1)) != offset:
+                await self.part.restart()
+                raise _RetryStorage("206 from an unexpected offset", attempt)
+            attempt.total = int(m.group(3)) if m.group(3) != "*" else 0
+        elif status == 200:
+            if offset:
+                log.info("download.range_ignored", offset=offset)
+                await self.part.restart()
+            length = response.headers.get("Content-Length")
+            attempt.total = int(length) if length and length.isdigit() else 0
+        elif status in (400, 401, 403, 404, 408, 410, 429) or status >= 500:
+            # Storage refusals (expired signature, throttling, hiccups): ask for a fresh URL.
+            await response.aread()
+            if status in (429, 503):
+                attempt.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise _RetryStorage(f"storage answered {status}", attempt)
+        else:
+            raise E.CivitaiUnavailable(f"the storage host answered HTTP {status}", metadata={"http_status": status})
+        return True
+
+    async def _receive(self, response: httpx.Response, attempt: _Attempt) -> None:
+        """Stream the body into the part file, counting it into `attempt`."""
+        if self.check_space is not None and attempt.total and not self.total:
+            self.check_space(attempt.total - self.part.offset)  # exact size known now: enough room left?
+        first = self.part.offset == 0
+        async for chunk in response.aiter_raw():
+            if first:
+                first = False
+                self._check_start(chunk, response.headers.get("Content-Type", ""), attempt.total)
+            attempt.received += len(chunk)
+            if self.part.add(chunk):
+                await self.part.submit()
+            self.report()  # throttled to progress_interval inside
+        attempt.complete = not attempt.total or self.part.offset >= attempt.total
+
+    def _check_start(self, first: bytes, content_type: str, total: int) -> None:
+        """The file's first bytes: a web page or JSON error is never saved; a model file gets its space."""
+        why = looks_like_page(first, content_type)
+        if why:
+            raise E.NotAModelFile(
+                f"{why} (often a login, early-access or challenge page); "
+                f"nothing was installed. If the model needs a login, {E.TOKEN_HINT}",
+                metadata={"content_type": content_type},
+            )
+        if total:
+            self.part.reserve(total)  # only once the body looks like a model file
+
+    def report(self, force: bool = False) -> None:
+        """The figures to on_progress, at most every progress_interval unless forced; a throttled report
+        is sent later, so the last figures show even when no chunk follows (a stall)."""
+        if self.on_progress is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_report < self.progress_interval:
+            if self._trailing is None:
+                delay = self.progress_interval - (now - self._last_report)
+                self._trailing = asyncio.get_running_loop().call_later(delay, self.report, True)
+            return
+        self._cancel_trailing()
+        self._last_report = now
+        live = self.live
+        self.on_progress(
+            self.part.offset,
+            (live.total if live else 0) or self.total,
+            self.transferred + (live.received if live else 0),
+            self.resumes_before + self.resumes,
+        )
+
+    async def result(self) -> TransferResult:
+        """Once complete: every byte written, and as many as the server announced."""
+        await self.part.flush()
+        if self.total and self.part.offset != self.total:
+            raise E.IncompleteDownload(
+                f"got {self.part.offset} of {self.total} bytes of version {self.version_id}",
+                metadata={"bytes_done": self.part.offset, "total_bytes": self.total},
+            )
+        return TransferResult(self.part.hasher.hexdigest(), self.part.offset, self.filename,
+                              self.resumes_before + self.resumes, self.transferred)
+
+    async def keep_received(self) -> None:
+        """Stopped from outside (shutdown, cancel): write what arrived, so the part file is a prefix to go
+        on from."""
+        with contextlib.suppress(OSError):
+            await self.part.flush()
+
+    def _cancel_trailing(self) -> None:
+        if self._trailing is not None:
+            self._trailing.cancel()
+            self._trailing = None
+
+    def close(self) -> None:
+        self._cancel_trailing()
+        self.part.close()
