@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors.torch import save_file
 
+from devtools.model_files import kohya_metadata, modelspec_metadata, save_tensors
 from inference_svc.assets import EMBEDDED_CONFIG_KEY, SDXL_CONFIG_DIR, embedded_config_text
 from inference_svc.assets.clip_bpe import PAD_TOKENS, shipped_merges, tokenizer_files
 from inference_svc.assets.sdxl_configs import config_files
@@ -182,11 +182,9 @@ def write_tiny_checkpoint(
         state["ztsnr"] = torch.zeros(0)
     metadata = {
         EMBEDDED_CONFIG_KEY: embedded_config_text(tiny_config_files(variant)),
-        "modelspec.architecture": "stable-diffusion-xl-v1-base",
-        "modelspec.title": f"tiny-sdxl-{variant}-{seed}",
+        **modelspec_metadata(f"tiny-sdxl-{variant}-{seed}"),
     }
-    save_file(state, str(path), metadata=metadata)
-    return path
+    return save_tensors(path, state, metadata)
 
 
 def write_tiny_diffusers_folder(path: str | Path, seed: int = 0, *, variant: Variant = "default") -> Path:
@@ -258,11 +256,8 @@ def write_tiny_lora(
             else:
                 raise ValueError(f"unknown LoRA format {format!r}")
     if format == "kohya":
-        metadata = {"ss_network_module": "networks.lora", "ss_network_dim": str(rank),
-                    "ss_network_alpha": str(rank), "ss_base_model_version": "sdxl_base_v1-0",
-                    "ss_output_name": path.stem}
-    save_file(state, str(path), metadata=metadata)
-    return path
+        metadata = kohya_metadata(rank=rank, output_name=path.stem)
+    return save_tensors(path, state, metadata)
 
 
 def write_incompatible_lora(path: str | Path, seed: int = 0) -> Path:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from devtools.model_files import save_tensors
 from devtools.tiny_models import TINY_SIZE
 
 SIZE = TINY_SIZE
@@ -24,15 +25,14 @@ def rewrite_checkpoint(src: Path, dst: Path, edit: Callable[[dict[str, torch.Ten
                        metadata: dict[str, str] | None = None) -> Path:
     """A copy of the checkpoint `src` whose tensors `edit` changed in place (header metadata kept unless given)."""
     from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     state = load_file(str(src))
     if metadata is None:
         with safe_open(str(src), "pt") as f:
             metadata = f.metadata()
     edit(state)
-    save_file(state, str(dst), metadata=metadata)
-    return dst
+    return save_tensors(dst, state, metadata)
 
 
 def to_sd15_layout(state: dict[str, torch.Tensor]) -> None:
