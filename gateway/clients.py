@@ -1,4 +1,4 @@
-"""One grpc.aio channel per service, made once; helpers that turn call failures into ApiError.
+"""One peer (service_kit.peer) per service, made once; helpers that turn call failures into ApiError.
 
 Both the HTTP routes and the web UI use the same `ServiceClients`, so the UI
 never goes over HTTP to its own process.
@@ -18,10 +18,11 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.config import GatewaySettings
-from gateway.errors import ApiError, from_rpc_error
+from gateway.errors import ApiError, from_peer_error
 from gateway.protojson import message_to_dict
 from modelmanager.v1 import civitai_pb2_grpc, inference_pb2_grpc, registry_pb2_grpc
-from service_kit import insecure_channel
+from service_kit import errors, insecure_channel
+from service_kit.peer import Peer
 
 T = TypeVar("T")
 
@@ -56,35 +57,38 @@ class ServiceClients:
     registry: registry_pb2_grpc.ModelRegistryServiceStub
     civitai: civitai_pb2_grpc.CivitaiServiceStub
     inference: inference_pb2_grpc.InferenceServiceStub
-    _channels: dict[str, grpc.aio.Channel]
+    _peers: dict[str, Peer]
 
     @classmethod
     def connect(cls, settings: GatewaySettings) -> ServiceClients:
-        channels = {name: insecure_channel(getattr(settings, name)) for name in SERVICES}
+        peers = {}
+        for name in SERVICES:
+            address = getattr(settings, name)
+            peers[name] = Peer(name, insecure_channel(address), address=address, deadline=settings.rpc_timeout)
         return cls(
             settings=settings,
-            registry=registry_pb2_grpc.ModelRegistryServiceStub(channels["registry"]),
-            civitai=civitai_pb2_grpc.CivitaiServiceStub(channels["civitai"]),
-            inference=inference_pb2_grpc.InferenceServiceStub(channels["inference"]),
-            _channels=channels,
+            registry=registry_pb2_grpc.ModelRegistryServiceStub(peers["registry"].channel),
+            civitai=civitai_pb2_grpc.CivitaiServiceStub(peers["civitai"].channel),
+            inference=inference_pb2_grpc.InferenceServiceStub(peers["inference"].channel),
+            _peers=peers,
         )
 
     async def close(self) -> None:
-        await asyncio.gather(*(ch.close() for ch in self._channels.values()))
+        await asyncio.gather(*(peer.close() for peer in self._peers.values()))
 
     def address(self, service: str) -> str:
         return str(getattr(self.settings, service))
 
     def error(self, exc: grpc.aio.AioRpcError, service: str) -> ApiError:
-        return from_rpc_error(exc, service, self.address(service))
+        return from_peer_error(self._peers[service].error(exc))
 
     async def unary(self, service: str, method: Callable[..., Awaitable[T]], request: Any,
                     deadline: float | None = None) -> T:
         """`await method(request)`; a failed call becomes ApiError naming the service."""
         try:
-            return await method(request, timeout=deadline or self.settings.rpc_timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise self.error(exc, service) from None
+            return await self._peers[service].call(method, request, deadline=deadline)
+        except errors.ServiceError as err:
+            raise from_peer_error(err) from None
 
     async def stream(self, service: str, call: grpc.aio.UnaryStreamCall) -> AsyncIterator[Any]:
         """Iterate a server stream; failures become ApiError; leaving early cancels the call."""
@@ -97,13 +101,13 @@ class ServiceClients:
             call.cancel()
 
     def channel(self, service: str) -> grpc.aio.Channel:
-        return self._channels[service]
+        return self._peers[service].channel
 
     async def health(self, deadline: float = 2.0) -> dict[str, str]:
         """Each service's grpc.health.v1 status: SERVING, NOT_SERVING or UNAVAILABLE."""
 
         async def check(name: str) -> tuple[str, str]:
-            stub = health_pb2_grpc.HealthStub(self._channels[name])
+            stub = health_pb2_grpc.HealthStub(self._peers[name].channel)
             try:
                 resp = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=deadline)
             except grpc.aio.AioRpcError as exc:

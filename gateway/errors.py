@@ -4,7 +4,7 @@ Every error the API returns has the shape
 `{"error": {"code": <http>, "status": "<GRPC_CODE>", "message": ..., "details": [...]}}`;
 `details` keeps the services' `google.rpc.ErrorInfo` (reason, domain, metadata) as JSON.
 A service that cannot be reached gives 503 with reason SERVICE_UNAVAILABLE naming it (never its
-address or gRPC's debug text: those go to the gateway's log).
+address or gRPC's debug text: service_kit.peer logs those).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from google.protobuf import json_format
 from google.rpc import error_details_pb2  # noqa: F401  (puts ErrorInfo & co. in the descriptor pool)
-from grpc_status import rpc_status
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Send
 
+from service_kit.errors import ServiceError
 from service_kit.logs import get_logger
+from service_kit.peer import PeerUnavailable
 
 log = get_logger("gateway.errors")
 
@@ -119,35 +120,27 @@ def error_info(reason: str, metadata: dict[str, str] | None = None, domain: str 
     }
 
 
-def from_rpc_error(exc: grpc.aio.AioRpcError, service: str, address: str) -> ApiError:
-    """Map a failed call to `service` (e.g. "registry") at `address`."""
-    code = exc.code()
+def from_peer_error(err: ServiceError) -> ApiError:
+    """A failed call to a service, as service_kit.peer gave it (`Peer.error`), in the API's envelope.
+
+    A service that did not answer (PeerUnavailable) is 503 SERVICE_UNAVAILABLE, or 504 SERVICE_TIMEOUT when
+    it was too slow, naming the service (the peer logged its address and gRPC's text). Any other error
+    keeps its code, message and every detail of its status (ErrorInfo, BadRequest...) as JSON."""
+    if isinstance(err, PeerUnavailable):
+        if err.timed_out:
+            return ApiError(504, grpc.StatusCode.DEADLINE_EXCEEDED, f"the {err.service} service did not answer in time",
+                            [error_info("SERVICE_TIMEOUT", {"service": err.service})])
+        return ApiError(503, grpc.StatusCode.UNAVAILABLE, f"the {err.service} service is unavailable",
+                        [error_info("SERVICE_UNAVAILABLE", {"service": err.service})])
     details: list[dict[str, Any]] = []
-    try:
-        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
-    except ValueError:
-        status = None
-    if status is not None:
-        for detail in status.details:
-            try:
-                details.append(json_format.MessageToDict(detail, preserving_proto_field_name=True))
-            except (json_format.Error, TypeError):  # a detail type we cannot decode
-                details.append({"@type": detail.type_url})
-    message = exc.details() or code.name
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and status is None:
-        # No rich status: the channel itself failed (service down, refused, unreachable, slow). gRPC's
-        # text names hosts and ports; a client learns only which service, the operator's log the rest.
-        log.warning("gateway.service_call_failed", service=service, address=address, code=code.name,
-                    grpc_details=message)
-        if code == grpc.StatusCode.UNAVAILABLE:
-            message = f"the {service} service is unavailable"
-            details = [error_info("SERVICE_UNAVAILABLE", {"service": service})]
-        else:
-            message = f"the {service} service did not answer in time"
-            details = [error_info("SERVICE_TIMEOUT", {"service": service})]
-    err = ApiError(HTTP_STATUS.get(code, 500), code, message, details)
-    err.http_status = HTTP_STATUS_BY_REASON.get(err.reason or "", err.http_status)
-    return err
+    for detail in err.status_details:
+        try:
+            details.append(json_format.MessageToDict(detail, preserving_proto_field_name=True))
+        except (json_format.Error, TypeError):  # a detail type we cannot decode
+            details.append({"@type": detail.type_url})
+    api = ApiError(HTTP_STATUS.get(err.code, 500), err.code, err.message, details)
+    api.http_status = HTTP_STATUS_BY_REASON.get(api.reason or "", api.http_status)
+    return api
 
 
 def error_response(err: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -255,10 +255,11 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> ServiceError:
     cls = _BY_CODE.get(exc.code(), ServiceError)
     details = _status_details(exc)
     info = _error_info(details)
+    message = exc.details() or exc.code().name
     if info is None:
-        err = cls(exc.details() or exc.code().name)
+        err = cls(message)
     else:
-        err = cls(exc.details() or "", reason=info.reason, metadata=dict(info.metadata), domain=info.domain)
+        err = cls(message, reason=info.reason, metadata=dict(info.metadata), domain=info.domain)
     err.error_info = info
     err.status_details = details
     return err

@@ -88,18 +88,18 @@ class Peer:
         except grpc.aio.AioRpcError as exc:
             raise self.error(exc) from None
 
-    async def stream(self, call: AsyncIterator[Reply]) -> AsyncIterator[Reply]:
-        """The messages of a server stream (`stub.Method(request, timeout=...)`); failures follow the rule;
-        leaving early cancels the call."""
+    async def stream(self, call: grpc.aio.UnaryStreamCall) -> AsyncIterator[Any]:
+        """The messages of a server stream (`stub.Method(request, timeout=...)`); failures follow the rule.
+
+        Closing the iterator cancels the call; one left early is closed only when collected, so wrap it
+        in `contextlib.aclosing` when a loop may break out."""
         try:
             async for msg in call:
                 yield msg
         except grpc.aio.AioRpcError as exc:
             raise self.error(exc) from None
         finally:
-            cancel = getattr(call, "cancel", None)
-            if cancel is not None:
-                cancel()
+            call.cancel()
 
     def error(self, exc: grpc.aio.AioRpcError) -> errors.ServiceError:
         """The failed call as the rule says: PeerUnavailable, or the peer's own error passed on."""
