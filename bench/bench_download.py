@@ -145,7 +145,7 @@ async def _service_runs(base_url: str, model_url_ref: str, size: int, work: Path
 
 
 def main() -> None:
-    from devtools.fake_civitai import write_safetensors
+    from devtools.model_files import write_safetensors
 
     mib = int(os.environ.get("MODELMGR_BENCH_DOWNLOAD_MIB", "1024"))
     work = Path(tempfile.mkdtemp(prefix="bench-download-"))

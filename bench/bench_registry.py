@@ -43,17 +43,17 @@ def pct(values: list[float], q: float) -> float:
 
 def build_volume(root: Path) -> Path:
     """A user-models volume with ENTRIES entries (90% LoRAs) and their files."""
+    from devtools.model_files import write_safetensors
     from metadata_svc.index_store import render
     from metadata_svc.inspection import inspect_file
     from metadata_svc.models import ModelEntry, now_iso
     from metadata_svc.registry import sha256_of
     from service_kit.config import DEFAULT_CHECKPOINT
-    from tests.metadata_svc.registry_helpers import write_checkpoint, write_lora
 
     user_models = root / "user-models"
     loras, checkpoints = user_models / "loras", user_models / "checkpoints"
-    lora_src = write_lora(root / "template-lora.safetensors")
-    ckpt_src = write_checkpoint(root / "template-ckpt.safetensors")
+    lora_src = write_safetensors(root / "template-lora.safetensors", "lora", 0)
+    ckpt_src = write_safetensors(root / "template-ckpt.safetensors", "checkpoint", 0)
     loras.mkdir(parents=True)
     checkpoints.mkdir()
     facts = {

@@ -13,17 +13,16 @@ from pathlib import Path
 
 import grpc
 import httpx
-import numpy as np
 import pytest
 import pytest_asyncio
 from gw_helpers import running_gateway, settings_for, start_server
 
+from devtools import model_files
 from modelmanager.v1 import model_pb2, registry_pb2, registry_pb2_grpc
 from service_kit import insecure_channel
 
 metadata_app = pytest.importorskip("metadata_svc.app")
 metadata_config = pytest.importorskip("metadata_svc.config")
-safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
 BOUNDARY = "hostileboundary42"
 # Generous: only the tests about stalls shorten it, and they wait for it to pass, never time it.
@@ -75,11 +74,7 @@ async def start_stack(tmp_path: Path) -> AsyncIterator[StartStack]:
 @pytest.fixture(scope="module")
 def lora() -> bytes:
     """A tiny SDXL LoRA (kohya key names), enough for the registry's header inspection."""
-    name = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q"
-    state = {f"{name}.lora_down.weight": np.ones((4, 16), np.float16),
-             f"{name}.lora_up.weight": np.ones((16, 4), np.float16),
-             f"{name}.alpha": np.array(4.0, dtype=np.float16)}
-    return safetensors_numpy.save(state, metadata={"ss_network_module": "networks.lora"})
+    return model_files.make_safetensors("lora", 0)
 
 
 def field(name: str, value: str | bytes) -> bytes:
