@@ -1,18 +1,5 @@
-"""Small formatting helpers shared by the web UI and the CLI."""
+"""The formatting helpers of the web UI; written once in service_kit.display (the CLI uses them too)."""
 
-from __future__ import annotations
+from service_kit.display import human_size, type_name
 
-from modelmanager.v1 import model_pb2
-
-
-def human_size(n: int | float) -> str:
-    n = float(n or 0)
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
-
-
-def type_name(t: int) -> str:
-    return {model_pb2.MODEL_TYPE_LORA: "LoRA", model_pb2.MODEL_TYPE_CHECKPOINT: "Checkpoint"}.get(t, "?")
+__all__ = ["human_size", "type_name"]
