@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
+import grpc
+
 from civitai_svc import errors as E
 from civitai_svc.catalog import Catalog
 from civitai_svc.installer import Installer, Plan, file_keys, prepare
@@ -42,11 +44,15 @@ class CivitaiServicer(civitai_pb2_grpc.CivitaiServiceServicer):
         self.installer = installer
         self.jobs = jobs
 
-    async def ParseReference(self, request, context):  # type: ignore[no-untyped-def]
+    async def ParseReference(
+        self, request: civitai_pb2.ParseReferenceRequest, context: grpc.aio.ServicerContext
+    ) -> civitai_pb2.ParseReferenceResponse:
         ref = parse_reference(request.reference)
         return civitai_pb2.ParseReferenceResponse(reference=reference_proto(ref))
 
-    async def GetModelInfo(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetModelInfo(
+        self, request: civitai_pb2.GetModelInfoRequest, context: grpc.aio.ServicerContext
+    ) -> civitai_pb2.GetModelInfoResponse:
         which = request.WhichOneof("selector")
         if which == "reference":
             ref = parse_reference(request.reference)
@@ -63,7 +69,9 @@ class CivitaiServicer(civitai_pb2_grpc.CivitaiServiceServicer):
         await self.catalog.mark_installed(info)
         return civitai_pb2.GetModelInfoResponse(info=info)
 
-    async def StartDownload(self, request, context):  # type: ignore[no-untyped-def]
+    async def StartDownload(
+        self, request: civitai_pb2.StartDownloadRequest, context: grpc.aio.ServicerContext
+    ) -> civitai_pb2.StartDownloadResponse:
         ref = parse_reference(request.reference)
         token = _token(request.token, ref.token)
         if request.file_id:  # an explicit pick; a pasted URL's type/format/size/fp no longer apply
@@ -89,14 +97,20 @@ class CivitaiServicer(civitai_pb2_grpc.CivitaiServiceServicer):
             job = self.jobs.add_finished(proto)
         return civitai_pb2.StartDownloadResponse(job=job.snapshot())
 
-    async def GetDownload(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetDownload(
+        self, request: civitai_pb2.GetDownloadRequest, context: grpc.aio.ServicerContext
+    ) -> civitai_pb2.GetDownloadResponse:
         return civitai_pb2.GetDownloadResponse(job=self.jobs.get(request.job_id).snapshot())
 
-    async def WatchDownload(self, request, context) -> AsyncIterator[civitai_pb2.WatchDownloadResponse]:  # type: ignore[no-untyped-def]
+    async def WatchDownload(
+        self, request: civitai_pb2.WatchDownloadRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[civitai_pb2.WatchDownloadResponse]:
         async for snapshot in self.jobs.watch(request.job_id):
             yield civitai_pb2.WatchDownloadResponse(job=snapshot)
 
-    async def ListDownloads(self, request, context):  # type: ignore[no-untyped-def]
+    async def ListDownloads(
+        self, request: civitai_pb2.ListDownloadsRequest, context: grpc.aio.ServicerContext
+    ) -> civitai_pb2.ListDownloadsResponse:
         if request.page_size < 0:
             raise E.InvalidPageSize("page_size must not be negative")
         size = min(request.page_size or 50, 500)
@@ -109,19 +123,27 @@ class CivitaiServicer(civitai_pb2_grpc.CivitaiServiceServicer):
         next_token = str(start + size) if start + size < len(jobs) else ""
         return civitai_pb2.ListDownloadsResponse(jobs=[j.snapshot() for j in page], next_page_token=next_token)
 
-    async def CancelDownload(self, request, context):  # type: ignore[no-untyped-def]
+    async def CancelDownload(
+        self, request: civitai_pb2.CancelDownloadRequest, context: grpc.aio.ServicerContext
+    ) -> civitai_pb2.CancelDownloadResponse:
         job = await self.jobs.cancel(request.job_id)
         return civitai_pb2.CancelDownloadResponse(job=job.snapshot())
 
-    async def SearchModels(self, request, context):  # type: ignore[no-untyped-def]
+    async def SearchModels(
+        self, request: civitai_pb2.SearchModelsRequest, context: grpc.aio.ServicerContext
+    ) -> civitai_pb2.SearchModelsResponse:
         _token(request.token)
         return await self.catalog.search(request)
 
-    async def IdentifyFile(self, request, context):  # type: ignore[no-untyped-def]
+    async def IdentifyFile(
+        self, request: civitai_pb2.IdentifyFileRequest, context: grpc.aio.ServicerContext
+    ) -> civitai_pb2.IdentifyFileResponse:
         _token(request.token)
         return await self.catalog.identify(request)
 
-    async def CheckUpdates(self, request, context):  # type: ignore[no-untyped-def]
+    async def CheckUpdates(
+        self, request: civitai_pb2.CheckUpdatesRequest, context: grpc.aio.ServicerContext
+    ) -> civitai_pb2.CheckUpdatesResponse:
         _token(request.token)
         return await self.catalog.check_updates(request)
 
