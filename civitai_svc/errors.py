@@ -7,7 +7,7 @@ words, and `redact_text` runs over anything upstream before it lands here.
 
 from __future__ import annotations
 
-from service_kit import errors
+from service_kit import errors as errors  # re-exported: callers name the base types as E.errors.*
 from service_kit.logs import redact_text
 
 DOMAIN = "civitai.modelmanager"
@@ -126,8 +126,12 @@ class InsufficientDiskSpace(errors.ResourceExhausted):
     default_reason = "INSUFFICIENT_DISK_SPACE"
 
 
-class NoFreeFileName(errors.ResourceExhausted):
-    """Every candidate destination name for the file is taken. Its reason is the code's own name."""
+class NoFreeFileName(errors.AlreadyExists):
+    """Every name the installer would give the file (its name, then with `-{versionId}` and `-2`... added)
+    is held by a file on the volume, a registered model or a running job. ALREADY_EXISTS, not
+    RESOURCE_EXHAUSTED: existing files are in the way, and retrying later does not help until one goes."""
+
+    default_reason = "NO_FREE_FILENAME"
 
 
 class VolumeWriteFailed(errors.Internal):

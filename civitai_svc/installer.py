@@ -177,7 +177,11 @@ class Installer:
                 if not await self._taken(path):
                     self._reserved.add(path)
                     return path
-        raise E.NoFreeFileName(f"no free file name for {name}")
+        raise E.NoFreeFileName(
+            f"no free file name for {name} in {folder.name}/: it and its -{version_id}, -{version_id}-2... forms "
+            "are all taken; remove or rename some of those files",
+            metadata={"filename": name, "folder": folder.name},
+        )
 
     def _move(self, part: Path, final: Path) -> None:
         """Rename without ever replacing an existing file (link fails on an existing name)."""

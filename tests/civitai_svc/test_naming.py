@@ -1,14 +1,16 @@
-"""File naming: sanitising, Content-Disposition and signed-URL names, HTML sniffing."""
+"""File naming: sanitising, Content-Disposition and signed-URL names, HTML sniffing, no free name."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
+from google.rpc import code_pb2, error_details_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from civitai_svc.downloader import filename_from_headers, filename_from_url, looks_like_page
 from civitai_svc.installer import sanitize_filename
+from modelmanager.v1 import civitai_pb2
 
 
 @pytest.mark.parametrize(
@@ -81,3 +83,25 @@ def test_names_carried_by_signed_urls():
 )
 def test_pages_are_told_from_model_files(first, ctype, page):
     assert (looks_like_page(first, ctype) is not None) is page
+
+
+async def test_a_name_taken_in_every_form_fails_the_job_as_no_free_filename(stack):
+    lora = stack.fake.add_lora(filename="taken.safetensors")
+    loras = stack.user_models / "loras"
+    loras.mkdir(exist_ok=True)
+    # Every name the installer tries: the file's own, then -{versionId}, then -{versionId}-2 ... -9999.
+    stem = f"taken-{lora.version_id}"
+    taken = {"taken.safetensors", f"{stem}.safetensors", *(f"{stem}-{i}.safetensors" for i in range(2, 10_000))}
+    for name in taken:
+        (loras / name).write_bytes(b"someone else's")
+    job = await stack.download(lora.url)
+    assert job.state == civitai_pb2.DOWNLOAD_STATE_FAILED
+    [detail] = [d for d in job.error.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)]
+    info = error_details_pb2.ErrorInfo()
+    detail.Unpack(info)
+    assert (job.error.code, info.reason, info.domain) == (code_pb2.ALREADY_EXISTS, "NO_FREE_FILENAME",
+                                                           "civitai.modelmanager")
+    assert "taken.safetensors" in job.error.message and str(stack.user_models) not in job.error.message
+    assert set(stack.files()) == {f"loras/{name}" for name in taken}  # nothing replaced, no .part left
+    assert all((loras / name).read_bytes() == b"someone else's" for name in ("taken.safetensors", f"{stem}.safetensors"))
+    assert stack.fake.bytes_served(lora.file_id) == 0 and await stack.models() == []
