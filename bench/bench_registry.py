@@ -47,7 +47,7 @@ def build_volume(root: Path) -> Path:
     from metadata_svc.index_store import render
     from metadata_svc.inspection import inspect_file
     from metadata_svc.models import ModelEntry, now_iso
-    from metadata_svc.registry import sha256_of
+    from metadata_svc.volume import sha256_of
     from service_kit.config import DEFAULT_CHECKPOINT
 
     user_models = root / "user-models"

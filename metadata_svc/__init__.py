@@ -7,14 +7,21 @@ Modules, one concept each:
 - `config`      RegistrySettings (flags, MODELMGR_* variables)
 - `app`         composition root: lock the volume, load, migrate, rescan, build the server
 - `servicer`    ModelRegistryService: protobuf <-> Registry, nothing else
-- `registry`    the domain: in-memory index, every operation and its rules, List's order
+- `proto_mapping` protobuf <-> the domain's types, for the servicer and the upload stream
+- `registry`    the domain's façade: Create, Update, Delete, the active checkpoint; wires the parts below
+- `catalog`     the in-memory index: entries, active checkpoint, reserved names, commit-or-undo
+- `volume`      the files: folders, confinement to the volume, examining a file (size, header, sha256)
+- `entries`     what goes into a new entry and what an Update may change
+- `listing`     ListModels: stable order, filters, signed page tokens, the page byte budget
+- `prompt`      ComposePrompt: LoRA lookup by name, weights, trigger-word injection
+- `rescan`      files dropped in by hand, files gone; the background hasher
 - `index_store` `.metadata.json`: load (refusing a corrupt file), durable rewrites, group commit, volume lock
 - `uploads`     UploadModel's stream into a `.part` file, checked, then linked into place
 - `inspection`  safetensors header: LoRA (kohya/PEFT) or checkpoint (SDXL?) by tensor names
-- `prompt`      trigger-word injection
 - `migration`   the old app's volume layout and built-in LoRAs
 - `filenames`   filename and extension rules
-- `limits`      bounds on every client-set field (checked on the way in, cut on load)
-- `models`      ModelEntry (the old app's UserModelEntry fields) and its JSON/protobuf forms
+- `limits`      bounds on every client-set field and weight (checked on the way in, cut on load)
+- `models`      the domain's types: ModelEntry (the old app's UserModelEntry fields, its JSON form) and
+                what the operations take and return
 - `errors`      domain errors with stable reasons (domain "registry.modelmanager")
 """

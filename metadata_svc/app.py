@@ -10,6 +10,7 @@ from metadata_svc.config import RegistrySettings
 from metadata_svc.errors import DOMAIN
 from metadata_svc.index_store import INDEX_NAME, IndexState, VolumeLock, load_index
 from metadata_svc.migration import migrate
+from metadata_svc.proto_mapping import wire_size
 from metadata_svc.registry import Registry
 from metadata_svc.servicer import RegistryServicer
 from modelmanager.v1 import registry_pb2, registry_pb2_grpc
@@ -49,17 +50,18 @@ async def _open(settings: RegistrySettings, root: Path, index_path: Path) -> Reg
     state = loaded or IndexState()
     steps = await asyncio.to_thread(migrate, root, state)
     await asyncio.to_thread(remove_leftovers, root)
-    registry = await asyncio.to_thread(Registry, settings, state)  # renders 10,000 JSON lines: off the loop
-    added, missing, skipped = await asyncio.to_thread(registry.scan)
-    registry.apply_scan(added)
-    for path, reason in skipped:
-        log.warning("rescan.skipped", path=path, reason=reason)
-    if missing:
-        log.warning("rescan.missing_files", filenames=missing)
-    if loaded is None or steps or added:
-        await asyncio.to_thread(registry.store.write_now, *registry.snapshot())
-    log.info("registry.opened", index=str(index_path), models=len(registry), added=len(added),
-             missing=len(missing), migrated=len(steps))
+    # Renders 10,000 JSON lines: off the loop.
+    registry = await asyncio.to_thread(Registry, settings, state, wire_size)
+    found = await asyncio.to_thread(registry.rescanner.scan)
+    registry.rescanner.apply(found)
+    for skip in found.skipped:
+        log.warning("rescan.skipped", path=skip.path, reason=skip.reason)
+    if found.missing:
+        log.warning("rescan.missing_files", filenames=found.missing)
+    if loaded is None or steps or found.added:
+        await asyncio.to_thread(registry.store.write_now, *registry.catalog.snapshot())
+    log.info("registry.opened", index=str(index_path), models=len(registry), added=len(found.added),
+             missing=len(found.missing), migrated=len(steps))
     return registry
 
 

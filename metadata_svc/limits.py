@@ -10,12 +10,13 @@ metadata it does not control. Lengths are in characters (a UTF-8 character is at
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from metadata_svc.errors import FieldTooLong, TooManyItems
+from metadata_svc.errors import FieldTooLong, InvalidWeight, TooManyItems
 from metadata_svc.inspection import MAX_METADATA_KEYS, MAX_METADATA_VALUE_CHARS
-from metadata_svc.models import ModelEntry
+from metadata_svc.models import ModelEntry, ModelFields
 from modelmanager.v1 import model_pb2
 
 # Characters per text field.
@@ -34,6 +35,8 @@ MAX_ITEM_CHARS = {"trigger_words": 500, "tags": 100}
 CLIENT_FIELDS = (*MAX_CHARS, *MAX_ITEMS)
 # ListModels' free-text query: its terms go into every page token of the listing.
 MAX_QUERY_CHARS = 1_024
+# A LoRA's weight, recommended or chosen in ComposePrompt.
+MAX_ABS_WEIGHT = 10.0
 
 
 def check_fields(fields: Mapping[str, Any]) -> None:
@@ -48,6 +51,19 @@ def check_fields(fields: Mapping[str, Any]) -> None:
                                    metadata={"field": name, "limit": MAX_ITEMS[name], "count": len(items)})
             for item in items:
                 _check_chars(name, str(item), MAX_ITEM_CHARS[name], each=True)
+
+
+def check_model_fields(fields: ModelFields, *, sha256: str = "") -> None:
+    """`check_fields` over a model's client fields (and Create's claimed sha256), in CLIENT_FIELDS order."""
+    values = {**dataclasses.asdict(fields), "sha256": sha256}
+    check_fields({name: values[name] for name in CLIENT_FIELDS})
+
+
+def check_weight(weight: float, what: str) -> float:
+    if not math.isfinite(weight) or abs(weight) > MAX_ABS_WEIGHT:
+        raise InvalidWeight(f"{what}: weight {weight} is not a finite number within ±{MAX_ABS_WEIGHT}",
+                            metadata={"weight": weight})
+    return weight
 
 
 def check_query(query: str, base_model: str) -> None:

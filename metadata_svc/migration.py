@@ -13,7 +13,7 @@ from metadata_svc import inspection as insp
 from metadata_svc.errors import InvalidSafetensors
 from metadata_svc.filenames import looks_like_model_file
 from metadata_svc.index_store import IndexState
-from metadata_svc.models import FOLDER_OF_TYPE, LORA, ModelEntry, now_iso
+from metadata_svc.models import FOLDER_OF_TYPE, LORA, Inspection, ModelEntry, now_iso
 from service_kit import get_logger
 from service_kit.files import fsync_dir, real_path, resolves_inside
 
@@ -51,7 +51,7 @@ def builtin_entry(path: Path, spec: dict[str, object]) -> ModelEntry:
     try:
         found = insp.inspect_file(path)
     except InvalidSafetensors:
-        found = insp.Inspection()  # seeded anyway: the old app shipped and used these files
+        found = Inspection()  # seeded anyway: the old app shipped and used these files
     return ModelEntry(
         filename=path.name,
         type=LORA,

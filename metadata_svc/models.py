@@ -1,6 +1,7 @@
-"""The index entry and its conversions to JSON and to protobuf.
+"""The registry's own types: the index entry (and its JSON form), and what its operations take and return.
 
-Field names are the old app's UserModelEntry ones, so `.metadata.json` stays compatible with it.
+Entry field names are the old app's UserModelEntry ones, so `.metadata.json` stays compatible with it.
+Protobuf is not spoken here (see proto_mapping.py).
 
 Entries are treated as immutable values: a change makes a new entry
 (`dataclasses.replace`). That lets the index store snapshot the whole index
@@ -11,29 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from google.protobuf import timestamp_pb2
-
-from modelmanager.v1 import model_pb2
+from typing import Any, TypeVar, cast
 
 LORA = "lora"
 CHECKPOINT = "checkpoint"
 TYPES = (LORA, CHECKPOINT)
 FOLDER_OF_TYPE = {LORA: "loras", CHECKPOINT: "checkpoints"}
 
-TYPE_TO_PROTO = {LORA: model_pb2.MODEL_TYPE_LORA, CHECKPOINT: model_pb2.MODEL_TYPE_CHECKPOINT}
-PROTO_TO_TYPE = {v: k for k, v in TYPE_TO_PROTO.items()}
-SOURCES = {
-    "local": model_pb2.MODEL_SOURCE_LOCAL,
-    "civitai": model_pb2.MODEL_SOURCE_CIVITAI,
-    "upload": model_pb2.MODEL_SOURCE_UPLOAD,
-    "builtin": model_pb2.MODEL_SOURCE_BUILTIN,
-}
-PROTO_TO_SOURCE = {v: k for k, v in SOURCES.items()}
+T = TypeVar("T")
 
 
 def now_iso() -> str:
@@ -59,15 +49,6 @@ class Inspection:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    def to_proto(self) -> model_pb2.FileInspection:
-        return model_pb2.FileInspection(
-            format=self.format,
-            detected_type=self.detected_type,
-            architecture=self.architecture,
-            lora_format=self.lora_format,
-            tensor_count=self.tensor_count,
-            header_metadata=self.header_metadata,
-        )
 
 
 @dataclass(frozen=True)
@@ -119,24 +100,26 @@ class ModelEntry:
         return data
 
     def json_line(self) -> bytes:
-        """`"filename": {entry}` as UTF-8, computed once (entries never change in place), so
-        rewriting a 10,000-entry index is a join of cached lines, not 10,000 json.dumps calls."""
-        cached = self.__dict__.get("_json_line")
-        if cached is None:
+        """`"filename": {entry}` as UTF-8, computed once, so rewriting a 10,000-entry index is a join
+        of cached lines, not 10,000 json.dumps calls."""
+        def render() -> bytes:
             key = json.dumps(self.filename, ensure_ascii=False)
             body = json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
-            cached = f"{key}:{body}".encode()
-            object.__setattr__(self, "_json_line", cached)
-        return cached
+            return f"{key}:{body}".encode()
+        return self.cached("json_line", render)
 
     def search_text(self) -> str:
         """Lower-cased text that List's free-text query searches, computed once."""
-        cached = self.__dict__.get("_search_text")
-        if cached is None:
-            parts = [self.display_name, self.short_name, self.filename, *self.tags, *self.trigger_words]
-            cached = "\n".join(parts).lower()
-            object.__setattr__(self, "_search_text", cached)
-        return cached
+        return self.cached("search_text", lambda: "\n".join(
+            [self.display_name, self.short_name, self.filename, *self.tags, *self.trigger_words]).lower())
+
+    def cached(self, key: str, make: Callable[[], T]) -> T:
+        """`make()`, computed once and kept on the entry: entries never change in place, so whatever
+        is derived from one (its JSON line, its search text, its protobuf form) stays true."""
+        memo: dict[str, Any] = self.__dict__.setdefault("_memo", {})  # frozen: not through __setattr__
+        if key not in memo:
+            memo[key] = make()
+        return cast(T, memo[key])
 
     def sort_key(self) -> tuple[int, str, str]:
         """List's stable order: type, then display name, then filename."""
@@ -180,61 +163,6 @@ class ModelEntry:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"entry {key!r}: {exc}") from exc
 
-    # ---- protobuf
-
-    def to_proto(self, path: Path, file_present: bool) -> model_pb2.Model:
-        """A new message; the conversion is done once per entry and copied after that."""
-        model = model_pb2.Model()
-        model.CopyFrom(self._cached_proto(path))
-        model.file_present = file_present
-        return model
-
-    def wire_size(self, path: Path) -> int:
-        """Bytes this entry adds to a ListModelsResponse, computed once: the message, its
-        file_present (2 bytes) and the repeated field's tag and length prefix (at most 6)."""
-        cached = self._cached_proto(path)
-        size = self.__dict__.get("_wire_size")
-        if size is None:
-            size = cached.ByteSize() + 8
-            object.__setattr__(self, "_wire_size", size)
-        return size
-
-    def _cached_proto(self, path: Path) -> model_pb2.Model:
-        cached = self.__dict__.get("_proto")
-        if cached is None or cached.path != str(path):
-            cached = self._build_proto(path)
-            object.__setattr__(self, "_proto", cached)
-            self.__dict__.pop("_wire_size", None)
-        return cached
-
-    def _build_proto(self, path: Path) -> model_pb2.Model:
-        model = model_pb2.Model(
-            filename=self.filename,
-            type=TYPE_TO_PROTO[self.type],
-            display_name=self.display_name,
-            short_name=self.short_name,
-            source=SOURCES.get(self.source, model_pb2.MODEL_SOURCE_UNSPECIFIED),
-            trigger_words=self.trigger_words,
-            recommended_weight=self.recommended_weight,
-            base_model=self.base_model,
-            tags=self.tags,
-            description=self.description,
-            file_size_bytes=self.file_size_bytes,
-            civitai_model_id=self.civitai_model_id or 0,
-            civitai_version_id=self.civitai_version_id or 0,
-            civitai_url=self.civitai_url,
-            sha256=self.sha256,
-            path=str(path),
-        )
-        if self.added_at:
-            try:
-                model.added_at.CopyFrom(_timestamp(self.added_at))
-            except ValueError:
-                pass  # a hand-edited date that does not parse is shown as unset, not an error
-        if self.inspection is not None:
-            model.inspection.CopyFrom(self.inspection.to_proto())
-        return model
-
 
 def _or(value: Any, default: Any) -> Any:
     return default if value is None else value
@@ -244,15 +172,6 @@ def _opt_int(value: Any) -> int | None:
     if value in (None, "", 0):
         return None
     return int(value)
-
-
-def _timestamp(iso: str) -> timestamp_pb2.Timestamp:
-    moment = datetime.fromisoformat(iso)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(moment)
-    return ts
 
 
 def clean_words(words: Any) -> tuple[str, ...]:
@@ -265,3 +184,107 @@ def clean_words(words: Any) -> tuple[str, ...]:
             seen.add(word.lower())
             out.append(word)
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class ModelFields:
+    """What a client may set on an entry (Create, Update, Upload's header); bounded by limits.py.
+    Zero values mean "not given", as in protobuf."""
+
+    display_name: str = ""
+    short_name: str = ""
+    trigger_words: tuple[str, ...] = ()
+    recommended_weight: float = 0.0
+    base_model: str = ""
+    tags: tuple[str, ...] = ()
+    description: str = ""
+    civitai_model_id: int = 0
+    civitai_version_id: int = 0
+    civitai_url: str = ""
+
+    def is_set(self, name: str) -> bool:
+        value = getattr(self, name)
+        return value != 0 if isinstance(value, float | int) else bool(len(value))
+
+
+@dataclass(frozen=True)
+class NewModel:
+    """A model to register (Create, Upload): its name, what the client says of it."""
+
+    filename: str
+    type: str  # LORA or CHECKPOINT; "" when the client gave none (refused)
+    fields: ModelFields = ModelFields()
+    source: str = "local"
+    sha256: str = ""  # Create's claim, as the client sent it; checked against the bytes
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A new file's name, checked and held while it is created or uploaded (see Registry.claim)."""
+
+    filename: str
+    type: str
+    format: str  # "safetensors" or a pickle format
+    path: Path  # where the file is (Create) or goes (Upload)
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What the registry found out about a file itself."""
+
+    size: int
+    inspection: Inspection
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of ListModels."""
+
+    entries: list[ModelEntry]
+    next_page_token: str
+    total_size: int
+
+
+@dataclass(frozen=True)
+class ActiveCheckpointState:
+    name: str  # DEFAULT_CHECKPOINT or an installed checkpoint's filename
+    path: Path
+    entry: ModelEntry | None  # None for the default checkpoint
+    file_present: bool
+
+
+@dataclass(frozen=True)
+class ResolvedLora:
+    entry: ModelEntry
+    path: Path
+    weight: float
+
+
+@dataclass(frozen=True)
+class ComposedPrompt:
+    prompt: str
+    injected: list[str]
+    loras: list[ResolvedLora]
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: str  # relative to the volume
+    reason: str  # "REASON: message"
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What a read-only pass over the volume found (see rescan.py)."""
+
+    added: list[ModelEntry]
+    missing: list[str]
+    skipped: list[SkippedFile]
+
+
+@dataclass(frozen=True)
+class RescanReport:
+    added: list[ModelEntry]  # those actually registered
+    missing: list[str]
+    skipped: list[SkippedFile]

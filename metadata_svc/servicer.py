@@ -1,13 +1,17 @@
-"""ModelRegistryService over gRPC: protobuf in, Registry call, protobuf out. No rules live here
-(Upload's header is held to limits.py on its way to uploads.py, before any chunk is read)."""
+"""ModelRegistryService over gRPC: protobuf in, Registry call, protobuf out (see proto_mapping.py).
+No rules live here (Upload's header is held to limits.py on its way to uploads.py, before any chunk
+is read)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import grpc
+
 from metadata_svc import limits
+from metadata_svc import proto_mapping as pm
 from metadata_svc.errors import InvalidType
-from metadata_svc.models import PROTO_TO_TYPE
+from metadata_svc.models import ActiveCheckpointState, ModelEntry
 from metadata_svc.registry import Registry
 from metadata_svc.uploads import receive_upload
 from modelmanager.v1 import model_pb2, registry_pb2, registry_pb2_grpc
@@ -17,78 +21,92 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
 
-    async def ListModels(self, request, context):
-        if request.type and request.type not in PROTO_TO_TYPE:
-            raise InvalidType(f"unknown model type {request.type}",
-                              metadata={"type": request.type})
-        page, token, total = self.registry.list(
+    async def ListModels(self, request: registry_pb2.ListModelsRequest,
+                         context: grpc.aio.ServicerContext) -> registry_pb2.ListModelsResponse:
+        if request.type and request.type not in pm.PROTO_TO_TYPE:
+            raise InvalidType(f"unknown model type {request.type}", metadata={"type": request.type})
+        page = self.registry.list(
             page_size=request.page_size,
             page_token=request.page_token,
-            kind=PROTO_TO_TYPE.get(request.type),
+            kind=pm.PROTO_TO_TYPE.get(request.type),
             base_model=request.base_model,
             query=request.query,
         )
-        to_proto = self.registry.to_proto
+        model = self._model
         return registry_pb2.ListModelsResponse(
-            models=[to_proto(e) for e in page], next_page_token=token, total_size=total
+            models=[model(e) for e in page.entries], next_page_token=page.next_page_token,
+            total_size=page.total_size,
         )
 
-    async def GetModel(self, request, context):
-        return registry_pb2.GetModelResponse(model=self.registry.to_proto(self.registry.get(request.filename)))
+    async def GetModel(self, request: registry_pb2.GetModelRequest,
+                       context: grpc.aio.ServicerContext) -> registry_pb2.GetModelResponse:
+        return registry_pb2.GetModelResponse(model=self._model(self.registry.get(request.filename)))
 
-    async def CreateModel(self, request, context):
-        entry = await self.registry.create(request.model)
-        return registry_pb2.CreateModelResponse(model=self.registry.to_proto(entry))
+    async def CreateModel(self, request: registry_pb2.CreateModelRequest,
+                          context: grpc.aio.ServicerContext) -> registry_pb2.CreateModelResponse:
+        entry = await self.registry.create(pm.new_model(request.model))
+        return registry_pb2.CreateModelResponse(model=self._model(entry))
 
-    async def UpdateModel(self, request, context):
-        entry = await self.registry.update(request.model, list(request.update_mask.paths))
-        return registry_pb2.UpdateModelResponse(model=self.registry.to_proto(entry))
+    async def UpdateModel(self, request: registry_pb2.UpdateModelRequest,
+                          context: grpc.aio.ServicerContext) -> registry_pb2.UpdateModelResponse:
+        entry = await self.registry.update(request.model.filename, pm.model_fields(request.model),
+                                           list(request.update_mask.paths))
+        return registry_pb2.UpdateModelResponse(model=self._model(entry))
 
-    async def DeleteModel(self, request, context):
+    async def DeleteModel(self, request: registry_pb2.DeleteModelRequest,
+                          context: grpc.aio.ServicerContext) -> registry_pb2.DeleteModelResponse:
         entry = await self.registry.delete(request.filename, request.keep_file)
-        return registry_pb2.DeleteModelResponse(model=self.registry.to_proto(entry))
+        return registry_pb2.DeleteModelResponse(model=self._model(entry))
 
-    async def UploadModel(self, request_iterator, context):
+    async def UploadModel(self, request_iterator: AsyncIterator[registry_pb2.UploadModelRequest],
+                          context: grpc.aio.ServicerContext) -> registry_pb2.UploadModelResponse:
         entry = await receive_upload(self.registry, _header_checked(request_iterator), context.cancelled)
-        return registry_pb2.UploadModelResponse(model=self.registry.to_proto(entry))
+        return registry_pb2.UploadModelResponse(model=self._model(entry))
 
-    async def GetActiveCheckpoint(self, request, context):
-        name, path, entry, present = self.registry.active_checkpoint()
+    async def GetActiveCheckpoint(
+        self, request: registry_pb2.GetActiveCheckpointRequest, context: grpc.aio.ServicerContext
+    ) -> registry_pb2.GetActiveCheckpointResponse:
+        active = self.registry.active_checkpoint()
         return registry_pb2.GetActiveCheckpointResponse(
-            checkpoint=name, path=str(path), model=self._model_or_none(entry), file_present=present
+            checkpoint=active.name, path=str(active.path), model=self._model_or_none(active),
+            file_present=active.file_present,
         )
 
-    async def SetActiveCheckpoint(self, request, context):
-        name, path, entry, present = await self.registry.set_active_checkpoint(request.checkpoint)
+    async def SetActiveCheckpoint(
+        self, request: registry_pb2.SetActiveCheckpointRequest, context: grpc.aio.ServicerContext
+    ) -> registry_pb2.SetActiveCheckpointResponse:
+        active = await self.registry.set_active_checkpoint(request.checkpoint)
         return registry_pb2.SetActiveCheckpointResponse(
-            checkpoint=name, path=str(path), model=self._model_or_none(entry), file_present=present
+            checkpoint=active.name, path=str(active.path), model=self._model_or_none(active),
+            file_present=active.file_present,
         )
 
-    async def ComposePrompt(self, request, context):
+    async def ComposePrompt(self, request: registry_pb2.ComposePromptRequest,
+                            context: grpc.aio.ServicerContext) -> registry_pb2.ComposePromptResponse:
         selections = [(s.name, s.weight if s.HasField("weight") else None) for s in request.loras]
         composed = self.registry.compose_prompt(request.prompt, selections)
         return registry_pb2.ComposePromptResponse(
             prompt=composed.prompt,
             injected_trigger_words=composed.injected,
-            loras=[
-                model_pb2.ResolvedLora(
-                    filename=e.filename, path=str(path), weight=weight, trigger_words=e.trigger_words,
-                    display_name=e.display_name, base_model=e.base_model, sha256=e.sha256,
-                )
-                for e, path, weight in composed.loras
-            ],
+            loras=[pm.resolved_lora(lora) for lora in composed.loras],
         )
 
-    async def RescanModels(self, request, context):
+    async def RescanModels(self, request: registry_pb2.RescanModelsRequest,
+                           context: grpc.aio.ServicerContext) -> registry_pb2.RescanModelsResponse:
         report = await self.registry.rescan()
         return registry_pb2.RescanModelsResponse(
-            added=[self.registry.to_proto(e) for e in report.added],
+            added=[self._model(e) for e in report.added],
             missing_filenames=report.missing,
-            skipped=[registry_pb2.RescanSkippedFile(path=p, reason=r) for p, r in report.skipped],
+            skipped=[registry_pb2.RescanSkippedFile(path=s.path, reason=s.reason) for s in report.skipped],
         )
 
-    def _model_or_none(self, entry):
-        return self.registry.to_proto(entry) if entry is not None else None
+    def _model(self, entry: ModelEntry) -> model_pb2.Model:
+        volume = self.registry.volume
+        path = volume.path_of(entry)
+        return pm.model_message(entry, path, volume.present(path))
+
+    def _model_or_none(self, active: ActiveCheckpointState) -> model_pb2.Model | None:
+        return self._model(active.entry) if active.entry is not None else None
 
 
 async def _header_checked(requests: AsyncIterator[registry_pb2.UploadModelRequest]

@@ -15,8 +15,8 @@ from civitai_svc.installer import Installer
 from inference_svc.errors import OutsideModelRoots
 from inference_svc.registry_client import RegistryClient
 from metadata_svc import limits
+from metadata_svc.listing import PAGE_BYTE_BUDGET
 from metadata_svc.migration import BUILTIN_LORAS
-from metadata_svc.registry import PAGE_BYTE_BUDGET
 from modelmanager.v1 import civitai_pb2, model_pb2, registry_pb2, registry_pb2_grpc
 from service_kit import GrpcServer, ServiceBinding, errors
 from service_kit.files import write_atomic

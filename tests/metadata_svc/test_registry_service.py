@@ -13,8 +13,8 @@ from registry_helpers import write_lora
 
 from metadata_svc.app import create_server
 from metadata_svc.config import GIB, RegistrySettings
+from metadata_svc.listing import ListOrder
 from metadata_svc.models import ModelEntry
-from metadata_svc.registry import ListOrder
 from modelmanager.v1 import registry_pb2
 from service_kit import insecure_channel
 from service_kit.files import LockHeld

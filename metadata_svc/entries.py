@@ -1,0 +1,69 @@
+"""What goes into an entry: a new one (Create, Upload, rescan) from the client's fields and the file's
+facts, and an Update's changes to one. Every value is bounded (limits.py) and normalised here."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from metadata_svc import limits
+from metadata_svc.errors import InvalidUpdateMask
+from metadata_svc.models import FileFacts, ModelEntry, ModelFields, NewModel, clean_words, now_iso
+
+EDITABLE_FIELDS = ("display_name", "short_name", "trigger_words", "recommended_weight", "tags", "description",
+                   "base_model")
+
+
+def new_entry(new: NewModel, facts: FileFacts) -> ModelEntry:
+    f = new.fields
+    # Create and Upload checked already; nothing unbounded gets in by another way.
+    limits.check_fields(dataclasses.asdict(f))
+    weight = limits.check_weight(f.recommended_weight or 1.0, new.filename)
+    return ModelEntry(
+        filename=new.filename,
+        type=new.type,
+        display_name=f.display_name.strip() or Path(new.filename).stem,
+        short_name=f.short_name.strip(),
+        source=new.source,
+        trigger_words=clean_words(f.trigger_words),
+        recommended_weight=weight,
+        base_model=f.base_model.strip(),
+        tags=clean_words(f.tags),
+        description=f.description,
+        file_size_bytes=facts.size,
+        added_at=now_iso(),
+        civitai_model_id=f.civitai_model_id or None,
+        civitai_version_id=f.civitai_version_id or None,
+        civitai_url=f.civitai_url,
+        sha256=facts.sha256,
+        inspection=facts.inspection,
+    )
+
+
+def updated(current: ModelEntry, fields: ModelFields, mask: Sequence[str]) -> ModelEntry:
+    """`current` with the fields `mask` names taken from `fields` (an empty mask: those set)."""
+    paths = list(mask)
+    unknown = [p for p in paths if p not in EDITABLE_FIELDS]
+    if unknown:
+        raise InvalidUpdateMask(
+            f"update_mask names fields that cannot be updated: {', '.join(unknown)}; "
+            f"editable: {', '.join(EDITABLE_FIELDS)}",
+            metadata={"fields": ",".join(unknown)},
+        )
+    if not paths:
+        paths = [name for name in EDITABLE_FIELDS if fields.is_set(name)]
+    limits.check_fields({name: getattr(fields, name) for name in paths})
+    changes: dict[str, Any] = {}
+    for name in paths:
+        value = getattr(fields, name)
+        if name in ("trigger_words", "tags"):
+            changes[name] = clean_words(value)
+        elif name == "recommended_weight":
+            changes[name] = limits.check_weight(float(value) if value else 1.0, current.filename)
+        elif name == "display_name":
+            changes[name] = value.strip() or Path(current.filename).stem
+        else:
+            changes[name] = value.strip() if name != "description" else value
+    return dataclasses.replace(current, **changes)
