@@ -113,7 +113,7 @@ async def test_download_watch_and_disconnect_keeps_the_job(env: dict) -> None:
 async def cli(env: dict, *args: str) -> tuple[int, str, str]:
     """`modelmgr ARGS` as a real process against the env's services: (exit code, stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "--registry", env["registry"], "--civitai", env["civitai"], *args,
+        sys.executable, "-m", "modelmgr", "--registry", env["registry"], "--civitai", env["civitai"], *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "COLUMNS": "200", "MODELMGR_LOG_LEVEL": "WARNING"})
     out, err = await proc.communicate()

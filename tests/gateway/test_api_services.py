@@ -177,7 +177,7 @@ async def test_cli_list_active_set_active_generate(services: dict, tiny_files: d
 
     async def cli(*args: str) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "--registry", services["registry"].address,
+            sys.executable, "-m", "modelmgr", "--registry", services["registry"].address,
             "--inference", services["inference"].address, *args,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ, "COLUMNS": "200", "MODELMGR_LOG_LEVEL": "WARNING"})
         out, _ = await proc.communicate()

@@ -1,10 +1,4 @@
-"""`modelmgr`: the operators' command line, with progress bars.
-
-It talks gRPC straight to the services (not the gateway's HTTP API): an
-operator is on the services' network anyway, the streams (download, load,
-generate) arrive as typed messages with no SSE parsing, and it keeps working
-when the gateway is down or not deployed. Addresses come from flags or the same
-`MODELMGR_*_ADDR` variables as the gateway.
+"""The commands and their arguments.
 
     modelmgr download https://civitai.com/models/929497
     modelmgr list [--type lora|checkpoint] [--query TEXT]
@@ -12,6 +6,8 @@ when the gateway is down or not deployed. Addresses come from flags or the same
     modelmgr set-active NAME
     modelmgr generate "a castle" --lora detailer:0.8 -o castle.png
     modelmgr downloads | modelmgr cancel JOB_ID
+
+Addresses come from flags or the same `MODELMGR_*_ADDR` variables as the gateway.
 """
 
 from __future__ import annotations
@@ -19,29 +15,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import grpc
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
-
-from gateway.clients import ServiceClients
-from gateway.config import GatewaySettings
-from gateway.errors import ApiError
-from gateway.text import human_size, type_name
-from gateway.upload import model_type
 from modelmanager.v1 import civitai_pb2, inference_pb2, model_pb2, registry_pb2
+from modelmgr.output import console, downloads_table, err_console, models_table, print_error, state_name
+from modelmgr.progress import download_bar, load_bar, steps_bar
+from modelmgr.services import Services
+from service_kit import configure_logging
 from service_kit.config import (
     DEFAULT_CHECKPOINT,
     DEFAULT_CIVITAI,
@@ -49,9 +31,13 @@ from service_kit.config import (
     DEFAULT_REGISTRY,
     add_setting,
 )
+from service_kit.errors import ServiceError
+from service_kit.peer import PeerUnavailable, paged
 
-console = Console()
-err_console = Console(stderr=True)
+# StartDownload asks CivitAI for the model before it answers.
+START_DOWNLOAD_DEADLINE = 120.0
+MODEL_TYPES = {"": model_pb2.MODEL_TYPE_UNSPECIFIED, "lora": model_pb2.MODEL_TYPE_LORA,
+               "checkpoint": model_pb2.MODEL_TYPE_CHECKPOINT}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true", help="start the job and return (it keeps running)")
 
     p = sub.add_parser("list", help="installed models")
-    p.add_argument("--type", default="", help="lora or checkpoint")
+    p.add_argument("--type", default="", choices=[t for t in MODEL_TYPES if t], help="lora or checkpoint")
     p.add_argument("--query", default="", help="free text over names, tags and trigger words")
 
     sub.add_parser("active", help="the active checkpoint")
@@ -107,22 +93,19 @@ def parse_lora(spec: str) -> model_pb2.LoraSelection:
     return model_pb2.LoraSelection(name=spec)
 
 
-async def cmd_download(c: ServiceClients, args: argparse.Namespace) -> int:
+async def cmd_download(s: Services, args: argparse.Namespace) -> int:
     req = civitai_pb2.StartDownloadRequest(reference=args.reference, file_id=args.file_id, token=args.token)
-    job = (await c.unary("civitai", c.civitai.StartDownload, req, deadline=120)).job
+    job = (await s.civitai.call(s.civitai_stub.StartDownload, req, deadline=START_DOWNLOAD_DEADLINE)).job
     console.print(f"job [bold]{job.id}[/]: {job.name or job.reference}")
     if args.detach:
         return 0
-    columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-               TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=False) as progress:
+    with download_bar(console) as progress:
         task = progress.add_task(job.name or args.reference, total=job.total_bytes or None)
-        call = c.civitai.WatchDownload(civitai_pb2.WatchDownloadRequest(job_id=job.id))
-        async for msg in c.stream("civitai", call):
+        call = s.civitai_stub.WatchDownload(civitai_pb2.WatchDownloadRequest(job_id=job.id))
+        async for msg in s.civitai.stream(call):
             job = msg.job
-            state = civitai_pb2.DownloadState.Name(job.state).removeprefix("DOWNLOAD_STATE_").lower()
             progress.update(task, completed=job.bytes_done, total=job.total_bytes or None,
-                            description=f"{job.name or args.reference} [dim]({state})[/]")
+                            description=f"{job.name or args.reference} [dim]({state_name(job.state)})[/]")
     if job.state == civitai_pb2.DOWNLOAD_STATE_SUCCEEDED:
         how = "already installed as" if job.already_installed else "installed as"
         console.print(f"[green]✓[/] {how} [bold]{job.filename or job.model.filename}[/]")
@@ -132,44 +115,32 @@ async def cmd_download(c: ServiceClients, args: argparse.Namespace) -> int:
     return 1
 
 
-async def cmd_list(c: ServiceClients, args: argparse.Namespace) -> int:
-    table = Table("filename", "type", "name", "base", "trigger words", "weight", "size")
-    token, count = "", 0
-    while True:
-        req = registry_pb2.ListModelsRequest(page_size=500, page_token=token, type=model_type(args.type),
-                                             query=args.query)
-        resp = await c.unary("registry", c.registry.ListModels, req)
-        for m in resp.models:
-            table.add_row(m.filename, type_name(m.type), m.display_name, m.base_model, ", ".join(m.trigger_words),
-                          f"{m.recommended_weight:g}", human_size(m.file_size_bytes))
-            count += 1
-        token = resp.next_page_token
-        if not token:
-            break
-    console.print(table)
-    console.print(f"{count} model(s)")
+async def cmd_list(s: Services, args: argparse.Namespace) -> int:
+    req = registry_pb2.ListModelsRequest(page_size=500, type=MODEL_TYPES[args.type], query=args.query)
+    models = [m async for m in paged(lambda r: s.registry.call(s.registry_stub.ListModels, r), req, "models")]
+    console.print(models_table(models))
+    console.print(f"{len(models)} model(s)")
     return 0
 
 
-async def cmd_active(c: ServiceClients, _: argparse.Namespace) -> int:
-    resp = await c.unary("registry", c.registry.GetActiveCheckpoint, registry_pb2.GetActiveCheckpointRequest())
+async def cmd_active(s: Services, _: argparse.Namespace) -> int:
+    resp = await s.registry.call(s.registry_stub.GetActiveCheckpoint, registry_pb2.GetActiveCheckpointRequest())
     present = "" if resp.file_present else " [red](file missing)[/]"
     console.print(f"[bold]{resp.checkpoint}[/] → {resp.path}{present}")
     return 0
 
 
-async def cmd_set_active(c: ServiceClients, args: argparse.Namespace) -> int:
+async def cmd_set_active(s: Services, args: argparse.Namespace) -> int:
     req = registry_pb2.SetActiveCheckpointRequest(checkpoint=args.checkpoint)
-    resp = await c.unary("registry", c.registry.SetActiveCheckpoint, req)
+    resp = await s.registry.call(s.registry_stub.SetActiveCheckpoint, req)
     console.print(f"active checkpoint: [bold]{resp.checkpoint}[/] → {resp.path}")
     if args.no_load:
         return 0
     r: Any = None
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  console=console) as progress:
+    with load_bar(console) as progress:
         task = progress.add_task("loading", total=1.0)
-        call = c.inference.LoadCheckpoint(inference_pb2.LoadCheckpointRequest(checkpoint=args.checkpoint))
-        async for msg in c.stream("inference", call):
+        call = s.inference_stub.LoadCheckpoint(inference_pb2.LoadCheckpointRequest(checkpoint=args.checkpoint))
+        async for msg in s.inference.stream(call):
             kind = msg.WhichOneof("event")
             if kind == "queued":
                 progress.update(task, description=f"waiting (position {msg.queued.position})")
@@ -185,9 +156,9 @@ async def cmd_set_active(c: ServiceClients, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_generate(c: ServiceClients, args: argparse.Namespace) -> int:
+async def cmd_generate(s: Services, args: argparse.Namespace) -> int:
     req = inference_pb2.GenerateRequest(
-        prompt=args.prompt, negative_prompt=args.negative, loras=[parse_lora(s) for s in args.lora],
+        prompt=args.prompt, negative_prompt=args.negative, loras=[parse_lora(spec) for spec in args.lora],
         width=args.width, height=args.height, steps=args.steps, scheduler=args.scheduler, checkpoint=args.checkpoint,
     )
     if args.guidance is not None:
@@ -195,10 +166,9 @@ async def cmd_generate(c: ServiceClients, args: argparse.Namespace) -> int:
     if args.seed is not None:
         req.seed = args.seed
     result: Any = None
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console) as progress:
+    with steps_bar(console) as progress:
         task = progress.add_task("queued", total=None)
-        async for msg in c.stream("inference", c.inference.Generate(req)):
+        async for msg in s.inference.stream(s.inference_stub.Generate(req)):
             kind = msg.WhichOneof("event")
             if kind == "queued":
                 progress.update(task, description=f"queued (position {msg.queued.position})")
@@ -217,52 +187,45 @@ async def cmd_generate(c: ServiceClients, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_downloads(c: ServiceClients, _: argparse.Namespace) -> int:
-    resp = await c.unary("civitai", c.civitai.ListDownloads, civitai_pb2.ListDownloadsRequest(page_size=100))
-    table = Table("job", "name", "state", "done", "file")
-    for job in resp.jobs:
-        done = f"{job.bytes_done / job.total_bytes * 100:.0f} %" if job.total_bytes else human_size(job.bytes_done)
-        table.add_row(job.id, job.name or job.reference,
-                      civitai_pb2.DownloadState.Name(job.state).removeprefix("DOWNLOAD_STATE_").lower(),
-                      done, job.filename)
-    console.print(table)
+async def cmd_downloads(s: Services, _: argparse.Namespace) -> int:
+    resp = await s.civitai.call(s.civitai_stub.ListDownloads, civitai_pb2.ListDownloadsRequest(page_size=100))
+    console.print(downloads_table(resp.jobs))
     return 0
 
 
-async def cmd_cancel(c: ServiceClients, args: argparse.Namespace) -> int:
-    resp = await c.unary("civitai", c.civitai.CancelDownload, civitai_pb2.CancelDownloadRequest(job_id=args.job_id))
+async def cmd_cancel(s: Services, args: argparse.Namespace) -> int:
+    req = civitai_pb2.CancelDownloadRequest(job_id=args.job_id)
+    resp = await s.civitai.call(s.civitai_stub.CancelDownload, req)
     console.print(f"{resp.job.id}: {civitai_pb2.DownloadState.Name(resp.job.state).lower()}")
     return 0
 
 
-COMMANDS = {"download": cmd_download, "list": cmd_list, "active": cmd_active, "set-active": cmd_set_active,
-            "generate": cmd_generate, "downloads": cmd_downloads, "cancel": cmd_cancel}
+COMMANDS: dict[str, Callable[[Services, argparse.Namespace], Awaitable[int]]] = {
+    "download": cmd_download, "list": cmd_list, "active": cmd_active, "set-active": cmd_set_active,
+    "generate": cmd_generate, "downloads": cmd_downloads, "cancel": cmd_cancel,
+}
 
 
 async def run(args: argparse.Namespace) -> int:
-    settings = GatewaySettings(registry=args.registry, civitai=args.civitai, inference=args.inference,
-                               rpc_timeout=60.0, ui=False)
-    clients = ServiceClients.connect(settings)
+    services = Services(registry=args.registry, civitai=args.civitai, inference=args.inference)
     try:
-        return await COMMANDS[args.command](clients, args)
-    except ApiError as exc:
-        reason = f" ({exc.reason})" if exc.reason else ""
-        err_console.print(f"[red]error:[/] {exc.message}{reason}")
+        return await COMMANDS[args.command](services, args)
+    except ServiceError as err:
+        print_error(err, services.address(err.service) if isinstance(err, PeerUnavailable) else "")
         return 1
     finally:
-        await clients.close()
+        await services.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The CLI prints its own error lines; the peers' log lines would only repeat them.
+    configure_logging("modelmgr", level="ERROR", json=False)
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
         err_console.print("interrupted (a download keeps running in the CivitAI service)")
         return 130
-    except grpc.RpcError as exc:  # pragma: no cover - every call goes through ServiceClients
-        err_console.print(f"[red]error:[/] {exc}")
-        return 1
 
 
 if __name__ == "__main__":
