@@ -1,0 +1,3 @@
+from devtools.fake_civitai.cli import main
+
+raise SystemExit(main())
