@@ -25,7 +25,7 @@ async def test_model_info_by_every_selector(stack):
     by_air = (await stack.civitai.GetModelInfo(
         S.GetModelInfoRequest(reference=f"urn:air:sdxl:lora:civitai:{lora.model_id}@{lora.version_id}"), timeout=10)).info
     assert by_air.version_id == lora.version_id
-    assert by_model.images and by_model.images[0].url.startswith("https://")
+    assert by_model.images and by_model.images[0].url.startswith(stack.fake.base_url + "/")  # the fake serves previews
     assert not by_model.HasField("early_access_deadline")
     gated = stack.fake.add_lora(name="Gated")
     stack.fake.early_access(gated.version_id, "2031-01-02T03:04:05.000Z")
