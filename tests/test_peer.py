@@ -9,7 +9,7 @@ import pytest
 
 from modelmanager.v1 import model_pb2, registry_pb2, registry_pb2_grpc
 from service_kit import GrpcServer, ServiceBinding, errors, insecure_channel
-from service_kit.peer import Peer, PeerUnavailable, paged
+from service_kit.peer import Peer, PeerUnavailable, paged, unavailable_reason
 
 MODELS = [f"m{i}.safetensors" for i in range(7)]
 
@@ -22,6 +22,8 @@ class _Registry(registry_pb2_grpc.ModelRegistryServiceServicer):
 
     async def ListModels(self, request, context):
         self.page_requests.append(request)
+        if request.query == "same token":  # a broken peer that would page forever
+            return registry_pb2.ListModelsResponse(next_page_token="again")
         start = int(request.page_token or 0)
         end = start + request.page_size
         return registry_pb2.ListModelsResponse(
@@ -125,3 +127,21 @@ async def test_wait_for_ready_succeeds_when_the_peer_starts_late():
     finally:
         await peer.close()
         await server.stop(0)
+
+
+async def test_paged_stops_on_a_peer_that_repeats_its_page_token(registry):
+    peer, stub, servicer = registry
+    request = registry_pb2.ListModelsRequest(page_size=3, query="same token")
+    with pytest.raises(errors.Internal):
+        [m async for m in paged(lambda r: peer.call(stub.ListModels, r), request, "models")]
+    assert len(servicer.page_requests) == 2
+
+
+def test_the_services_document_the_reason_the_peer_gives():
+    # civitai.proto and inference.proto list UNAVAILABLE / REGISTRY_UNAVAILABLE; their errors modules
+    # keep the class that documents it (tests/test_error_reasons.py), service_kit.peer raises it.
+    from civitai_svc import errors as civitai_errors
+    from inference_svc import errors as inference_errors
+
+    for cls in (civitai_errors.RegistryUnavailable, inference_errors.RegistryUnavailable):
+        assert issubclass(cls, errors.Unavailable) and cls.default_reason == unavailable_reason("registry")
