@@ -1,0 +1,48 @@
+"""The Gradio Blocks: the tabs, each section built by its own module, and the one cross-section event.
+
+A new feature adds its module here (building its components and wiring its own events, returning
+what other sections need) and one call in `build_blocks`; if it can install or remove models it
+returns those events, and `build_blocks` refreshes everything that lists models after them.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from gateway.ui.handlers import Handlers
+from gateway.ui.layout.checkpoints import checkpoint_section
+from gateway.ui.layout.civitai import civitai_section
+from gateway.ui.layout.generate import generate_tab, upscale_tab
+from gateway.ui.layout.models import models_section, upload_section
+
+
+def build_blocks(h: Handlers) -> gr.Blocks:
+    settings = h.services.settings
+    # analytics_enabled=False: no version check or telemetry leaves the machine. delete_cache: uploads
+    # and outputs older than an hour are removed every ten minutes (and all of them at shutdown).
+    with gr.Blocks(title="Model Manager", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
+        gr.Markdown("# Model Manager\nSDXL LoRAs and checkpoints: install from CivitAI, manage, generate. "
+                    "API docs at [/docs](/docs).")
+        with gr.Tabs():
+            with gr.Tab("Model Manager", id="manager"):
+                civitai = civitai_section(h.civitai)
+                models = models_section(h.models)
+                checkpoints = checkpoint_section(h.checkpoints)
+                uploaded = upload_section(h.models)
+            with gr.Tab("Generate", id="generate"):
+                generate = generate_tab(h.generate, settings)
+            with gr.Tab("Upscale", id="upscale"):
+                upscale = upscale_tab(h.generate, settings)
+
+        # Whatever lists installed models follows a change of them, on page load and after each
+        # event that may have installed, edited or removed one.
+        listing = [models.table, models.status, checkpoints.choice, checkpoints.active, generate.loras.loras,
+                   upscale.loras]
+        filters = [models.type_filter, models.search]
+        demo.load(h.reload_all, filters, listing)
+        demo.load(h.generate.schedulers, None, generate.scheduler)
+        for event in (*civitai.installs, *models.changes, uploaded):
+            event.then(h.reload_all, filters, listing)
+        models.refresh.click(h.checkpoints.refresh_checkpoints, None, [checkpoints.choice, checkpoints.active])
+    demo.queue(default_concurrency_limit=16)
+    return demo

@@ -1,0 +1,139 @@
+"""The Generate and Upscale tabs, each with its LoRA rows (built from the registry) and prompt preview."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from gateway.config import GatewaySettings
+from gateway.ui.handlers import GenerateHandlers
+from gateway.ui.handlers.generate import prune, select
+from gateway.ui.rendering import md_code
+
+# Every LoRA-row render in the process runs alone: the two panels re-render together whenever the
+# LoRA list changes, and Gradio's render bookkeeping is not safe to run concurrently (see lora_panel).
+LORA_ROWS_CONCURRENCY = "lora-rows"
+
+
+@dataclass
+class LoraPanel:
+    loras: gr.State  # every installed LoRA: [{"filename", "name", "weight", "triggers"}]
+    selected: gr.State  # the selection: {filename: weight}
+    refresh: gr.Button
+
+
+def lora_panel(h: GenerateHandlers, prefix: str) -> LoraPanel:
+    loras_state = gr.State([])
+    selected = gr.State({})
+    with gr.Row():
+        gr.Markdown("#### LoRAs")
+        refresh = gr.Button("↻ Refresh LoRAs", size="sm", scale=0, elem_id=f"{prefix}-lora-refresh")
+
+    # Rows are re-built only when the LoRA list changes; keyed components keep their values.
+    @gr.render(inputs=[loras_state], triggers=[loras_state.change], concurrency_limit=1,
+               concurrency_id=LORA_ROWS_CONCURRENCY)
+    def rows(loras: list[dict[str, Any]]) -> None:
+        if not loras:
+            gr.Markdown("_No LoRAs installed yet: download or upload one in the Model Manager tab._")
+            return
+        for lora in loras:
+            fn = lora["filename"]
+            with gr.Row(equal_height=True):
+                box = gr.Checkbox(label=lora["name"], value=False, scale=2, key=f"{prefix}-cb-{fn}",
+                                  elem_classes=["mm-lora-check"])
+                # interactive: Gradio does not infer it for components made inside gr.render (the slider
+                # came out disabled).
+                slider = gr.Slider(0, 2, value=lora["weight"], step=0.05, label="weight", scale=2,
+                                   key=f"{prefix}-w-{fn}", interactive=True)
+                gr.Markdown("triggers: " + md_code(lora["triggers"]), key=f"{prefix}-t-{fn}")
+
+            def update(enabled: bool, weight: float, current: dict[str, float], fn: str = fn) -> dict[str, float]:
+                return select(enabled, weight, current, fn)
+
+            box.input(update, [box, slider, selected], selected)
+            slider.change(update, [box, slider, selected], selected, trigger_mode="always_last",
+                          show_progress="hidden")
+
+    loras_state.change(prune, [loras_state, selected], selected)
+    refresh.click(h.reload_loras, None, loras_state)
+    return LoraPanel(loras_state, selected, refresh)
+
+
+def _preview_follows(h: GenerateHandlers, prompt: gr.Textbox, panel: LoraPanel, preview: gr.Markdown) -> None:
+    for trigger in (prompt.change, panel.selected.change):
+        trigger(h.preview, [prompt, panel.selected], preview, show_progress="hidden", trigger_mode="always_last")
+
+
+@dataclass
+class GenerateTab:
+    loras: LoraPanel
+    scheduler: gr.Dropdown  # its choices come from the inference service when the page loads
+
+
+def generate_tab(h: GenerateHandlers, settings: GatewaySettings) -> GenerateTab:
+    with gr.Row():
+        with gr.Column(scale=3):
+            prompt = gr.Textbox(label="Prompt", lines=3, elem_id="gen-prompt")
+            preview = gr.Markdown("**Final prompt:**", elem_id="gen-preview")
+            negative = gr.Textbox(label="Negative prompt", lines=1)
+            panel = lora_panel(h, "gen")
+            with gr.Accordion("Settings", open=False):
+                with gr.Row():
+                    width = gr.Slider(64, 2048, value=settings.ui_image_size, step=8, label="Width",
+                                      elem_id="gen-width")
+                    height = gr.Slider(64, 2048, value=settings.ui_image_size, step=8, label="Height",
+                                       elem_id="gen-height")
+                with gr.Row():
+                    steps = gr.Slider(1, 150, value=settings.ui_steps, step=1, label="Steps", elem_id="gen-steps")
+                    guidance = gr.Slider(0, 30, value=7.0, step=0.5, label="Guidance")
+                with gr.Row():
+                    seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
+                    scheduler = gr.Dropdown(["default"], value="default", label="Scheduler")
+            with gr.Row():
+                run = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+                stop = gr.Button("Stop", variant="stop")
+        with gr.Column(scale=2):
+            progress = gr.HTML(elem_id="gen-progress")
+            image = gr.Image(label="Result", interactive=False, elem_id="gen-image", format="png")
+            info = gr.Markdown(elem_id="gen-info")
+
+    _preview_follows(h, prompt, panel, preview)
+    job = run.click(h.generate, [prompt, negative, panel.selected, width, height, steps, guidance, seed, scheduler],
+                    [progress, image, info])
+    stop.click(None, None, None, cancels=[job])
+    return GenerateTab(panel, scheduler)
+
+
+def upscale_tab(h: GenerateHandlers, settings: GatewaySettings) -> LoraPanel:
+    with gr.Row():
+        with gr.Column(scale=3):
+            image = gr.Image(label="Image to upscale", type="filepath", elem_id="up-image")
+            prompt = gr.Textbox(label="Prompt", lines=2, elem_id="up-prompt")
+            preview = gr.Markdown("**Final prompt:**", elem_id="up-preview")
+            negative = gr.Textbox(label="Negative prompt", lines=1)
+            panel = lora_panel(h, "up")
+            with gr.Row():
+                scale = gr.Slider(1, 4, value=2, step=0.5, label="Scale factor")
+                strength = gr.Slider(0, 1, value=0.35, step=0.05, label="Strength")
+            with gr.Row():
+                steps = gr.Slider(1, 100, value=min(20, settings.ui_steps), step=1, label="Steps", elem_id="up-steps")
+                tile = gr.Slider(64, 2048, value=settings.ui_image_size, step=8, label="Tile size", elem_id="up-tile")
+                seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
+            with gr.Row():
+                run = gr.Button("Upscale", variant="primary", elem_id="upscale-btn")
+                stop = gr.Button("Stop", variant="stop")
+        with gr.Column(scale=2):
+            progress = gr.HTML(elem_id="up-progress")
+            with gr.Row():
+                before = gr.Image(label="Before", interactive=False)
+                after = gr.Image(label="After", interactive=False, elem_id="up-after", format="png")
+            info = gr.Markdown()
+
+    _preview_follows(h, prompt, panel, preview)
+    image.change(lambda p: p, image, before)
+    job = run.click(h.upscale, [image, prompt, negative, panel.selected, scale, strength, steps, tile, seed],
+                    [progress, after, info])
+    stop.click(None, None, None, cancels=[job])
+    return panel
