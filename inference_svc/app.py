@@ -10,6 +10,8 @@ from inference_svc.engine import InferenceEngine
 from inference_svc.errors import DOMAIN
 from inference_svc.job_queue import JobQueue
 from inference_svc.lora_manager import LoraManager
+from inference_svc.model_hashes import FileHashes
+from inference_svc.outputs import OutputStore
 from inference_svc.registry_client import RegistryClient
 from inference_svc.servicer import InferenceServicer
 from inference_svc.upscaler import ControlNetTile
@@ -55,6 +57,7 @@ async def create_server(settings: InferenceSettings) -> GrpcServer:
         model_roots=(settings.user_models_dir, settings.models_dir), timeout_s=settings.registry_timeout_s,
     )
     queue = JobQueue(settings.max_queue)
+    hashes = FileHashes()
     engine = InferenceEngine(
         device=device,
         cache=cache,
@@ -62,6 +65,8 @@ async def create_server(settings: InferenceSettings) -> GrpcServer:
         registry=registry,
         queue=queue,
         controlnet=ControlNetTile(settings.controlnet_tile_dir, device),
+        outputs=OutputStore(settings.outputs_path),
+        hashes=hashes,
     )
     server = GrpcServer(
         name="inference",
@@ -79,6 +84,7 @@ async def create_server(settings: InferenceSettings) -> GrpcServer:
     async def shutdown() -> None:
         await queue.close()
         await registry.close()
+        hashes.close()
         cache.clear()
 
     server.on_shutdown.append(shutdown)
@@ -89,5 +95,6 @@ async def create_server(settings: InferenceSettings) -> GrpcServer:
         attention=device.attention,
         device_budget_bytes=device_budget,
         park_budget_bytes=park_budget,
+        outputs_dir=str(settings.outputs_path),
     )
     return server

@@ -57,8 +57,17 @@ class InferenceSettings(CliSettings):
     registry_timeout_s: float = setting(10.0, help="deadline of each registry call, seconds",
                                         flag="--registry-timeout", env="MODELMGR_INFERENCE_REGISTRY_TIMEOUT",
                                         positive=True)
+    # Every Generate and Upscale result is saved here with its parameters. Unset: `outputs/` beside the
+    # user-models volume, so the local data folders (data/user-models, data/models) gain data/outputs.
+    outputs_dir: Path | None = setting(
+        None, help="where Generate and Upscale results are saved (default: outputs/ beside the user-models volume)",
+        env="MODELMGR_INFERENCE_OUTPUTS_DIR")
     log_level: str = log_level_setting()
     log_format: str = log_format_setting()
+
+    @property
+    def outputs_path(self) -> Path:
+        return self.outputs_dir or self.user_models_dir.parent / "outputs"
 
     @property
     def default_checkpoint_path(self) -> Path:

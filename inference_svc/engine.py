@@ -18,9 +18,12 @@ from inference_svc.checkpoint_cache import Acquired, CheckpointCache
 from inference_svc.device import DeviceInfo, empty_cache, is_out_of_memory
 from inference_svc.errors import JobCancelled, OutOfMemory
 from inference_svc.images import encode_png
+from inference_svc.infotext import output_infotext
 from inference_svc.job_queue import Job, JobContext, JobQueue
 from inference_svc.lora_manager import LoraManager, LoraSpec
-from inference_svc.pipelines import GenerateParams, generate
+from inference_svc.model_hashes import FileHashes, autov2
+from inference_svc.outputs import OutputLora, OutputParameters, OutputStore, SavedOutput
+from inference_svc.pipelines import GenerateParams, generate, scheduler_in_use
 from inference_svc.registry_client import RegistryClient, ResolvedCheckpoint
 from inference_svc.upscaler import ControlNetTile, UpscaleParams, upscale
 from modelmanager.v1 import model_pb2, registry_pb2
@@ -37,6 +40,8 @@ class ImageOutput:
     seed: int
     checkpoint: str
     timings: dict[str, float] = field(default_factory=dict)
+    # The saved copy in the outputs folder; "" when it could not be saved.
+    output_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,8 @@ class InferenceEngine:
         registry: RegistryClient,
         queue: JobQueue,
         controlnet: ControlNetTile,
+        outputs: OutputStore,
+        hashes: FileHashes,
     ):
         self.device = device
         self.cache = cache
@@ -68,6 +75,8 @@ class InferenceEngine:
         self.registry = registry
         self.queue = queue
         self.controlnet = controlnet
+        self.outputs = outputs
+        self.hashes = hashes
 
     # ---- on the event loop -------------------------------------------------------------------
 
@@ -122,6 +131,8 @@ class InferenceEngine:
 
     def _generate(self, ctx: JobContext, prepared: Prepared, params: GenerateParams) -> ImageOutput:
         started = time.perf_counter()
+        # A checkpoint is gigabytes: its hash (for the infotext) runs while the job loads and denoises.
+        checkpoint_sha256 = self.hashes.start_sha256(prepared.checkpoint.path)
         acquired, lora_seconds = self._prepare_pipeline(ctx, prepared)
 
         def on_step(step: int, total: int) -> None:
@@ -132,12 +143,22 @@ class InferenceEngine:
         inference_started = time.perf_counter()
         image = generate(acquired.entry, params, on_step, ctx.cancelled)
         inference_seconds = time.perf_counter() - inference_started
-        return self._output(ctx, image, prepared, params.seed, acquired, lora_seconds, inference_seconds, started,
-                            {"width": params.width, "height": params.height, "steps": params.steps,
-                             "guidance_scale": params.guidance_scale, "scheduler": params.scheduler})
+        parameters = OutputParameters(
+            prompt=params.prompt, negative_prompt=params.negative_prompt,
+            final_prompt=prepared.composed.prompt,
+            injected_trigger_words=tuple(prepared.composed.injected_trigger_words),
+            steps=params.steps, guidance_scale=params.guidance_scale, seed=params.seed, scheduler=params.scheduler,
+            checkpoint=prepared.checkpoint.name, checkpoint_hash=autov2(checkpoint_sha256.result()),
+            loras=self._output_loras(prepared),
+        )
+        text = output_infotext("generate", parameters, image.width, image.height,
+                               scheduler_in_use(acquired.entry, params.scheduler))
+        return self._output(ctx, "generate", image, parameters, text, acquired, lora_seconds, inference_seconds,
+                            started)
 
     def _upscale(self, ctx: JobContext, prepared: Prepared, params: UpscaleParams, image: Image.Image) -> ImageOutput:
         started = time.perf_counter()
+        checkpoint_sha256 = self.hashes.start_sha256(prepared.checkpoint.path)
         controlnet = self.controlnet.get()
         acquired, lora_seconds = self._prepare_pipeline(ctx, prepared)
 
@@ -147,37 +168,47 @@ class InferenceEngine:
         inference_started = time.perf_counter()
         result = upscale(acquired.entry, image, params, on_step, ctx.cancelled, controlnet=controlnet)
         inference_seconds = time.perf_counter() - inference_started
-        return self._output(ctx, result, prepared, params.seed, acquired, lora_seconds, inference_seconds, started,
-                            {"scale_factor": params.scale_factor, "strength": params.strength,
-                             "steps": params.steps, "tile_size": params.tile_size,
-                             "tile_overlap": params.tile_overlap, "controlnet": controlnet is not None})
+        parameters = OutputParameters(
+            prompt=params.prompt, negative_prompt=params.negative_prompt,
+            final_prompt=prepared.composed.prompt,
+            injected_trigger_words=tuple(prepared.composed.injected_trigger_words),
+            steps=params.steps, guidance_scale=params.guidance_scale, seed=params.seed, scheduler=params.scheduler,
+            checkpoint=prepared.checkpoint.name, checkpoint_hash=autov2(checkpoint_sha256.result()),
+            loras=self._output_loras(prepared), scale_factor=params.scale_factor, strength=params.strength,
+            tile_size=params.tile_size, tile_overlap=params.tile_overlap, controlnet=controlnet is not None,
+        )
+        text = output_infotext("upscale", parameters, result.width, result.height,
+                               scheduler_in_use(acquired.entry, params.scheduler))
+        return self._output(ctx, "upscale", result, parameters, text, acquired, lora_seconds, inference_seconds,
+                            started)
+
+    def _output_loras(self, prepared: Prepared) -> tuple[OutputLora, ...]:
+        # AutoV3 is not in the registry's answer: hashed here, once per file version (a LoRA is megabytes).
+        return tuple(OutputLora(spec.filename, spec.weight, self.hashes.lora_autov3(spec.path))
+                     for spec in prepared.loras)
 
     def _output(
         self,
         ctx: JobContext,
+        kind: str,
         image: Image.Image,
-        prepared: Prepared,
-        seed: int,
+        parameters: OutputParameters,
+        infotext: str,
         acquired: Acquired,
         lora_seconds: float,
         inference_seconds: float,
         started: float,
-        extra: dict[str, Any],
     ) -> ImageOutput:
-        parameters = {
-            "prompt": prepared.composed.prompt,
-            "seed": seed,
-            "checkpoint": prepared.checkpoint.name,
-            "loras": {x.filename: x.weight for x in prepared.composed.loras},
-            **extra,
-        }
-        png = encode_png(image, parameters)
+        record = self.outputs.new_record(kind, image.width, image.height, parameters, infotext)
+        png = encode_png(image, infotext, record.png_record())
+        output_id = self._save(record, png)
         return ImageOutput(
             png=png,
             width=image.width,
             height=image.height,
-            seed=seed,
-            checkpoint=prepared.checkpoint.name,
+            seed=parameters.seed,
+            checkpoint=parameters.checkpoint,
+            output_id=output_id,
             timings={
                 "queued_seconds": ctx.queued_seconds,
                 "load_seconds": acquired.seconds,
@@ -186,6 +217,15 @@ class InferenceEngine:
                 "total_seconds": ctx.queued_seconds + time.perf_counter() - started,
             },
         )
+
+    def _save(self, record: SavedOutput, png: bytes) -> str:
+        """The saved output's id, or "" when the folder refused it (full, read-only): the client still
+        gets its image, and the log says why."""
+        try:
+            return self.outputs.save(record, png).id
+        except OSError as exc:
+            log.error("output.save_failed", id=record.id, folder=str(self.outputs.root), error=str(exc)[:200])
+            return ""
 
     def _load(self, ctx: JobContext, checkpoint: ResolvedCheckpoint) -> Acquired:
         return self._acquire(ctx, checkpoint, None)

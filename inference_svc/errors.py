@@ -19,9 +19,15 @@ def shown_path(path: Path | str) -> str:
 DOMAIN = "inference.modelmanager"
 
 
-class InvalidRequest(errors.InvalidArgument):
-    """Bad input (the base of the cases below). Raised itself, its reason is INVALID_ARGUMENT
-    (an empty LoRA name)."""
+# Bad input, whatever the case: each case below is a class with a reason of its own; this name (the
+# shared base, not a class of this domain: it has no reason to document) catches them all.
+InvalidRequest = errors.InvalidArgument
+
+
+class EmptyLoraName(InvalidRequest):
+    """A LoraSelection whose name is blank."""
+
+    default_reason = "EMPTY_LORA_NAME"
 
 
 class InvalidImage(InvalidRequest):
@@ -84,6 +90,24 @@ class QueueFull(errors.ResourceExhausted):
 
 class RegistryUnavailable(errors.Unavailable):
     default_reason = "REGISTRY_UNAVAILABLE"
+
+
+class InvalidOutputId(InvalidRequest):
+    """An output id this service could not have made (a path, a wildcard...): refused before any file is touched."""
+
+    default_reason = "INVALID_OUTPUT_ID"
+
+
+class InvalidPageSize(InvalidRequest):
+    default_reason = "INVALID_PAGE_SIZE"
+
+
+class InvalidPageToken(InvalidRequest):
+    default_reason = "INVALID_PAGE_TOKEN"
+
+
+class OutputNotFound(errors.NotFound):
+    default_reason = "OUTPUT_NOT_FOUND"
 
 
 class JobCancelled(errors.Cancelled):

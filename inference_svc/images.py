@@ -50,10 +50,18 @@ def decode_image(data: bytes) -> Image.Image:
     return image.convert("RGB")
 
 
-def encode_png(image: Image.Image, parameters: dict[str, object]) -> bytes:
-    """PNG bytes with the generation parameters in a text chunk (as A1111/ComfyUI do)."""
+# The chunk A1111's PNG Info, CivitAI and sd-parsers read (infotext only: JSON there is misread), and
+# the one holding this service's own record of the same parameters.
+INFOTEXT_CHUNK = "parameters"
+RECORD_CHUNK = "modelmanager"
+
+
+def encode_png(image: Image.Image, infotext: str, record: dict[str, object]) -> bytes:
+    """PNG bytes with the generation parameters as A1111 infotext, and as this service's JSON record."""
     info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", json.dumps(parameters, ensure_ascii=False, sort_keys=True))
+    # Pillow writes tEXt, or iTXt (UTF-8) for text that is not Latin-1: the same chunks A1111 writes.
+    info.add_text(INFOTEXT_CHUNK, infotext)
+    info.add_text(RECORD_CHUNK, json.dumps(record, ensure_ascii=False, sort_keys=True))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()

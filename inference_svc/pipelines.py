@@ -64,6 +64,19 @@ def set_scheduler(entry: CachedCheckpoint, name: str) -> None:
     entry.pipe.scheduler = cls.from_config(entry.scheduler_config, **overrides)
 
 
+def scheduler_in_use(entry: CachedCheckpoint, name: str) -> str:
+    """The SCHEDULERS name of what `set_scheduler(entry, name)` installs: `name`, or for the checkpoint's
+    own the entry it matches (the most specific first), "" when none does."""
+    if name:
+        return name
+    config = entry.scheduler_config
+    candidates = sorted(SCHEDULERS.items(), key=lambda item: -len(item[1][1]))
+    for key, (class_name, overrides) in candidates:
+        if config.get("_class_name") == class_name and all(config.get(k) == v for k, v in overrides.items()):
+            return key
+    return ""
+
+
 def step_callback(on_step: StepFn, cancelled: Callable[[], bool], total: int) -> Callable[..., dict]:
     """diffusers' callback_on_step_end: report the step, stop the job at once if its client left."""
 

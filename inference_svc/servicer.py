@@ -1,33 +1,44 @@
-"""InferenceService over gRPC: checks requests, submits jobs, streams their events as messages."""
+"""InferenceService over gRPC: checks requests, submits jobs, streams their events as messages;
+the outputs folder's records as messages."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TypeVar
 
 import grpc
+from google.protobuf import timestamp_pb2
 
 from inference_svc.device import memory_allocated
 from inference_svc.engine import ImageOutput, InferenceEngine, Prepared
 from inference_svc.images import decode_image
 from inference_svc.job_queue import Done, Failed, Job, Progress, Queued
+from inference_svc.outputs import SavedOutput
 from inference_svc.pipelines import SCHEDULERS
 from inference_svc.validation import check_upscale_output, generate_params, upscale_params
 from modelmanager.v1 import inference_pb2, inference_pb2_grpc
+
+# GenerateResponse or UpscaleResponse: the same oneof of queued / progress / result.
+JobResponse = TypeVar("JobResponse", inference_pb2.GenerateResponse, inference_pb2.UpscaleResponse)
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     def __init__(self, engine: InferenceEngine):
         self.engine = engine
 
-    async def Generate(self, request: inference_pb2.GenerateRequest, context: grpc.aio.ServicerContext):
+    async def Generate(
+        self, request: inference_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[inference_pb2.GenerateResponse]:
         params = generate_params(request)
         prepared = await self.engine.prepare(request.prompt, list(request.loras), request.checkpoint)
         job = await self.engine.submit_generate(prepared, params)
         async for message in self._stream(job, prepared, inference_pb2.GenerateResponse):
             yield message
 
-    async def Upscale(self, request: inference_pb2.UpscaleRequest, context: grpc.aio.ServicerContext):
+    async def Upscale(
+        self, request: inference_pb2.UpscaleRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[inference_pb2.UpscaleResponse]:
         params = upscale_params(request)
         image = decode_image(request.image)
         check_upscale_output(image.width, image.height, params)
@@ -36,7 +47,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         async for message in self._stream(job, prepared, inference_pb2.UpscaleResponse):
             yield message
 
-    async def LoadCheckpoint(self, request: inference_pb2.LoadCheckpointRequest, context: grpc.aio.ServicerContext):
+    async def LoadCheckpoint(
+        self, request: inference_pb2.LoadCheckpointRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[inference_pb2.LoadCheckpointResponse]:
         job = await self.engine.submit_load(request.checkpoint)
         try:
             async for event in job.stream():
@@ -64,7 +77,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             if not job.finished:
                 self.engine.queue.cancel(job)
 
-    async def GetStatus(self, request: inference_pb2.GetStatusRequest, context: grpc.aio.ServicerContext):
+    async def GetStatus(
+        self, request: inference_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.GetStatusResponse:
         engine = self.engine
         entries = engine.cache.snapshot()
         current = engine.cache.current
@@ -90,10 +105,36 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             attention=engine.device.attention,
         )
 
-    async def ListSchedulers(self, request: inference_pb2.ListSchedulersRequest, context: grpc.aio.ServicerContext):
+    async def ListSchedulers(
+        self, request: inference_pb2.ListSchedulersRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.ListSchedulersResponse:
         return inference_pb2.ListSchedulersResponse(schedulers=list(SCHEDULERS))
 
-    async def _stream(self, job: Job, prepared: Prepared, response: Callable[..., Any]) -> AsyncIterator[Any]:
+    # The outputs folder does file I/O: off the event loop.
+
+    async def ListOutputs(
+        self, request: inference_pb2.ListOutputsRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.ListOutputsResponse:
+        page, token = await asyncio.to_thread(self.engine.outputs.page, request.page_size, request.page_token)
+        return inference_pb2.ListOutputsResponse(outputs=[_output(o) for o in page], next_page_token=token)
+
+    async def GetOutput(
+        self, request: inference_pb2.GetOutputRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.GetOutputResponse:
+        record, png = await asyncio.to_thread(
+            self.engine.outputs.get, request.id, with_image=not request.without_image
+        )
+        return inference_pb2.GetOutputResponse(output=_output(record), png=png)
+
+    async def DeleteOutput(
+        self, request: inference_pb2.DeleteOutputRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.DeleteOutputResponse:
+        await asyncio.to_thread(self.engine.outputs.delete, request.id)
+        return inference_pb2.DeleteOutputResponse()
+
+    async def _stream(
+        self, job: Job, prepared: Prepared, response: Callable[..., JobResponse]
+    ) -> AsyncIterator[JobResponse]:
         """Job events -> response messages; cancels the job if the client goes away first."""
         try:
             async for event in job.stream():
@@ -132,4 +173,38 @@ def _image_result(job: Job, prepared: Prepared, output: ImageOutput) -> inferenc
         loras=list(prepared.composed.loras),
         checkpoint=output.checkpoint,
         timings=inference_pb2.Timings(**output.timings),
+        output_id=output.output_id,
+    )
+
+
+def _output(record: SavedOutput) -> inference_pb2.Output:
+    p = record.parameters
+    created_at = timestamp_pb2.Timestamp()
+    created_at.FromDatetime(record.created_at)
+    return inference_pb2.Output(
+        id=record.id,
+        kind=record.kind,
+        created_at=created_at,
+        width=record.width,
+        height=record.height,
+        size_bytes=record.size_bytes,
+        infotext=record.infotext,
+        parameters=inference_pb2.OutputParameters(
+            prompt=p.prompt,
+            negative_prompt=p.negative_prompt,
+            final_prompt=p.final_prompt,
+            injected_trigger_words=list(p.injected_trigger_words),
+            steps=p.steps,
+            guidance_scale=p.guidance_scale,
+            seed=p.seed,
+            scheduler=p.scheduler,
+            checkpoint=p.checkpoint,
+            checkpoint_hash=p.checkpoint_hash,
+            loras=[inference_pb2.OutputLora(filename=x.filename, weight=x.weight, hash=x.hash) for x in p.loras],
+            scale_factor=p.scale_factor,
+            strength=p.strength,
+            tile_size=p.tile_size,
+            tile_overlap=p.tile_overlap,
+            controlnet=p.controlnet,
+        ),
     )

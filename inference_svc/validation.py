@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from inference_svc.errors import InvalidRequest, InvalidSize
+from inference_svc.errors import EmptyLoraName, InvalidSize
 from inference_svc.images import MAX_OUTPUT_SIDE, check_range, check_size
 from inference_svc.pipelines import GenerateParams, check_scheduler
 from inference_svc.upscaler import UpscaleParams, target_size
@@ -19,7 +19,7 @@ def _seed(message: inference_pb2.GenerateRequest | inference_pb2.UpscaleRequest)
 def check_loras(message: inference_pb2.GenerateRequest | inference_pb2.UpscaleRequest) -> None:
     for i, lora in enumerate(message.loras):
         if not lora.name.strip():
-            raise InvalidRequest(f"loras[{i}].name is empty", metadata={"field": f"loras[{i}].name"})
+            raise EmptyLoraName(f"loras[{i}].name is empty", metadata={"field": f"loras[{i}].name"})
         if lora.HasField("weight"):
             check_range(f"loras[{i}].weight", lora.weight, -4.0, 4.0)
 

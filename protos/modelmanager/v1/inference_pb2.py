@@ -22,50 +22,69 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from modelmanager.v1 import model_pb2 as modelmanager_dot_v1_dot_model__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmodelmanager/v1/inference.proto\x12\x0fmodelmanager.v1\x1a\x1bmodelmanager/v1/model.proto\"\x8a\x02\n\x0fGenerateRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x02 \x01(\t\x12-\n\x05loras\x18\x03 \x03(\x0b\x32\x1e.modelmanager.v1.LoraSelection\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\r\n\x05steps\x18\x06 \x01(\x05\x12\x1b\n\x0eguidance_scale\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\x04seed\x18\x08 \x01(\x03H\x01\x88\x01\x01\x12\x11\n\tscheduler\x18\t \x01(\t\x12\x12\n\ncheckpoint\x18\n \x01(\tB\x11\n\x0f_guidance_scaleB\x07\n\x05_seed\"\xab\x01\n\x10GenerateResponse\x12,\n\x06queued\x18\x01 \x01(\x0b\x32\x1a.modelmanager.v1.JobQueuedH\x00\x12\x30\n\x08progress\x18\x02 \x01(\x0b\x32\x1c.modelmanager.v1.JobProgressH\x00\x12.\n\x06result\x18\x03 \x01(\x0b\x32\x1c.modelmanager.v1.ImageResultH\x00\x42\x07\n\x05\x65vent\"\xf2\x02\n\x0eUpscaleRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x03 \x01(\t\x12-\n\x05loras\x18\x04 \x03(\x0b\x32\x1e.modelmanager.v1.LoraSelection\x12\x14\n\x0cscale_factor\x18\x05 \x01(\x01\x12\r\n\x05steps\x18\x06 \x01(\x05\x12\x15\n\x08strength\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x0eguidance_scale\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\t \x01(\x03H\x02\x88\x01\x01\x12\x11\n\tscheduler\x18\n \x01(\t\x12\x11\n\ttile_size\x18\x0b \x01(\x05\x12\x19\n\x0ctile_overlap\x18\x0c \x01(\x05H\x03\x88\x01\x01\x12\x12\n\ncheckpoint\x18\r \x01(\tB\x0b\n\t_strengthB\x11\n\x0f_guidance_scaleB\x07\n\x05_seedB\x0f\n\r_tile_overlap\"\xaa\x01\n\x0fUpscaleResponse\x12,\n\x06queued\x18\x01 \x01(\x0b\x32\x1a.modelmanager.v1.JobQueuedH\x00\x12\x30\n\x08progress\x18\x02 \x01(\x0b\x32\x1c.modelmanager.v1.JobProgressH\x00\x12.\n\x06result\x18\x03 \x01(\x0b\x32\x1c.modelmanager.v1.ImageResultH\x00\x42\x07\n\x05\x65vent\"-\n\tJobQueued\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\x05\"r\n\x0bJobProgress\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x05\x12\x13\n\x0btotal_steps\x18\x04 \x01(\x05\x12\x0c\n\x04tile\x18\x05 \x01(\x05\x12\x13\n\x0btotal_tiles\x18\x06 \x01(\x05\"\xfa\x01\n\x0bImageResult\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03png\x18\x02 \x01(\x0c\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x14\n\x0c\x66inal_prompt\x18\x06 \x01(\t\x12\x1e\n\x16injected_trigger_words\x18\x07 \x03(\t\x12,\n\x05loras\x18\x08 \x03(\x0b\x32\x1d.modelmanager.v1.ResolvedLora\x12\x12\n\ncheckpoint\x18\t \x01(\t\x12)\n\x07timings\x18\n \x01(\x0b\x32\x18.modelmanager.v1.Timings\"\x7f\n\x07Timings\x12\x16\n\x0equeued_seconds\x18\x01 \x01(\x01\x12\x14\n\x0cload_seconds\x18\x02 \x01(\x01\x12\x14\n\x0clora_seconds\x18\x03 \x01(\x01\x12\x19\n\x11inference_seconds\x18\x04 \x01(\x01\x12\x15\n\rtotal_seconds\x18\x05 \x01(\x01\"+\n\x15LoadCheckpointRequest\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\"\xb1\x01\n\x16LoadCheckpointResponse\x12,\n\x06queued\x18\x01 \x01(\x0b\x32\x1a.modelmanager.v1.JobQueuedH\x00\x12\x31\n\x08progress\x18\x02 \x01(\x0b\x32\x1d.modelmanager.v1.LoadProgressH\x00\x12-\n\x06result\x18\x03 \x01(\x0b\x32\x1b.modelmanager.v1.LoadResultH\x00\x42\x07\n\x05\x65vent\"/\n\x0cLoadProgress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x10\n\x08\x66raction\x18\x02 \x01(\x01\"_\n\nLoadResult\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x14\n\x0cload_seconds\x18\x02 \x01(\x01\x12\x13\n\x0bloaded_from\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\"\x12\n\x10GetStatusRequest\"\xf9\x01\n\x11GetStatusResponse\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\x1a\n\x12\x63urrent_checkpoint\x18\x03 \x01(\t\x12\x36\n\x0b\x63heckpoints\x18\x04 \x03(\x0b\x32!.modelmanager.v1.LoadedCheckpoint\x12\x1e\n\x16memory_allocated_bytes\x18\x05 \x01(\x03\x12\x1b\n\x13memory_budget_bytes\x18\x06 \x01(\x03\x12\x13\n\x0bqueue_depth\x18\x07 \x01(\x05\x12\x0c\n\x04\x62usy\x18\x08 \x01(\x08\x12\x11\n\tattention\x18\t \x01(\t\"\x82\x01\n\x10LoadedCheckpoint\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x10\n\x08location\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x10\n\x08\x61\x64\x61pters\x18\x05 \x03(\t\x12\x14\n\x0cload_seconds\x18\x06 \x01(\x01\"\x17\n\x15ListSchedulersRequest\",\n\x16ListSchedulersResponse\x12\x12\n\nschedulers\x18\x01 \x03(\t2\xd1\x03\n\x10InferenceService\x12Q\n\x08Generate\x12 .modelmanager.v1.GenerateRequest\x1a!.modelmanager.v1.GenerateResponse0\x01\x12N\n\x07Upscale\x12\x1f.modelmanager.v1.UpscaleRequest\x1a .modelmanager.v1.UpscaleResponse0\x01\x12\x63\n\x0eLoadCheckpoint\x12&.modelmanager.v1.LoadCheckpointRequest\x1a\'.modelmanager.v1.LoadCheckpointResponse0\x01\x12R\n\tGetStatus\x12!.modelmanager.v1.GetStatusRequest\x1a\".modelmanager.v1.GetStatusResponse\x12\x61\n\x0eListSchedulers\x12&.modelmanager.v1.ListSchedulersRequest\x1a\'.modelmanager.v1.ListSchedulersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmodelmanager/v1/inference.proto\x12\x0fmodelmanager.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmodelmanager/v1/model.proto\"\x8a\x02\n\x0fGenerateRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x02 \x01(\t\x12-\n\x05loras\x18\x03 \x03(\x0b\x32\x1e.modelmanager.v1.LoraSelection\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\r\n\x05steps\x18\x06 \x01(\x05\x12\x1b\n\x0eguidance_scale\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\x04seed\x18\x08 \x01(\x03H\x01\x88\x01\x01\x12\x11\n\tscheduler\x18\t \x01(\t\x12\x12\n\ncheckpoint\x18\n \x01(\tB\x11\n\x0f_guidance_scaleB\x07\n\x05_seed\"\xab\x01\n\x10GenerateResponse\x12,\n\x06queued\x18\x01 \x01(\x0b\x32\x1a.modelmanager.v1.JobQueuedH\x00\x12\x30\n\x08progress\x18\x02 \x01(\x0b\x32\x1c.modelmanager.v1.JobProgressH\x00\x12.\n\x06result\x18\x03 \x01(\x0b\x32\x1c.modelmanager.v1.ImageResultH\x00\x42\x07\n\x05\x65vent\"\xf2\x02\n\x0eUpscaleRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x03 \x01(\t\x12-\n\x05loras\x18\x04 \x03(\x0b\x32\x1e.modelmanager.v1.LoraSelection\x12\x14\n\x0cscale_factor\x18\x05 \x01(\x01\x12\r\n\x05steps\x18\x06 \x01(\x05\x12\x15\n\x08strength\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x0eguidance_scale\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\t \x01(\x03H\x02\x88\x01\x01\x12\x11\n\tscheduler\x18\n \x01(\t\x12\x11\n\ttile_size\x18\x0b \x01(\x05\x12\x19\n\x0ctile_overlap\x18\x0c \x01(\x05H\x03\x88\x01\x01\x12\x12\n\ncheckpoint\x18\r \x01(\tB\x0b\n\t_strengthB\x11\n\x0f_guidance_scaleB\x07\n\x05_seedB\x0f\n\r_tile_overlap\"\xaa\x01\n\x0fUpscaleResponse\x12,\n\x06queued\x18\x01 \x01(\x0b\x32\x1a.modelmanager.v1.JobQueuedH\x00\x12\x30\n\x08progress\x18\x02 \x01(\x0b\x32\x1c.modelmanager.v1.JobProgressH\x00\x12.\n\x06result\x18\x03 \x01(\x0b\x32\x1c.modelmanager.v1.ImageResultH\x00\x42\x07\n\x05\x65vent\"-\n\tJobQueued\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\x05\"r\n\x0bJobProgress\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x05\x12\x13\n\x0btotal_steps\x18\x04 \x01(\x05\x12\x0c\n\x04tile\x18\x05 \x01(\x05\x12\x13\n\x0btotal_tiles\x18\x06 \x01(\x05\"\x8d\x02\n\x0bImageResult\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03png\x18\x02 \x01(\x0c\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x14\n\x0c\x66inal_prompt\x18\x06 \x01(\t\x12\x1e\n\x16injected_trigger_words\x18\x07 \x03(\t\x12,\n\x05loras\x18\x08 \x03(\x0b\x32\x1d.modelmanager.v1.ResolvedLora\x12\x12\n\ncheckpoint\x18\t \x01(\t\x12)\n\x07timings\x18\n \x01(\x0b\x32\x18.modelmanager.v1.Timings\x12\x11\n\toutput_id\x18\x0b \x01(\t\"\x7f\n\x07Timings\x12\x16\n\x0equeued_seconds\x18\x01 \x01(\x01\x12\x14\n\x0cload_seconds\x18\x02 \x01(\x01\x12\x14\n\x0clora_seconds\x18\x03 \x01(\x01\x12\x19\n\x11inference_seconds\x18\x04 \x01(\x01\x12\x15\n\rtotal_seconds\x18\x05 \x01(\x01\"+\n\x15LoadCheckpointRequest\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\"\xb1\x01\n\x16LoadCheckpointResponse\x12,\n\x06queued\x18\x01 \x01(\x0b\x32\x1a.modelmanager.v1.JobQueuedH\x00\x12\x31\n\x08progress\x18\x02 \x01(\x0b\x32\x1d.modelmanager.v1.LoadProgressH\x00\x12-\n\x06result\x18\x03 \x01(\x0b\x32\x1b.modelmanager.v1.LoadResultH\x00\x42\x07\n\x05\x65vent\"/\n\x0cLoadProgress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x10\n\x08\x66raction\x18\x02 \x01(\x01\"_\n\nLoadResult\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x14\n\x0cload_seconds\x18\x02 \x01(\x01\x12\x13\n\x0bloaded_from\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\"\x12\n\x10GetStatusRequest\"\xf9\x01\n\x11GetStatusResponse\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\x1a\n\x12\x63urrent_checkpoint\x18\x03 \x01(\t\x12\x36\n\x0b\x63heckpoints\x18\x04 \x03(\x0b\x32!.modelmanager.v1.LoadedCheckpoint\x12\x1e\n\x16memory_allocated_bytes\x18\x05 \x01(\x03\x12\x1b\n\x13memory_budget_bytes\x18\x06 \x01(\x03\x12\x13\n\x0bqueue_depth\x18\x07 \x01(\x05\x12\x0c\n\x04\x62usy\x18\x08 \x01(\x08\x12\x11\n\tattention\x18\t \x01(\t\"\x82\x01\n\x10LoadedCheckpoint\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x10\n\x08location\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x10\n\x08\x61\x64\x61pters\x18\x05 \x03(\t\x12\x14\n\x0cload_seconds\x18\x06 \x01(\x01\"\x17\n\x15ListSchedulersRequest\",\n\x16ListSchedulersResponse\x12\x12\n\nschedulers\x18\x01 \x03(\t\";\n\x12ListOutputsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x13ListOutputsResponse\x12(\n\x07outputs\x18\x01 \x03(\x0b\x32\x17.modelmanager.v1.Output\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x10GetOutputRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rwithout_image\x18\x02 \x01(\x08\"I\n\x11GetOutputResponse\x12\'\n\x06output\x18\x01 \x01(\x0b\x32\x17.modelmanager.v1.Output\x12\x0b\n\x03png\x18\x02 \x01(\x0c\"!\n\x13\x44\x65leteOutputRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteOutputResponse\"\xce\x01\n\x06Output\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\x12\x35\n\nparameters\x18\x07 \x01(\x0b\x32!.modelmanager.v1.OutputParameters\x12\x10\n\x08infotext\x18\x08 \x01(\t\"\xf7\x02\n\x10OutputParameters\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x02 \x01(\t\x12\x14\n\x0c\x66inal_prompt\x18\x03 \x01(\t\x12\x1e\n\x16injected_trigger_words\x18\x04 \x03(\t\x12\r\n\x05steps\x18\x05 \x01(\x05\x12\x16\n\x0eguidance_scale\x18\x06 \x01(\x01\x12\x0c\n\x04seed\x18\x07 \x01(\x03\x12\x11\n\tscheduler\x18\x08 \x01(\t\x12\x12\n\ncheckpoint\x18\t \x01(\t\x12\x17\n\x0f\x63heckpoint_hash\x18\n \x01(\t\x12*\n\x05loras\x18\x0b \x03(\x0b\x32\x1b.modelmanager.v1.OutputLora\x12\x14\n\x0cscale_factor\x18\x0c \x01(\x01\x12\x10\n\x08strength\x18\r \x01(\x01\x12\x11\n\ttile_size\x18\x0e \x01(\x05\x12\x14\n\x0ctile_overlap\x18\x0f \x01(\x05\x12\x12\n\ncontrolnet\x18\x10 \x01(\x08\"<\n\nOutputLora\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\x12\x0c\n\x04hash\x18\x03 \x01(\t2\xdc\x05\n\x10InferenceService\x12Q\n\x08Generate\x12 .modelmanager.v1.GenerateRequest\x1a!.modelmanager.v1.GenerateResponse0\x01\x12N\n\x07Upscale\x12\x1f.modelmanager.v1.UpscaleRequest\x1a .modelmanager.v1.UpscaleResponse0\x01\x12\x63\n\x0eLoadCheckpoint\x12&.modelmanager.v1.LoadCheckpointRequest\x1a\'.modelmanager.v1.LoadCheckpointResponse0\x01\x12R\n\tGetStatus\x12!.modelmanager.v1.GetStatusRequest\x1a\".modelmanager.v1.GetStatusResponse\x12\x61\n\x0eListSchedulers\x12&.modelmanager.v1.ListSchedulersRequest\x1a\'.modelmanager.v1.ListSchedulersResponse\x12X\n\x0bListOutputs\x12#.modelmanager.v1.ListOutputsRequest\x1a$.modelmanager.v1.ListOutputsResponse\x12R\n\tGetOutput\x12!.modelmanager.v1.GetOutputRequest\x1a\".modelmanager.v1.GetOutputResponse\x12[\n\x0c\x44\x65leteOutput\x12$.modelmanager.v1.DeleteOutputRequest\x1a%.modelmanager.v1.DeleteOutputResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelmanager.v1.inference_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GENERATEREQUEST']._serialized_start=82
-  _globals['_GENERATEREQUEST']._serialized_end=348
-  _globals['_GENERATERESPONSE']._serialized_start=351
-  _globals['_GENERATERESPONSE']._serialized_end=522
-  _globals['_UPSCALEREQUEST']._serialized_start=525
-  _globals['_UPSCALEREQUEST']._serialized_end=895
-  _globals['_UPSCALERESPONSE']._serialized_start=898
-  _globals['_UPSCALERESPONSE']._serialized_end=1068
-  _globals['_JOBQUEUED']._serialized_start=1070
-  _globals['_JOBQUEUED']._serialized_end=1115
-  _globals['_JOBPROGRESS']._serialized_start=1117
-  _globals['_JOBPROGRESS']._serialized_end=1231
-  _globals['_IMAGERESULT']._serialized_start=1234
-  _globals['_IMAGERESULT']._serialized_end=1484
-  _globals['_TIMINGS']._serialized_start=1486
-  _globals['_TIMINGS']._serialized_end=1613
-  _globals['_LOADCHECKPOINTREQUEST']._serialized_start=1615
-  _globals['_LOADCHECKPOINTREQUEST']._serialized_end=1658
-  _globals['_LOADCHECKPOINTRESPONSE']._serialized_start=1661
-  _globals['_LOADCHECKPOINTRESPONSE']._serialized_end=1838
-  _globals['_LOADPROGRESS']._serialized_start=1840
-  _globals['_LOADPROGRESS']._serialized_end=1887
-  _globals['_LOADRESULT']._serialized_start=1889
-  _globals['_LOADRESULT']._serialized_end=1984
-  _globals['_GETSTATUSREQUEST']._serialized_start=1986
-  _globals['_GETSTATUSREQUEST']._serialized_end=2004
-  _globals['_GETSTATUSRESPONSE']._serialized_start=2007
-  _globals['_GETSTATUSRESPONSE']._serialized_end=2256
-  _globals['_LOADEDCHECKPOINT']._serialized_start=2259
-  _globals['_LOADEDCHECKPOINT']._serialized_end=2389
-  _globals['_LISTSCHEDULERSREQUEST']._serialized_start=2391
-  _globals['_LISTSCHEDULERSREQUEST']._serialized_end=2414
-  _globals['_LISTSCHEDULERSRESPONSE']._serialized_start=2416
-  _globals['_LISTSCHEDULERSRESPONSE']._serialized_end=2460
-  _globals['_INFERENCESERVICE']._serialized_start=2463
-  _globals['_INFERENCESERVICE']._serialized_end=2928
+  _globals['_GENERATEREQUEST']._serialized_start=115
+  _globals['_GENERATEREQUEST']._serialized_end=381
+  _globals['_GENERATERESPONSE']._serialized_start=384
+  _globals['_GENERATERESPONSE']._serialized_end=555
+  _globals['_UPSCALEREQUEST']._serialized_start=558
+  _globals['_UPSCALEREQUEST']._serialized_end=928
+  _globals['_UPSCALERESPONSE']._serialized_start=931
+  _globals['_UPSCALERESPONSE']._serialized_end=1101
+  _globals['_JOBQUEUED']._serialized_start=1103
+  _globals['_JOBQUEUED']._serialized_end=1148
+  _globals['_JOBPROGRESS']._serialized_start=1150
+  _globals['_JOBPROGRESS']._serialized_end=1264
+  _globals['_IMAGERESULT']._serialized_start=1267
+  _globals['_IMAGERESULT']._serialized_end=1536
+  _globals['_TIMINGS']._serialized_start=1538
+  _globals['_TIMINGS']._serialized_end=1665
+  _globals['_LOADCHECKPOINTREQUEST']._serialized_start=1667
+  _globals['_LOADCHECKPOINTREQUEST']._serialized_end=1710
+  _globals['_LOADCHECKPOINTRESPONSE']._serialized_start=1713
+  _globals['_LOADCHECKPOINTRESPONSE']._serialized_end=1890
+  _globals['_LOADPROGRESS']._serialized_start=1892
+  _globals['_LOADPROGRESS']._serialized_end=1939
+  _globals['_LOADRESULT']._serialized_start=1941
+  _globals['_LOADRESULT']._serialized_end=2036
+  _globals['_GETSTATUSREQUEST']._serialized_start=2038
+  _globals['_GETSTATUSREQUEST']._serialized_end=2056
+  _globals['_GETSTATUSRESPONSE']._serialized_start=2059
+  _globals['_GETSTATUSRESPONSE']._serialized_end=2308
+  _globals['_LOADEDCHECKPOINT']._serialized_start=2311
+  _globals['_LOADEDCHECKPOINT']._serialized_end=2441
+  _globals['_LISTSCHEDULERSREQUEST']._serialized_start=2443
+  _globals['_LISTSCHEDULERSREQUEST']._serialized_end=2466
+  _globals['_LISTSCHEDULERSRESPONSE']._serialized_start=2468
+  _globals['_LISTSCHEDULERSRESPONSE']._serialized_end=2512
+  _globals['_LISTOUTPUTSREQUEST']._serialized_start=2514
+  _globals['_LISTOUTPUTSREQUEST']._serialized_end=2573
+  _globals['_LISTOUTPUTSRESPONSE']._serialized_start=2575
+  _globals['_LISTOUTPUTSRESPONSE']._serialized_end=2663
+  _globals['_GETOUTPUTREQUEST']._serialized_start=2665
+  _globals['_GETOUTPUTREQUEST']._serialized_end=2718
+  _globals['_GETOUTPUTRESPONSE']._serialized_start=2720
+  _globals['_GETOUTPUTRESPONSE']._serialized_end=2793
+  _globals['_DELETEOUTPUTREQUEST']._serialized_start=2795
+  _globals['_DELETEOUTPUTREQUEST']._serialized_end=2828
+  _globals['_DELETEOUTPUTRESPONSE']._serialized_start=2830
+  _globals['_DELETEOUTPUTRESPONSE']._serialized_end=2852
+  _globals['_OUTPUT']._serialized_start=2855
+  _globals['_OUTPUT']._serialized_end=3061
+  _globals['_OUTPUTPARAMETERS']._serialized_start=3064
+  _globals['_OUTPUTPARAMETERS']._serialized_end=3439
+  _globals['_OUTPUTLORA']._serialized_start=3441
+  _globals['_OUTPUTLORA']._serialized_end=3501
+  _globals['_INFERENCESERVICE']._serialized_start=3504
+  _globals['_INFERENCESERVICE']._serialized_end=4236
 # @@protoc_insertion_point(module_scope)

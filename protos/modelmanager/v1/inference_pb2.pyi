@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from modelmanager.v1 import model_pb2 as _model_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -106,7 +109,7 @@ class JobProgress(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., stage: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., tile: _Optional[int] = ..., total_tiles: _Optional[int] = ...) -> None: ...
 
 class ImageResult(_message.Message):
-    __slots__ = ("job_id", "png", "width", "height", "seed", "final_prompt", "injected_trigger_words", "loras", "checkpoint", "timings")
+    __slots__ = ("job_id", "png", "width", "height", "seed", "final_prompt", "injected_trigger_words", "loras", "checkpoint", "timings", "output_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     PNG_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +120,7 @@ class ImageResult(_message.Message):
     LORAS_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     png: bytes
     width: int
@@ -127,7 +131,8 @@ class ImageResult(_message.Message):
     loras: _containers.RepeatedCompositeFieldContainer[_model_pb2.ResolvedLora]
     checkpoint: str
     timings: Timings
-    def __init__(self, job_id: _Optional[str] = ..., png: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., seed: _Optional[int] = ..., final_prompt: _Optional[str] = ..., injected_trigger_words: _Optional[_Iterable[str]] = ..., loras: _Optional[_Iterable[_Union[_model_pb2.ResolvedLora, _Mapping]]] = ..., checkpoint: _Optional[str] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
+    output_id: str
+    def __init__(self, job_id: _Optional[str] = ..., png: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., seed: _Optional[int] = ..., final_prompt: _Optional[str] = ..., injected_trigger_words: _Optional[_Iterable[str]] = ..., loras: _Optional[_Iterable[_Union[_model_pb2.ResolvedLora, _Mapping]]] = ..., checkpoint: _Optional[str] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., output_id: _Optional[str] = ...) -> None: ...
 
 class Timings(_message.Message):
     __slots__ = ("queued_seconds", "load_seconds", "lora_seconds", "inference_seconds", "total_seconds")
@@ -230,3 +235,111 @@ class ListSchedulersResponse(_message.Message):
     SCHEDULERS_FIELD_NUMBER: _ClassVar[int]
     schedulers: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, schedulers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListOutputsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListOutputsResponse(_message.Message):
+    __slots__ = ("outputs", "next_page_token")
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    outputs: _containers.RepeatedCompositeFieldContainer[Output]
+    next_page_token: str
+    def __init__(self, outputs: _Optional[_Iterable[_Union[Output, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetOutputRequest(_message.Message):
+    __slots__ = ("id", "without_image")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    WITHOUT_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    without_image: bool
+    def __init__(self, id: _Optional[str] = ..., without_image: _Optional[bool] = ...) -> None: ...
+
+class GetOutputResponse(_message.Message):
+    __slots__ = ("output", "png")
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    PNG_FIELD_NUMBER: _ClassVar[int]
+    output: Output
+    png: bytes
+    def __init__(self, output: _Optional[_Union[Output, _Mapping]] = ..., png: _Optional[bytes] = ...) -> None: ...
+
+class DeleteOutputRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DeleteOutputResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Output(_message.Message):
+    __slots__ = ("id", "kind", "created_at", "width", "height", "size_bytes", "parameters", "infotext")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    INFOTEXT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    kind: str
+    created_at: _timestamp_pb2.Timestamp
+    width: int
+    height: int
+    size_bytes: int
+    parameters: OutputParameters
+    infotext: str
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., size_bytes: _Optional[int] = ..., parameters: _Optional[_Union[OutputParameters, _Mapping]] = ..., infotext: _Optional[str] = ...) -> None: ...
+
+class OutputParameters(_message.Message):
+    __slots__ = ("prompt", "negative_prompt", "final_prompt", "injected_trigger_words", "steps", "guidance_scale", "seed", "scheduler", "checkpoint", "checkpoint_hash", "loras", "scale_factor", "strength", "tile_size", "tile_overlap", "controlnet")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    FINAL_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    INJECTED_TRIGGER_WORDS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    GUIDANCE_SCALE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULER_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_HASH_FIELD_NUMBER: _ClassVar[int]
+    LORAS_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    STRENGTH_FIELD_NUMBER: _ClassVar[int]
+    TILE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TILE_OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    CONTROLNET_FIELD_NUMBER: _ClassVar[int]
+    prompt: str
+    negative_prompt: str
+    final_prompt: str
+    injected_trigger_words: _containers.RepeatedScalarFieldContainer[str]
+    steps: int
+    guidance_scale: float
+    seed: int
+    scheduler: str
+    checkpoint: str
+    checkpoint_hash: str
+    loras: _containers.RepeatedCompositeFieldContainer[OutputLora]
+    scale_factor: float
+    strength: float
+    tile_size: int
+    tile_overlap: int
+    controlnet: bool
+    def __init__(self, prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., final_prompt: _Optional[str] = ..., injected_trigger_words: _Optional[_Iterable[str]] = ..., steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., seed: _Optional[int] = ..., scheduler: _Optional[str] = ..., checkpoint: _Optional[str] = ..., checkpoint_hash: _Optional[str] = ..., loras: _Optional[_Iterable[_Union[OutputLora, _Mapping]]] = ..., scale_factor: _Optional[float] = ..., strength: _Optional[float] = ..., tile_size: _Optional[int] = ..., tile_overlap: _Optional[int] = ..., controlnet: _Optional[bool] = ...) -> None: ...
+
+class OutputLora(_message.Message):
+    __slots__ = ("filename", "weight", "hash")
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    filename: str
+    weight: float
+    hash: str
+    def __init__(self, filename: _Optional[str] = ..., weight: _Optional[float] = ..., hash: _Optional[str] = ...) -> None: ...

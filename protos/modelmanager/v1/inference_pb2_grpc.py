@@ -32,8 +32,8 @@ class InferenceServiceStub:
     The active checkpoint and the LoRAs (with their trigger words) come from
     the registry at each request. Errors carry an ErrorInfo with domain
     "inference.modelmanager": INVALID_ARGUMENT / INVALID_IMAGE, INVALID_SIZE,
-    OUT_OF_RANGE_VALUE, UNKNOWN_SCHEDULER, INVALID_ARGUMENT (an empty LoRA
-    name); NOT_FOUND / CHECKPOINT_NOT_FOUND,
+    OUT_OF_RANGE_VALUE, UNKNOWN_SCHEDULER, EMPTY_LORA_NAME (a LoraSelection
+    whose name is blank); NOT_FOUND / CHECKPOINT_NOT_FOUND,
     LORA_NOT_FOUND; FAILED_PRECONDITION / CHECKPOINT_LOAD_FAILED (corrupt file,
     wrong architecture), CONTROLNET_LOAD_FAILED (Upscale's ControlNet tile
     model), LORA_INCOMPATIBLE (naming the file),
@@ -41,6 +41,12 @@ class InferenceServiceStub:
     followed, is outside the user-models and models volumes: never read);
     RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL; UNAVAILABLE /
     REGISTRY_UNAVAILABLE; CANCELLED / CANCELLED when the client went away.
+
+    Every Generate and Upscale result is also saved in the outputs folder
+    (--outputs-dir) with its parameters, and the PNG's `parameters` text chunk
+    holds them in A1111's infotext format (what A1111's PNG Info and CivitAI
+    read); the same parameters as JSON are in a `modelmanager` chunk. The
+    Outputs RPCs browse and delete them by the ids this service gave them.
     """
 
     def __init__(self, channel):
@@ -74,6 +80,21 @@ class InferenceServiceStub:
                 request_serializer=modelmanager_dot_v1_dot_inference__pb2.ListSchedulersRequest.SerializeToString,
                 response_deserializer=modelmanager_dot_v1_dot_inference__pb2.ListSchedulersResponse.FromString,
                 _registered_method=True)
+        self.ListOutputs = channel.unary_unary(
+                '/modelmanager.v1.InferenceService/ListOutputs',
+                request_serializer=modelmanager_dot_v1_dot_inference__pb2.ListOutputsRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_inference__pb2.ListOutputsResponse.FromString,
+                _registered_method=True)
+        self.GetOutput = channel.unary_unary(
+                '/modelmanager.v1.InferenceService/GetOutput',
+                request_serializer=modelmanager_dot_v1_dot_inference__pb2.GetOutputRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_inference__pb2.GetOutputResponse.FromString,
+                _registered_method=True)
+        self.DeleteOutput = channel.unary_unary(
+                '/modelmanager.v1.InferenceService/DeleteOutput',
+                request_serializer=modelmanager_dot_v1_dot_inference__pb2.DeleteOutputRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_inference__pb2.DeleteOutputResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -83,8 +104,8 @@ class InferenceServiceServicer:
     The active checkpoint and the LoRAs (with their trigger words) come from
     the registry at each request. Errors carry an ErrorInfo with domain
     "inference.modelmanager": INVALID_ARGUMENT / INVALID_IMAGE, INVALID_SIZE,
-    OUT_OF_RANGE_VALUE, UNKNOWN_SCHEDULER, INVALID_ARGUMENT (an empty LoRA
-    name); NOT_FOUND / CHECKPOINT_NOT_FOUND,
+    OUT_OF_RANGE_VALUE, UNKNOWN_SCHEDULER, EMPTY_LORA_NAME (a LoraSelection
+    whose name is blank); NOT_FOUND / CHECKPOINT_NOT_FOUND,
     LORA_NOT_FOUND; FAILED_PRECONDITION / CHECKPOINT_LOAD_FAILED (corrupt file,
     wrong architecture), CONTROLNET_LOAD_FAILED (Upscale's ControlNet tile
     model), LORA_INCOMPATIBLE (naming the file),
@@ -92,6 +113,12 @@ class InferenceServiceServicer:
     followed, is outside the user-models and models volumes: never read);
     RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL; UNAVAILABLE /
     REGISTRY_UNAVAILABLE; CANCELLED / CANCELLED when the client went away.
+
+    Every Generate and Upscale result is also saved in the outputs folder
+    (--outputs-dir) with its parameters, and the PNG's `parameters` text chunk
+    holds them in A1111's infotext format (what A1111's PNG Info and CivitAI
+    read); the same parameters as JSON are in a `modelmanager` chunk. The
+    Outputs RPCs browse and delete them by the ids this service gave them.
     """
 
     def Generate(self, request, context):
@@ -132,6 +159,32 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListOutputs(self, request, context):
+        """Saved results, newest first, without their images.
+        Errors: INVALID_ARGUMENT / INVALID_PAGE_SIZE (negative),
+        INVALID_PAGE_TOKEN (not a token this service gave).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOutput(self, request, context):
+        """One saved result: its parameters and PNG.
+        Errors: INVALID_ARGUMENT / INVALID_OUTPUT_ID (not an id this service
+        makes: never a path); NOT_FOUND / OUTPUT_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteOutput(self, request, context):
+        """Deletes a saved result: its PNG and parameters.
+        Errors: INVALID_ARGUMENT / INVALID_OUTPUT_ID; NOT_FOUND / OUTPUT_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -160,6 +213,21 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     request_deserializer=modelmanager_dot_v1_dot_inference__pb2.ListSchedulersRequest.FromString,
                     response_serializer=modelmanager_dot_v1_dot_inference__pb2.ListSchedulersResponse.SerializeToString,
             ),
+            'ListOutputs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOutputs,
+                    request_deserializer=modelmanager_dot_v1_dot_inference__pb2.ListOutputsRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_inference__pb2.ListOutputsResponse.SerializeToString,
+            ),
+            'GetOutput': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOutput,
+                    request_deserializer=modelmanager_dot_v1_dot_inference__pb2.GetOutputRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_inference__pb2.GetOutputResponse.SerializeToString,
+            ),
+            'DeleteOutput': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteOutput,
+                    request_deserializer=modelmanager_dot_v1_dot_inference__pb2.DeleteOutputRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_inference__pb2.DeleteOutputResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'modelmanager.v1.InferenceService', rpc_method_handlers)
@@ -175,8 +243,8 @@ class InferenceService:
     The active checkpoint and the LoRAs (with their trigger words) come from
     the registry at each request. Errors carry an ErrorInfo with domain
     "inference.modelmanager": INVALID_ARGUMENT / INVALID_IMAGE, INVALID_SIZE,
-    OUT_OF_RANGE_VALUE, UNKNOWN_SCHEDULER, INVALID_ARGUMENT (an empty LoRA
-    name); NOT_FOUND / CHECKPOINT_NOT_FOUND,
+    OUT_OF_RANGE_VALUE, UNKNOWN_SCHEDULER, EMPTY_LORA_NAME (a LoraSelection
+    whose name is blank); NOT_FOUND / CHECKPOINT_NOT_FOUND,
     LORA_NOT_FOUND; FAILED_PRECONDITION / CHECKPOINT_LOAD_FAILED (corrupt file,
     wrong architecture), CONTROLNET_LOAD_FAILED (Upscale's ControlNet tile
     model), LORA_INCOMPATIBLE (naming the file),
@@ -184,6 +252,12 @@ class InferenceService:
     followed, is outside the user-models and models volumes: never read);
     RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL; UNAVAILABLE /
     REGISTRY_UNAVAILABLE; CANCELLED / CANCELLED when the client went away.
+
+    Every Generate and Upscale result is also saved in the outputs folder
+    (--outputs-dir) with its parameters, and the PNG's `parameters` text chunk
+    holds them in A1111's infotext format (what A1111's PNG Info and CivitAI
+    read); the same parameters as JSON are in a `modelmanager` chunk. The
+    Outputs RPCs browse and delete them by the ids this service gave them.
     """
 
     @staticmethod
@@ -311,6 +385,87 @@ class InferenceService:
             '/modelmanager.v1.InferenceService/ListSchedulers',
             modelmanager_dot_v1_dot_inference__pb2.ListSchedulersRequest.SerializeToString,
             modelmanager_dot_v1_dot_inference__pb2.ListSchedulersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOutputs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelmanager.v1.InferenceService/ListOutputs',
+            modelmanager_dot_v1_dot_inference__pb2.ListOutputsRequest.SerializeToString,
+            modelmanager_dot_v1_dot_inference__pb2.ListOutputsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelmanager.v1.InferenceService/GetOutput',
+            modelmanager_dot_v1_dot_inference__pb2.GetOutputRequest.SerializeToString,
+            modelmanager_dot_v1_dot_inference__pb2.GetOutputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelmanager.v1.InferenceService/DeleteOutput',
+            modelmanager_dot_v1_dot_inference__pb2.DeleteOutputRequest.SerializeToString,
+            modelmanager_dot_v1_dot_inference__pb2.DeleteOutputResponse.FromString,
             options,
             channel_credentials,
             insecure,
