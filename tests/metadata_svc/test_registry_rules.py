@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devtools.model_files import frame_header
 from metadata_svc.errors import InvalidFilename, InvalidSafetensors
 from metadata_svc.filenames import validate_filename
 from metadata_svc.inspection import classify, read_header
@@ -39,7 +39,7 @@ json_values = st.recursive(
 def test_any_header_parses_or_is_invalid_safetensors(tmp_path, header, tail):
     raw = json.dumps(header).encode()
     path = tmp_path / "x.safetensors"
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + tail)
+    path.write_bytes(frame_header(raw, tail))
     try:
         found = classify(read_header(path))
     except InvalidSafetensors:
