@@ -18,6 +18,7 @@ from inference_helpers import SIZE, copy_into
 from inference_registry import start_registry
 from PIL import Image
 
+from devtools.model_files import frame_header
 from inference_svc.app import create_server
 from inference_svc.config import InferenceSettings
 from inference_svc.infotext import format_infotext, output_infotext
@@ -314,13 +315,13 @@ def test_hashes_are_computed_once_per_file_version(tmp_path):
     try:
         lora = tmp_path / "x.safetensors"
         header = b'{"__metadata__":{}}'
-        lora.write_bytes(struct.pack("<Q", len(header)) + header + b"tensor-data")
+        lora.write_bytes(frame_header(header, b"tensor-data"))
         expected = hashlib.sha256(b"tensor-data").hexdigest()[:12]
         assert hashes.lora_autov3(lora) == expected
         whole = hashes.start_sha256(lora).result()
         assert whole == hashlib.sha256(lora.read_bytes()).hexdigest()
         assert hashes.start_sha256(lora).result() == whole
-        lora.write_bytes(struct.pack("<Q", len(header)) + header + b"other tensor-data")
+        lora.write_bytes(frame_header(header, b"other tensor-data"))
         assert hashes.lora_autov3(lora) == hashlib.sha256(b"other tensor-data").hexdigest()[:12]
         assert hashes.start_sha256(tmp_path).result() == ""  # a diffusers folder has no file hash
         assert hashes.lora_autov3(tmp_path / "missing.safetensors") == ""
