@@ -83,6 +83,12 @@ class ModelArchived(errors.FailedPrecondition):
     default_reason = "MODEL_ARCHIVED"
 
 
+class TooManyItems(errors.InvalidArgument):
+    """A bulk request over its limit (IdentifyFiles: 1,000 hashes)."""
+
+    default_reason = "TOO_MANY_ITEMS"
+
+
 class CivitaiUnavailable(errors.Unavailable):
     default_reason = "CIVITAI_UNAVAILABLE"
 

@@ -190,6 +190,72 @@ class IndexWriteFailed(errors.Unavailable):
     default_reason = "INDEX_WRITE_FAILED"
 
 
+# Library roots and imports.
+
+
+class InvalidRootPath(errors.InvalidArgument):
+    """Not an absolute path to an existing folder."""
+
+    default_reason = "INVALID_ROOT_PATH"
+
+
+class RootNotAllowed(errors.PermissionDenied):
+    """The folder is not under one of the registry's --library-allow folders."""
+
+    default_reason = "ROOT_NOT_ALLOWED"
+
+
+class RootAlreadyExists(errors.AlreadyExists):
+    default_reason = "ROOT_ALREADY_EXISTS"
+
+
+class RootOverlaps(errors.FailedPrecondition):
+    """The folder is inside or around the volume or another root."""
+
+    default_reason = "ROOT_OVERLAPS"
+
+
+class RootNotFound(errors.NotFound):
+    default_reason = "ROOT_NOT_FOUND"
+
+
+class MissingSelector(errors.InvalidArgument):
+    default_reason = "MISSING_SELECTOR"
+
+
+class InvalidImportMode(errors.InvalidArgument):
+    default_reason = "INVALID_IMPORT_MODE"
+
+
+class ImportInProgress(errors.Aborted):
+    default_reason = "IMPORT_IN_PROGRESS"
+
+
+class ImportNotFound(errors.NotFound):
+    default_reason = "IMPORT_NOT_FOUND"
+
+
+class CivitaiUnavailable(errors.Unavailable):
+    """The CivitAI service did not answer (service_kit.peer's rule names it so)."""
+
+    default_reason = "CIVITAI_UNAVAILABLE"
+
+
+# Previews.
+
+
+class PreviewNotFound(errors.NotFound):
+    default_reason = "PREVIEW_NOT_FOUND"
+
+
+class InvalidImage(errors.InvalidArgument):
+    default_reason = "INVALID_IMAGE"
+
+
+class ImageTooLarge(errors.ResourceExhausted):
+    default_reason = "IMAGE_TOO_LARGE"
+
+
 class CorruptIndexError(Exception):
     """The index file cannot be read; start-up stops and the file is left untouched."""
 

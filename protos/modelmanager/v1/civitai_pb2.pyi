@@ -358,6 +358,38 @@ class IdentifyFileResponse(_message.Message):
     info: CivitaiModelInfo
     def __init__(self, sha256: _Optional[str] = ..., info: _Optional[_Union[CivitaiModelInfo, _Mapping]] = ...) -> None: ...
 
+class IdentifyFilesRequest(_message.Message):
+    __slots__ = ("sha256s", "with_previews", "token")
+    SHA256S_FIELD_NUMBER: _ClassVar[int]
+    WITH_PREVIEWS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    sha256s: _containers.RepeatedScalarFieldContainer[str]
+    with_previews: bool
+    token: str
+    def __init__(self, sha256s: _Optional[_Iterable[str]] = ..., with_previews: _Optional[bool] = ..., token: _Optional[str] = ...) -> None: ...
+
+class IdentifyFilesResponse(_message.Message):
+    __slots__ = ("files",)
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[IdentifiedFile]
+    def __init__(self, files: _Optional[_Iterable[_Union[IdentifiedFile, _Mapping]]] = ...) -> None: ...
+
+class IdentifiedFile(_message.Message):
+    __slots__ = ("sha256", "found", "info", "preview", "preview_content_type", "preview_image")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    found: bool
+    info: CivitaiModelInfo
+    preview: bytes
+    preview_content_type: str
+    preview_image: PreviewImage
+    def __init__(self, sha256: _Optional[str] = ..., found: _Optional[bool] = ..., info: _Optional[_Union[CivitaiModelInfo, _Mapping]] = ..., preview: _Optional[bytes] = ..., preview_content_type: _Optional[str] = ..., preview_image: _Optional[_Union[PreviewImage, _Mapping]] = ...) -> None: ...
+
 class CheckUpdatesRequest(_message.Message):
     __slots__ = ("filenames", "token")
     FILENAMES_FIELD_NUMBER: _ClassVar[int]

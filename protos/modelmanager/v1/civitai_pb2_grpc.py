@@ -89,6 +89,11 @@ class CivitaiServiceStub:
                 request_serializer=modelmanager_dot_v1_dot_civitai__pb2.IdentifyFileRequest.SerializeToString,
                 response_deserializer=modelmanager_dot_v1_dot_civitai__pb2.IdentifyFileResponse.FromString,
                 _registered_method=True)
+        self.IdentifyFiles = channel.unary_unary(
+                '/modelmanager.v1.CivitaiService/IdentifyFiles',
+                request_serializer=modelmanager_dot_v1_dot_civitai__pb2.IdentifyFilesRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_civitai__pb2.IdentifyFilesResponse.FromString,
+                _registered_method=True)
         self.CheckUpdates = channel.unary_unary(
                 '/modelmanager.v1.CivitaiService/CheckUpdates',
                 request_serializer=modelmanager_dot_v1_dot_civitai__pb2.CheckUpdatesRequest.SerializeToString,
@@ -204,6 +209,20 @@ class CivitaiServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IdentifyFiles(self, request, context):
+        """Identifies many files by sha256 at once: CivitAI's by-hash lookup, 100
+        hashes a call, 429 / Retry-After honoured. Hashes CivitAI does not know
+        come back with found false. With with_previews, each found version's
+        first image is fetched (bounded in bytes and pixels) and returned as a
+        re-encoded thumbnail.
+        Errors: INVALID_ARGUMENT / INVALID_SHA256, TOO_MANY_ITEMS (over 1,000
+        hashes); UNAVAILABLE / CIVITAI_UNAVAILABLE; UNAUTHENTICATED /
+        CIVITAI_UNAUTHENTICATED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CheckUpdates(self, request, context):
         """Checks installed CivitAI models for newer versions.
         """
@@ -258,6 +277,11 @@ def add_CivitaiServiceServicer_to_server(servicer, server):
                     servicer.IdentifyFile,
                     request_deserializer=modelmanager_dot_v1_dot_civitai__pb2.IdentifyFileRequest.FromString,
                     response_serializer=modelmanager_dot_v1_dot_civitai__pb2.IdentifyFileResponse.SerializeToString,
+            ),
+            'IdentifyFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.IdentifyFiles,
+                    request_deserializer=modelmanager_dot_v1_dot_civitai__pb2.IdentifyFilesRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_civitai__pb2.IdentifyFilesResponse.SerializeToString,
             ),
             'CheckUpdates': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckUpdates,
@@ -518,6 +542,33 @@ class CivitaiService:
             '/modelmanager.v1.CivitaiService/IdentifyFile',
             modelmanager_dot_v1_dot_civitai__pb2.IdentifyFileRequest.SerializeToString,
             modelmanager_dot_v1_dot_civitai__pb2.IdentifyFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IdentifyFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelmanager.v1.CivitaiService/IdentifyFiles',
+            modelmanager_dot_v1_dot_civitai__pb2.IdentifyFilesRequest.SerializeToString,
+            modelmanager_dot_v1_dot_civitai__pb2.IdentifyFilesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,6 +23,14 @@ class ModelSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_SOURCE_CIVITAI: _ClassVar[ModelSource]
     MODEL_SOURCE_UPLOAD: _ClassVar[ModelSource]
     MODEL_SOURCE_BUILTIN: _ClassVar[ModelSource]
+
+class CivitaiLookupState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CIVITAI_LOOKUP_STATE_UNSPECIFIED: _ClassVar[CivitaiLookupState]
+    CIVITAI_LOOKUP_STATE_PENDING: _ClassVar[CivitaiLookupState]
+    CIVITAI_LOOKUP_STATE_FOUND: _ClassVar[CivitaiLookupState]
+    CIVITAI_LOOKUP_STATE_NOT_FOUND: _ClassVar[CivitaiLookupState]
+    CIVITAI_LOOKUP_STATE_FAILED: _ClassVar[CivitaiLookupState]
 MODEL_TYPE_UNSPECIFIED: ModelType
 MODEL_TYPE_LORA: ModelType
 MODEL_TYPE_CHECKPOINT: ModelType
@@ -31,9 +39,14 @@ MODEL_SOURCE_LOCAL: ModelSource
 MODEL_SOURCE_CIVITAI: ModelSource
 MODEL_SOURCE_UPLOAD: ModelSource
 MODEL_SOURCE_BUILTIN: ModelSource
+CIVITAI_LOOKUP_STATE_UNSPECIFIED: CivitaiLookupState
+CIVITAI_LOOKUP_STATE_PENDING: CivitaiLookupState
+CIVITAI_LOOKUP_STATE_FOUND: CivitaiLookupState
+CIVITAI_LOOKUP_STATE_NOT_FOUND: CivitaiLookupState
+CIVITAI_LOOKUP_STATE_FAILED: CivitaiLookupState
 
 class Model(_message.Message):
-    __slots__ = ("filename", "type", "display_name", "short_name", "source", "trigger_words", "recommended_weight", "base_model", "tags", "description", "file_size_bytes", "added_at", "civitai_model_id", "civitai_version_id", "civitai_url", "sha256", "path", "inspection", "file_present")
+    __slots__ = ("filename", "type", "display_name", "short_name", "source", "trigger_words", "recommended_weight", "base_model", "tags", "description", "file_size_bytes", "added_at", "civitai_model_id", "civitai_version_id", "civitai_url", "sha256", "path", "inspection", "file_present", "root_id", "folder", "file_name", "preview", "nsfw_level", "autov2", "autov3", "user_edited_fields", "civitai_version_name", "civitai_lookup", "notes")
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +66,17 @@ class Model(_message.Message):
     PATH_FIELD_NUMBER: _ClassVar[int]
     INSPECTION_FIELD_NUMBER: _ClassVar[int]
     FILE_PRESENT_FIELD_NUMBER: _ClassVar[int]
+    ROOT_ID_FIELD_NUMBER: _ClassVar[int]
+    FOLDER_FIELD_NUMBER: _ClassVar[int]
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_FIELD_NUMBER: _ClassVar[int]
+    NSFW_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    AUTOV2_FIELD_NUMBER: _ClassVar[int]
+    AUTOV3_FIELD_NUMBER: _ClassVar[int]
+    USER_EDITED_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    CIVITAI_VERSION_NAME_FIELD_NUMBER: _ClassVar[int]
+    CIVITAI_LOOKUP_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
     filename: str
     type: ModelType
     display_name: str
@@ -72,7 +96,42 @@ class Model(_message.Message):
     path: str
     inspection: FileInspection
     file_present: bool
-    def __init__(self, filename: _Optional[str] = ..., type: _Optional[_Union[ModelType, str]] = ..., display_name: _Optional[str] = ..., short_name: _Optional[str] = ..., source: _Optional[_Union[ModelSource, str]] = ..., trigger_words: _Optional[_Iterable[str]] = ..., recommended_weight: _Optional[float] = ..., base_model: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., file_size_bytes: _Optional[int] = ..., added_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., civitai_model_id: _Optional[int] = ..., civitai_version_id: _Optional[int] = ..., civitai_url: _Optional[str] = ..., sha256: _Optional[str] = ..., path: _Optional[str] = ..., inspection: _Optional[_Union[FileInspection, _Mapping]] = ..., file_present: _Optional[bool] = ...) -> None: ...
+    root_id: str
+    folder: str
+    file_name: str
+    preview: ModelPreview
+    nsfw_level: int
+    autov2: str
+    autov3: str
+    user_edited_fields: _containers.RepeatedScalarFieldContainer[str]
+    civitai_version_name: str
+    civitai_lookup: CivitaiLookup
+    notes: str
+    def __init__(self, filename: _Optional[str] = ..., type: _Optional[_Union[ModelType, str]] = ..., display_name: _Optional[str] = ..., short_name: _Optional[str] = ..., source: _Optional[_Union[ModelSource, str]] = ..., trigger_words: _Optional[_Iterable[str]] = ..., recommended_weight: _Optional[float] = ..., base_model: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., file_size_bytes: _Optional[int] = ..., added_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., civitai_model_id: _Optional[int] = ..., civitai_version_id: _Optional[int] = ..., civitai_url: _Optional[str] = ..., sha256: _Optional[str] = ..., path: _Optional[str] = ..., inspection: _Optional[_Union[FileInspection, _Mapping]] = ..., file_present: _Optional[bool] = ..., root_id: _Optional[str] = ..., folder: _Optional[str] = ..., file_name: _Optional[str] = ..., preview: _Optional[_Union[ModelPreview, _Mapping]] = ..., nsfw_level: _Optional[int] = ..., autov2: _Optional[str] = ..., autov3: _Optional[str] = ..., user_edited_fields: _Optional[_Iterable[str]] = ..., civitai_version_name: _Optional[str] = ..., civitai_lookup: _Optional[_Union[CivitaiLookup, _Mapping]] = ..., notes: _Optional[str] = ...) -> None: ...
+
+class CivitaiLookup(_message.Message):
+    __slots__ = ("state", "checked_at")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_AT_FIELD_NUMBER: _ClassVar[int]
+    state: CivitaiLookupState
+    checked_at: _timestamp_pb2.Timestamp
+    def __init__(self, state: _Optional[_Union[CivitaiLookupState, str]] = ..., checked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ModelPreview(_message.Message):
+    __slots__ = ("sha256", "content_type", "width", "height", "nsfw_level", "source")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    NSFW_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    content_type: str
+    width: int
+    height: int
+    nsfw_level: int
+    source: str
+    def __init__(self, sha256: _Optional[str] = ..., content_type: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., nsfw_level: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
 
 class FileInspection(_message.Message):
     __slots__ = ("format", "detected_type", "architecture", "lora_format", "tensor_count", "header_metadata")

@@ -103,6 +103,61 @@ class ModelRegistryServiceStub:
                 request_serializer=modelmanager_dot_v1_dot_registry__pb2.RescanModelsRequest.SerializeToString,
                 response_deserializer=modelmanager_dot_v1_dot_registry__pb2.RescanModelsResponse.FromString,
                 _registered_method=True)
+        self.AddLibraryRoot = channel.unary_unary(
+                '/modelmanager.v1.ModelRegistryService/AddLibraryRoot',
+                request_serializer=modelmanager_dot_v1_dot_registry__pb2.AddLibraryRootRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_registry__pb2.AddLibraryRootResponse.FromString,
+                _registered_method=True)
+        self.ListLibraryRoots = channel.unary_unary(
+                '/modelmanager.v1.ModelRegistryService/ListLibraryRoots',
+                request_serializer=modelmanager_dot_v1_dot_registry__pb2.ListLibraryRootsRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_registry__pb2.ListLibraryRootsResponse.FromString,
+                _registered_method=True)
+        self.RemoveLibraryRoot = channel.unary_unary(
+                '/modelmanager.v1.ModelRegistryService/RemoveLibraryRoot',
+                request_serializer=modelmanager_dot_v1_dot_registry__pb2.RemoveLibraryRootRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_registry__pb2.RemoveLibraryRootResponse.FromString,
+                _registered_method=True)
+        self.StartImport = channel.unary_unary(
+                '/modelmanager.v1.ModelRegistryService/StartImport',
+                request_serializer=modelmanager_dot_v1_dot_registry__pb2.StartImportRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_registry__pb2.StartImportResponse.FromString,
+                _registered_method=True)
+        self.GetImport = channel.unary_unary(
+                '/modelmanager.v1.ModelRegistryService/GetImport',
+                request_serializer=modelmanager_dot_v1_dot_registry__pb2.GetImportRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_registry__pb2.GetImportResponse.FromString,
+                _registered_method=True)
+        self.WatchImport = channel.unary_stream(
+                '/modelmanager.v1.ModelRegistryService/WatchImport',
+                request_serializer=modelmanager_dot_v1_dot_registry__pb2.WatchImportRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_registry__pb2.WatchImportResponse.FromString,
+                _registered_method=True)
+        self.ListImports = channel.unary_unary(
+                '/modelmanager.v1.ModelRegistryService/ListImports',
+                request_serializer=modelmanager_dot_v1_dot_registry__pb2.ListImportsRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_registry__pb2.ListImportsResponse.FromString,
+                _registered_method=True)
+        self.CancelImport = channel.unary_unary(
+                '/modelmanager.v1.ModelRegistryService/CancelImport',
+                request_serializer=modelmanager_dot_v1_dot_registry__pb2.CancelImportRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_registry__pb2.CancelImportResponse.FromString,
+                _registered_method=True)
+        self.RefreshFromCivitai = channel.unary_unary(
+                '/modelmanager.v1.ModelRegistryService/RefreshFromCivitai',
+                request_serializer=modelmanager_dot_v1_dot_registry__pb2.RefreshFromCivitaiRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_registry__pb2.RefreshFromCivitaiResponse.FromString,
+                _registered_method=True)
+        self.GetPreview = channel.unary_unary(
+                '/modelmanager.v1.ModelRegistryService/GetPreview',
+                request_serializer=modelmanager_dot_v1_dot_registry__pb2.GetPreviewRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_registry__pb2.GetPreviewResponse.FromString,
+                _registered_method=True)
+        self.SetPreview = channel.unary_unary(
+                '/modelmanager.v1.ModelRegistryService/SetPreview',
+                request_serializer=modelmanager_dot_v1_dot_registry__pb2.SetPreviewRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_registry__pb2.SetPreviewResponse.FromString,
+                _registered_method=True)
 
 
 class ModelRegistryServiceServicer:
@@ -249,6 +304,120 @@ class ModelRegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddLibraryRoot(self, request, context):
+        """Library roots: folders of an existing library (A1111/Forge, ComfyUI,
+        Stability Matrix, InvokeAI) indexed where they are. Roots persist across
+        restarts; those given by the registry's --library-root flag are added at
+        start. A path must be absolute, an existing folder, under one of the
+        registry's --library-allow folders, and neither inside nor around the
+        volume or another root. Nothing outside a root is read: symlinks that
+        lead out are skipped, hidden files and folders are not walked.
+
+        Addressing: Model.filename stays the unique, stable key of an entry. A
+        file in a root gets its own file name as key, unless another entry
+        already holds that name; it then gets `<stem>~<8 hex>.<ext>`, where the
+        hex digits come from the root and the file's path in it. The key is kept
+        when the file is later moved or renamed inside the root. Lookups by name
+        (GetModel, ComposePrompt, LoRA selection) take the key, the key without
+        extension, the file's `folder/file_name` in its root, or the display or
+        short name; a name that fits several entries is AMBIGUOUS_LORA (use the
+        key).
+        Errors: INVALID_ARGUMENT / INVALID_ROOT_PATH; PERMISSION_DENIED /
+        ROOT_NOT_ALLOWED; ALREADY_EXISTS / ROOT_ALREADY_EXISTS; FAILED_PRECONDITION /
+        ROOT_OVERLAPS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLibraryRoots(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveLibraryRoot(self, request, context):
+        """Removes a root and its entries from the index; its files are never
+        touched. Errors: NOT_FOUND / ROOT_NOT_FOUND; FAILED_PRECONDITION /
+        ACTIVE_CHECKPOINT when the active checkpoint is in it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartImport(self, request, context):
+        """Starts an import: scan a folder, register what can be loaded (type from
+        the file header), read other tools' sidecars, hash every file in the
+        background and identify the hashes on CivitAI (through the CivitAI
+        service). The job outlives its client; watch, list and cancel it like a
+        download. A file moved or renamed inside a root is found again by hash
+        with its metadata; a file gone is marked absent (file_present false).
+        Errors: as AddLibraryRoot for a new path; NOT_FOUND / ROOT_NOT_FOUND;
+        INVALID_ARGUMENT / MISSING_SELECTOR, INVALID_IMPORT_MODE; ABORTED /
+        IMPORT_IN_PROGRESS when an import of the same root runs (its id is in the
+        ErrorInfo metadata `job_id`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetImport(self, request, context):
+        """Errors: NOT_FOUND / IMPORT_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchImport(self, request, context):
+        """Streams the job's state now and on each change until it ends.
+        Errors: NOT_FOUND / IMPORT_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListImports(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelImport(self, request, context):
+        """Errors: NOT_FOUND / IMPORT_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefreshFromCivitai(self, request, context):
+        """Looks the given entries up on CivitAI by hash again and fills what the
+        user has not edited (see Model.user_edited_fields). Without force, a
+        file CivitAI did not know is asked again only after a day.
+        Errors: NOT_FOUND / MODEL_NOT_FOUND; INVALID_ARGUMENT / TOO_MANY_ITEMS
+        (over 1,000 filenames); UNAVAILABLE / CIVITAI_UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPreview(self, request, context):
+        """Gets a model's preview thumbnail.
+        Errors: NOT_FOUND / MODEL_NOT_FOUND, PREVIEW_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPreview(self, request, context):
+        """Stores a preview for a model: the image is decoded (bounded in bytes and
+        pixels) and re-encoded as a thumbnail; nothing else is stored.
+        Errors: NOT_FOUND / MODEL_NOT_FOUND; INVALID_ARGUMENT / INVALID_IMAGE;
+        RESOURCE_EXHAUSTED / IMAGE_TOO_LARGE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelRegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -301,6 +470,61 @@ def add_ModelRegistryServiceServicer_to_server(servicer, server):
                     servicer.RescanModels,
                     request_deserializer=modelmanager_dot_v1_dot_registry__pb2.RescanModelsRequest.FromString,
                     response_serializer=modelmanager_dot_v1_dot_registry__pb2.RescanModelsResponse.SerializeToString,
+            ),
+            'AddLibraryRoot': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddLibraryRoot,
+                    request_deserializer=modelmanager_dot_v1_dot_registry__pb2.AddLibraryRootRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_registry__pb2.AddLibraryRootResponse.SerializeToString,
+            ),
+            'ListLibraryRoots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLibraryRoots,
+                    request_deserializer=modelmanager_dot_v1_dot_registry__pb2.ListLibraryRootsRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_registry__pb2.ListLibraryRootsResponse.SerializeToString,
+            ),
+            'RemoveLibraryRoot': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveLibraryRoot,
+                    request_deserializer=modelmanager_dot_v1_dot_registry__pb2.RemoveLibraryRootRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_registry__pb2.RemoveLibraryRootResponse.SerializeToString,
+            ),
+            'StartImport': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartImport,
+                    request_deserializer=modelmanager_dot_v1_dot_registry__pb2.StartImportRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_registry__pb2.StartImportResponse.SerializeToString,
+            ),
+            'GetImport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetImport,
+                    request_deserializer=modelmanager_dot_v1_dot_registry__pb2.GetImportRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_registry__pb2.GetImportResponse.SerializeToString,
+            ),
+            'WatchImport': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchImport,
+                    request_deserializer=modelmanager_dot_v1_dot_registry__pb2.WatchImportRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_registry__pb2.WatchImportResponse.SerializeToString,
+            ),
+            'ListImports': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListImports,
+                    request_deserializer=modelmanager_dot_v1_dot_registry__pb2.ListImportsRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_registry__pb2.ListImportsResponse.SerializeToString,
+            ),
+            'CancelImport': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelImport,
+                    request_deserializer=modelmanager_dot_v1_dot_registry__pb2.CancelImportRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_registry__pb2.CancelImportResponse.SerializeToString,
+            ),
+            'RefreshFromCivitai': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefreshFromCivitai,
+                    request_deserializer=modelmanager_dot_v1_dot_registry__pb2.RefreshFromCivitaiRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_registry__pb2.RefreshFromCivitaiResponse.SerializeToString,
+            ),
+            'GetPreview': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPreview,
+                    request_deserializer=modelmanager_dot_v1_dot_registry__pb2.GetPreviewRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_registry__pb2.GetPreviewResponse.SerializeToString,
+            ),
+            'SetPreview': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPreview,
+                    request_deserializer=modelmanager_dot_v1_dot_registry__pb2.SetPreviewRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_registry__pb2.SetPreviewResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -592,6 +816,303 @@ class ModelRegistryService:
             '/modelmanager.v1.ModelRegistryService/RescanModels',
             modelmanager_dot_v1_dot_registry__pb2.RescanModelsRequest.SerializeToString,
             modelmanager_dot_v1_dot_registry__pb2.RescanModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddLibraryRoot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelmanager.v1.ModelRegistryService/AddLibraryRoot',
+            modelmanager_dot_v1_dot_registry__pb2.AddLibraryRootRequest.SerializeToString,
+            modelmanager_dot_v1_dot_registry__pb2.AddLibraryRootResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLibraryRoots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelmanager.v1.ModelRegistryService/ListLibraryRoots',
+            modelmanager_dot_v1_dot_registry__pb2.ListLibraryRootsRequest.SerializeToString,
+            modelmanager_dot_v1_dot_registry__pb2.ListLibraryRootsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveLibraryRoot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelmanager.v1.ModelRegistryService/RemoveLibraryRoot',
+            modelmanager_dot_v1_dot_registry__pb2.RemoveLibraryRootRequest.SerializeToString,
+            modelmanager_dot_v1_dot_registry__pb2.RemoveLibraryRootResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartImport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelmanager.v1.ModelRegistryService/StartImport',
+            modelmanager_dot_v1_dot_registry__pb2.StartImportRequest.SerializeToString,
+            modelmanager_dot_v1_dot_registry__pb2.StartImportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetImport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelmanager.v1.ModelRegistryService/GetImport',
+            modelmanager_dot_v1_dot_registry__pb2.GetImportRequest.SerializeToString,
+            modelmanager_dot_v1_dot_registry__pb2.GetImportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchImport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/modelmanager.v1.ModelRegistryService/WatchImport',
+            modelmanager_dot_v1_dot_registry__pb2.WatchImportRequest.SerializeToString,
+            modelmanager_dot_v1_dot_registry__pb2.WatchImportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListImports(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelmanager.v1.ModelRegistryService/ListImports',
+            modelmanager_dot_v1_dot_registry__pb2.ListImportsRequest.SerializeToString,
+            modelmanager_dot_v1_dot_registry__pb2.ListImportsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelImport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelmanager.v1.ModelRegistryService/CancelImport',
+            modelmanager_dot_v1_dot_registry__pb2.CancelImportRequest.SerializeToString,
+            modelmanager_dot_v1_dot_registry__pb2.CancelImportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefreshFromCivitai(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelmanager.v1.ModelRegistryService/RefreshFromCivitai',
+            modelmanager_dot_v1_dot_registry__pb2.RefreshFromCivitaiRequest.SerializeToString,
+            modelmanager_dot_v1_dot_registry__pb2.RefreshFromCivitaiResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPreview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelmanager.v1.ModelRegistryService/GetPreview',
+            modelmanager_dot_v1_dot_registry__pb2.GetPreviewRequest.SerializeToString,
+            modelmanager_dot_v1_dot_registry__pb2.GetPreviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPreview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelmanager.v1.ModelRegistryService/SetPreview',
+            modelmanager_dot_v1_dot_registry__pb2.SetPreviewRequest.SerializeToString,
+            modelmanager_dot_v1_dot_registry__pb2.SetPreviewResponse.FromString,
             options,
             channel_credentials,
             insecure,
