@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.sse import EventSourceResponse
 from google.protobuf import field_mask_pb2
@@ -358,6 +358,64 @@ async def inference_status(clients: Clients) -> JSONResponse:
 async def list_schedulers(clients: Clients) -> JSONResponse:
     req = inference_pb2.ListSchedulersRequest()
     return proto_json(await clients.unary("inference", clients.inference.ListSchedulers, req))
+
+
+# ---------------------------------------------------------------- outputs (saved Generate / Upscale results)
+
+# Ids are the inference service's (it refuses any other with INVALID_OUTPUT_ID); the bound keeps a huge
+# one from reaching it at all.
+MAX_OUTPUT_ID_CHARS = 64
+OutputId = Annotated[str, Path(max_length=MAX_OUTPUT_ID_CHARS)]
+# An output's image never changes under its id: a browser may keep it, but only for this user (the
+# route is behind the API key).
+OUTPUT_IMAGE_CACHE = "private, max-age=31536000, immutable"
+PNG_DOC = {"description": "The PNG, with its A1111 infotext in the `parameters` text chunk",
+           "content": {"image/png": {}}}
+
+
+@router.get("/outputs", tags=["outputs"], summary="Saved results, newest first, without images (ListOutputs)")
+async def list_outputs(clients: Clients, page_size: Int32 = 0, page_token: Text = "") -> JSONResponse:
+    req = inference_pb2.ListOutputsRequest(page_size=page_size, page_token=page_token)
+    return proto_json(await clients.unary("inference", clients.inference.ListOutputs, req))
+
+
+@router.get("/outputs/{output_id}", tags=["outputs"],
+            summary="One saved result's parameters and infotext (GetOutput, without the image)")
+async def get_output(output_id: OutputId, clients: Clients) -> JSONResponse:
+    req = inference_pb2.GetOutputRequest(id=output_id, without_image=True)
+    resp = await clients.unary("inference", clients.inference.GetOutput, req)
+    return proto_json(resp.output)
+
+
+def _etag_matches(if_none_match: str, etag: str) -> bool:
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag in tags
+
+
+@router.get("/outputs/{output_id}/image", tags=["outputs"], response_class=Response, responses={200: PNG_DOC},
+            summary="One saved result's PNG (GetOutput); ETag and If-None-Match for the browser's cache")
+async def get_output_image(
+    output_id: OutputId,
+    clients: Clients,
+    if_none_match: Annotated[str | None, Header(max_length=MAX_TEXT_CHARS)] = None,
+) -> Response:
+    etag = f'"{output_id}"'
+    headers = {"ETag": etag, "Cache-Control": OUTPUT_IMAGE_CACHE}
+    revalidating = if_none_match is not None and _etag_matches(if_none_match, etag)
+    # Revalidating still asks the service (without the image): a deleted output is a 404, not a 304.
+    req = inference_pb2.GetOutputRequest(id=output_id, without_image=revalidating)
+    resp = await clients.unary("inference", clients.inference.GetOutput, req)
+    if revalidating:
+        return Response(status_code=304, headers=headers)
+    headers["Content-Disposition"] = f'inline; filename="{resp.output.id}.png"'
+    return Response(resp.png, media_type="image/png", headers=headers)
+
+
+@router.delete("/outputs/{output_id}", tags=["outputs"], status_code=204,
+               summary="Delete a saved result, image and parameters (DeleteOutput)")
+async def delete_output(output_id: OutputId, clients: Clients) -> Response:
+    await clients.unary("inference", clients.inference.DeleteOutput, inference_pb2.DeleteOutputRequest(id=output_id))
+    return Response(status_code=204)
 
 
 # ---------------------------------------------------------------- anything else under /api/v1
