@@ -67,7 +67,8 @@ class CheckpointLoadFailed(errors.FailedPrecondition):
 
 
 class OutsideModelRoots(errors.FailedPrecondition):
-    """A path from the registry resolves (symlinks followed) outside the user-models and models volumes."""
+    """A path from the registry resolves (symlinks followed) outside the user-models and models volumes and
+    every library root the registry lists."""
 
     default_reason = "OUTSIDE_MODEL_ROOTS"
 

@@ -1,4 +1,5 @@
-"""The registry, as this service needs it: the active checkpoint, composed prompts, checkpoint paths.
+"""The registry, as this service needs it: the active checkpoint, composed prompts, checkpoint paths,
+and the library roots (the folders besides the volumes whose files may be loaded).
 
 Failures follow service_kit.peer's rule: a registry that does not answer is UNAVAILABLE /
 REGISTRY_UNAVAILABLE; its own answers (NOT_FOUND / LORA_NOT_FOUND, UNAVAILABLE / INDEX_WRITE_FAILED...)
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from inference_svc.errors import CheckpointNotFound
-from inference_svc.model_paths import ModelRoots
+from inference_svc.model_paths import LIBRARY_ROOTS_TTL_S, LibraryRoots, ModelRoots
 from modelmanager.v1 import model_pb2, registry_pb2, registry_pb2_grpc
 from service_kit import errors, insecure_channel
 from service_kit.config import DEFAULT_CHECKPOINT
@@ -40,10 +41,11 @@ class ResolvedCheckpoint:
 
 class RegistryClient:
     def __init__(self, address: str, *, default_checkpoint_path: Path, model_roots: Iterable[Path],
-                 timeout_s: float = 10.0):
+                 timeout_s: float = 10.0, library_roots_ttl_s: float = LIBRARY_ROOTS_TTL_S):
         self.address = address
         self.default_checkpoint_path = default_checkpoint_path
-        self.roots = ModelRoots(model_roots)  # every path handed out below lies under one of these
+        # Every path handed out below lies under one of these.
+        self.roots = ModelRoots(model_roots, LibraryRoots(self.library_roots, ttl_s=library_roots_ttl_s))
         self.timeout_s = timeout_s
         self._peer: Peer | None = None
         self._stub: registry_pb2_grpc.ModelRegistryServiceStub | None = None
@@ -73,7 +75,7 @@ class RegistryClient:
     async def checkpoint(self, override: str = "") -> ResolvedCheckpoint:
         """The checkpoint a job runs on: `override` when given, else the registry's active one."""
         found = await self._checkpoint(override)
-        return ResolvedCheckpoint(found.name, self.roots.confine(found.path, f"checkpoint {found.name}"))
+        return ResolvedCheckpoint(found.name, await self.roots.confine(found.path, f"checkpoint {found.name}"))
 
     async def _checkpoint(self, override: str) -> ResolvedCheckpoint:
         if not override:
@@ -98,5 +100,13 @@ class RegistryClient:
             self.stub.ComposePrompt, registry_pb2.ComposePromptRequest(prompt=prompt, loras=loras)
         )
         for lora in reply.loras:
-            lora.path = str(self.roots.confine(Path(lora.path), f"LoRA {lora.filename}"))
+            lora.path = str(await self.roots.confine(Path(lora.path), f"LoRA {lora.filename}"))
         return reply
+
+    async def library_roots(self) -> list[str]:
+        """The registry's library roots' paths. A registry that predates them has none (UNIMPLEMENTED)."""
+        try:
+            reply = await self._call(self.stub.ListLibraryRoots, registry_pb2.ListLibraryRootsRequest())
+        except errors.Unimplemented:
+            return []
+        return [root.path for root in reply.roots]

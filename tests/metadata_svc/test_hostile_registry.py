@@ -326,6 +326,9 @@ class HostileRegistry(registry_pb2_grpc.ModelRegistryServiceServicer):
         return registry_pb2.ComposePromptResponse(prompt=request.prompt, loras=[
             model_pb2.ResolvedLora(filename="l.safetensors", path=str(self.outside))])
 
+    async def ListLibraryRoots(self, request, context):  # asked before a path outside the volumes is refused
+        return registry_pb2.ListLibraryRootsResponse()
+
 
 async def test_inference_refuses_registry_paths_that_leave_the_volumes(volumes, outside):
     user_models, models = volumes
