@@ -8,7 +8,7 @@ checkpoint, set the LoRAs, run diffusers, encode the PNG.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +141,8 @@ class InferenceEngine:
                 ctx.progress("decoding", step=step, total_steps=total)
 
         inference_started = time.perf_counter()
-        image = generate(acquired.entry, params, on_step, ctx.cancelled)
+        # The model gets the composed prompt: the selected LoRAs' trigger words are what make them work.
+        image = generate(acquired.entry, replace(params, prompt=prepared.composed.prompt), on_step, ctx.cancelled)
         inference_seconds = time.perf_counter() - inference_started
         parameters = OutputParameters(
             prompt=params.prompt, negative_prompt=params.negative_prompt,
@@ -166,7 +167,8 @@ class InferenceEngine:
             ctx.progress("upscaling", step=step, total_steps=total, tile=tile, total_tiles=tiles)
 
         inference_started = time.perf_counter()
-        result = upscale(acquired.entry, image, params, on_step, ctx.cancelled, controlnet=controlnet)
+        result = upscale(acquired.entry, image, replace(params, prompt=prepared.composed.prompt), on_step,
+                         ctx.cancelled, controlnet=controlnet)
         inference_seconds = time.perf_counter() - inference_started
         parameters = OutputParameters(
             prompt=params.prompt, negative_prompt=params.negative_prompt,

@@ -68,7 +68,8 @@ def output_infotext(kind: str, parameters: OutputParameters, width: int, height:
     when the request named none)."""
     p = parameters
     sampler, schedule = A1111_SAMPLERS.get(scheduler, ("", ""))
-    return format_infotext(p.prompt, p.negative_prompt, [
+    # The prompt the model got (trigger words included), as A1111 writes it.
+    return format_infotext(p.final_prompt or p.prompt, p.negative_prompt, [
         ("Steps", str(p.steps)),
         ("Sampler", sampler),
         ("Schedule type", schedule),

@@ -169,7 +169,7 @@ async def test_a_generated_image_is_saved_with_a1111_infotext_and_listed_got_and
     # The `parameters` chunk is A1111 infotext; the JSON lives in a chunk of its own.
     chunks = text_chunks(result.png)
     info = parse_infotext(chunks["parameters"])
-    assert info["Prompt"] == "a cat, on a mat" and info["Negative prompt"] == "blurry, lowres"
+    assert info["Prompt"] == "inkwash, a cat, on a mat" and info["Negative prompt"] == "blurry, lowres"
     assert (info["Steps"], info["Sampler"], info["CFG scale"], info["Seed"], info["Size"]) == (
         "2", "Euler a", "5", "7", f"{SIZE}x{SIZE}")
     assert info["Model"] == tiny.checkpoint_a.stem

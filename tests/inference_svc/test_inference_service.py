@@ -179,6 +179,11 @@ async def test_loras_with_trigger_words_weights_and_the_bare_model(stack, tiny):
         generate_request(loras=[model_pb2.LoraSelection(name=peft)]))))
     assert triggered.final_prompt.startswith("tinystyle")
     assert list(triggered.injected_trigger_words) == ["tinystyle"]
+    # The model got the composed prompt: the same as asking for it with the trigger word written out.
+    written_out = result_of(await collect(stack.inference.Generate(
+        generate_request(prompt=triggered.final_prompt, loras=[model_pb2.LoraSelection(name=peft)]))))
+    assert list(written_out.injected_trigger_words) == []
+    assert np.array_equal(pixels(written_out.png), pixels(triggered.png))
     # Back to no LoRAs: exactly the bare model again.
     again = result_of(await collect(stack.inference.Generate(generate_request())))
     assert np.array_equal(pixels(again.png), pixels(bare.png))
