@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from metadata_svc.errors import InvalidSafetensors, TypeMismatch
+from metadata_svc.file_hashes import header_tensor_sha256
 from metadata_svc.models import CHECKPOINT, LORA, Inspection
 
 # The safetensors library refuses headers over 100 MB; real ones are a few MB at most.
@@ -441,8 +442,6 @@ def _magic_problem(head: bytes, name: str) -> Verdict | None:
 
 def verdict_of(header: Mapping[str, Any], name: str, *, data_offset: int = 0) -> Verdict:
     """Load or skip, from a parsed header (see LOADABLE_*_ARCHS)."""
-    from metadata_svc.file_hashes import header_tensor_sha256  # file_hashes imports nothing of ours back
-
     found = classify(header)
     common: dict[str, Any] = {"inspection": found, "data_offset": data_offset,
               "header_tensor_sha256": header_tensor_sha256(header.get("__metadata__") or {})}

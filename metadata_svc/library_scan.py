@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -61,9 +61,10 @@ class ScannedFile:
     mtime_ns: int = 0
     dev: int = 0
     inode: int = 0
-    # Where the content is, every link resolved (inside the root): what a hasher opens. None when the
-    # entry must not be read (outside the root, vanished, not a regular file).
-    real: Path | None = None
+    # Where the content is, every link resolved (inside the root): what a hasher opens (`real`). "" when
+    # the entry must not be read (outside the root, vanished, not a regular file). A str: a Path per
+    # file is a third of a rescan's time.
+    location: str = ""
     verdict: Verdict | None = None  # for model files (.safetensors and pickle names)
     skip: SkipReason | None = None
     detail: str = ""
@@ -71,18 +72,24 @@ class ScannedFile:
     model_name: str = ""  # for sidecars and previews: the model file (in the same folder) they belong to
 
     @property
+    def real(self) -> Path | None:
+        return Path(self.location) if self.location else None
+
+    @property
     def key(self) -> FileKey | None:
-        return FileKey(self.dev, self.inode, self.size, self.mtime_ns) if self.real is not None else None
+        return FileKey(self.dev, self.inode, self.size, self.mtime_ns) if self.location else None
 
 
 class RootNotUsable(Exception):
     """The root itself is not a folder we can read: the one failure of a whole scan."""
 
 
-def scan_library(root: Path, *, max_header_bytes: int = SCAN_MAX_HEADER_BYTES,
-                 max_depth: int = MAX_DEPTH) -> Iterator[ScannedFile]:
+def scan_library(root: Path, *, known: Mapping[FileKey, Verdict] | None = None,
+                 max_header_bytes: int = SCAN_MAX_HEADER_BYTES, max_depth: int = MAX_DEPTH) -> Iterator[ScannedFile]:
     """Every file under `root`, one ScannedFile each, folder by folder in name order (lazily: a file
-    removed before the walk reaches it is VANISHED)."""
+    removed before the walk reaches it is VANISHED). `known`: verdicts of an earlier scan by FileKey; a
+    file whose key is there is not opened again, so a rescan of an unchanged library reads nothing but
+    its folders and stats."""
     real_root = real_path(root)
     try:
         st = os.stat(real_root)
@@ -99,14 +106,14 @@ def scan_library(root: Path, *, max_header_bytes: int = SCAN_MAX_HEADER_BYTES,
     while stack:
         folder_path, folder, depth = stack.pop()
         subfolders: list[tuple[Path, str, int]] = []
-        yield from _scan_folder(real_root, folder_path, folder, depth, visited, subfolders,
+        yield from _scan_folder(real_root, folder_path, folder, depth, visited, subfolders, known or {},
                                 max_header_bytes=max_header_bytes, max_depth=max_depth)
         stack.extend(reversed(subfolders))  # popped in name order
 
 
 def _scan_folder(real_root: Path, folder_path: Path, folder: str, depth: int, visited: set[tuple[int, int]],
-                 subfolders: list[tuple[Path, str, int]], *, max_header_bytes: int,
-                 max_depth: int) -> Iterator[ScannedFile]:
+                 subfolders: list[tuple[Path, str, int]], known: Mapping[FileKey, Verdict], *,
+                 max_header_bytes: int, max_depth: int) -> Iterator[ScannedFile]:
     def entry(name: str, kind: EntryKind = EntryKind.SKIPPED, **fields: Any) -> ScannedFile:
         return ScannedFile(path=f"{folder}/{name}" if folder else name, folder=folder, name=name, kind=kind,
                            **fields)
@@ -157,10 +164,10 @@ def _scan_folder(real_root: Path, folder_path: Path, folder: str, depth: int, vi
                     yield entry(name, skip=SkipReason.LINKED_FOLDER, detail=f"{name}: a link to a folder inside "
                                 "the root; its files are listed under their real folder")
                     continue
-                real = target
+                real = str(target)
             else:
                 st = dirent.stat(follow_symlinks=False)
-                real = Path(dirent.path)
+                real = dirent.path
         except FileNotFoundError:
             yield entry(name, skip=SkipReason.VANISHED, detail=f"{name}: removed while the library was scanned")
             continue
@@ -180,7 +187,7 @@ def _scan_folder(real_root: Path, folder_path: Path, folder: str, depth: int, vi
                             "mount loop?)")
             else:
                 visited.add((st.st_dev, st.st_ino))
-                subfolders.append((real, rel, depth + 1))
+                subfolders.append((Path(real), rel, depth + 1))
             continue
         stats: dict[str, Any] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "dev": st.st_dev, "inode": st.st_ino}
         if not stat.S_ISREG(st.st_mode):
@@ -188,21 +195,28 @@ def _scan_folder(real_root: Path, folder_path: Path, folder: str, depth: int, vi
             continue
         if is_pickle_name(name):
             verdict = pickle_verdict(name)  # by name: never opened
-            yield entry(name, verdict=verdict, skip=verdict.skip, detail=verdict.detail, real=real, **stats)
+            yield entry(name, verdict=verdict, skip=verdict.skip, detail=verdict.detail, location=real, **stats)
             continue
         if is_safetensors_name(name):
-            yield _model_entry(entry, name, real, real_root, max_header_bytes)
+            seen = known.get(FileKey(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+            if seen is not None:
+                kind = EntryKind.MODEL if seen.loadable else EntryKind.SKIPPED
+                # The same file, maybe under another name now (a rename keeps the key): details name this one.
+                detail = f"{name}: {seen.detail.partition(': ')[2]}" if seen.detail else ""
+                yield entry(name, kind, verdict=seen, skip=seen.skip, detail=detail, location=real, **stats)
+            else:
+                yield _model_entry(entry, name, real, real_root, max_header_bytes)
             continue
         side = sidecar_of(name)
         if side is not None and side[1] in models:
             kind = EntryKind.PREVIEW if side[0] == SidecarKind.PREVIEW else EntryKind.SIDECAR
-            yield entry(name, kind, sidecar_kind=side[0], model_name=models[side[1]], real=real, **stats)
+            yield entry(name, kind, sidecar_kind=side[0], model_name=models[side[1]], location=real, **stats)
             continue
-        yield entry(name, skip=SkipReason.NOT_A_MODEL, detail=f"{name}: not a model file (.safetensors)", real=real,
+        yield entry(name, skip=SkipReason.NOT_A_MODEL, detail=f"{name}: not a model file (.safetensors)", location=real,
                     **stats)
 
 
-def _model_entry(entry: Callable[..., ScannedFile], name: str, real: Path, real_root: Path,
+def _model_entry(entry: Callable[..., ScannedFile], name: str, real: str, real_root: Path,
                  max_header_bytes: int) -> ScannedFile:
     """Open (never through a link, never outside the root), fstat, read the bounded header."""
     try:
@@ -226,7 +240,7 @@ def _model_entry(entry: Callable[..., ScannedFile], name: str, real: Path, real_
     finally:
         os.close(fd)
     kind = EntryKind.MODEL if verdict.loadable else EntryKind.SKIPPED
-    return entry(name, kind, verdict=verdict, skip=verdict.skip, detail=verdict.detail, real=real, **stats)
+    return entry(name, kind, verdict=verdict, skip=verdict.skip, detail=verdict.detail, location=real, **stats)
 
 
 def _opened_inside(fd: int, real_root: Path) -> bool:

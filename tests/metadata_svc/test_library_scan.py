@@ -141,6 +141,21 @@ def test_symlinks_out_of_the_root_are_not_followed_and_links_inside_are(tmp_path
     assert (link.dev, link.inode) == (target.dev, target.inode)
 
 
+def test_a_rescan_with_the_earlier_verdicts_opens_no_file(tmp_path):
+    root = a1111_library(tmp_path / "webui")
+    first = _scan(root)
+    known = {f.key: f.verdict for f in first.values() if f.verdict is not None}
+    (root / "models" / "Lora" / "watercolor.safetensors").rename(root / "models" / "Lora" / "renamed.safetensors")
+    with recorded_opens() as opened:
+        again = _scan(root, known=known)
+    assert not [p for p in opened if Path(p).is_relative_to(root)]
+    assert again["models/Lora/renamed.safetensors"].verdict == first["models/Lora/watercolor.safetensors"].verdict
+    assert again["models/Stable-diffusion/old15.safetensors"].detail.startswith("old15.safetensors: a checkpoint")
+    del again["models/Lora/renamed.safetensors"], first["models/Lora/watercolor.safetensors"]
+    first.pop("models/Lora/watercolor.civitai.info"), first.pop("models/Lora/watercolor.png")  # orphans now
+    assert {p: f for p, f in again.items() if p in first} == first
+
+
 def test_a_root_reached_through_a_link_is_walked_under_its_real_path(tmp_path):
     write_safetensors(tmp_path / "real-root" / "a" / "m.safetensors", "lora", payload_bytes=64)
     (tmp_path / "alias").symlink_to(tmp_path / "real-root")
