@@ -2,7 +2,8 @@
 file, what each one is: a model we load, a model file we skip (and why), a sidecar or a preview of a model.
 
 Rules:
-- Nested folders are walked, in name order; hidden folders (`.git`, `.cache`, `.thumbnails`) are not.
+- Nested folders are walked, in name order; hidden files and folders (`.git`, `.cache`, `.DS_Store`) are
+  not (as registry.proto documents for roots).
 - A symlink is followed only when its target lies inside the root. A linked *folder* inside the root is
   not descended (its files are found under their real folder, once), so links never make loops or
   duplicates; a linked file inside the root is reported under its own name, with its target's
@@ -140,6 +141,8 @@ def _scan_folder(real_root: Path, folder_path: Path, folder: str, depth: int, vi
 
     for dirent in entries:
         name = dirent.name
+        if name.startswith("."):
+            continue  # hidden: VCS, caches, thumbnails, .DS_Store
         try:
             name.encode("utf-8")
         except UnicodeEncodeError:
@@ -176,8 +179,6 @@ def _scan_folder(real_root: Path, folder_path: Path, folder: str, depth: int, vi
             continue
 
         if stat.S_ISDIR(st.st_mode):
-            if name.startswith("."):
-                continue  # hidden folders: VCS, caches, thumbnails
             rel = f"{folder}/{name}" if folder else name
             if depth + 1 > max_depth:
                 yield entry(name, skip=SkipReason.TOO_DEEP, detail=f"{rel}/: more than {max_depth} folders deep; "

@@ -185,10 +185,9 @@ def test_broken_and_odd_files_are_reasons_on_that_file(tmp_path):
     write_bytes(root / "orphan.json", b"{}")  # no model of that stem here
     write_bytes(root / "orphan.png", b"not even a png")
     write_bytes(root / ".git" / "objects" / "x.safetensors", make_safetensors("lora"))  # hidden folders: not walked
-    write_bytes(root / ".hidden.safetensors", make_safetensors("lora"))  # hidden files are still files
+    write_bytes(root / ".hidden.safetensors", make_safetensors("lora"))  # hidden files: not walked either
     found = _scan(root, max_header_bytes=16 * 1024)
     assert {p: f.skip for p, f in found.items()} == {
-        ".hidden.safetensors": None,
         "big.safetensors": SkipReason.HEADER_TOO_LARGE,
         "cut.safetensors": SkipReason.TRUNCATED,
         "empty.safetensors": SkipReason.TRUNCATED,
