@@ -22,6 +22,7 @@ import hashlib
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +43,15 @@ httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = max(httpcore.AsyncHTTP11Connecti
 USER_AGENT = "modelmanager-civitai-fetcher/0.1 (self-hosted SDXL model manager; httpx)"
 RETRYABLE = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+BY_HASH_BATCH = 100  # POST /api/v1/model-versions/by-hash takes at most this many hashes
+
+
+class TooLarge(Exception):
+    """A bounded fetch passed its byte bound; the rest was not read."""
+
+
+class Disallowed(Exception):
+    """A bounded fetch was asked for (or redirected to) a URL its caller does not allow."""
 
 
 @dataclass(frozen=True)
@@ -220,11 +230,16 @@ class CivitaiApi:
         params: Any = None,
         headers: dict[str, str] | None = None,
         stream: bool = False,
+        method: str = "GET",
+        json_body: Any = None,
+        auth: bool = True,
     ) -> httpx.Response:
-        """GET with retries on 429/5xx/connection errors; returns the last answer (any status)."""
+        """A request with retries on 429/5xx/connection errors (GET, or an idempotent POST such as the bulk
+        by-hash lookup); returns the last answer (any status). `auth=False` never sends the token."""
         attempt = 0
         while True:
-            request = self._client.build_request("GET", url, params=params, headers=self._headers(url, token, headers))
+            sent = self._headers(url, token, headers) if auth else dict(headers or {})
+            request = self._client.build_request(method, url, params=params, json=json_body, headers=sent)
             retry_after: float | None = None
             try:
                 self.requests_sent += 1
@@ -258,18 +273,15 @@ class CivitaiApi:
         if cached is not None:
             return cached
         response = await self._send(url, what=what, token=token, params=params)
-        if response.status_code != 200:
-            raise error_for(response, what, token_sent=bool(token))
-        try:
-            data = response.json()
-        except ValueError:
-            # Cloudflare challenge pages come back as HTML with status 200/403.
-            raise E.CivitaiUnavailable(
-                f"CivitAI answered {what} with something other than JSON (a challenge page?); try again later",
-                metadata={"what": what, "content_type": response.headers.get("content-type", "")},
-            ) from None
+        data = _json_of(response, what, token_sent=bool(token))
         self._cache.put(key, data)
         return data
+
+    async def post_json(self, path: str, body: Any, *, what: str, token: str | None = None) -> Any:
+        """A metadata POST (a lookup, so retried like a GET; never cached); errors mapped."""
+        token = token or self.token
+        response = await self._send(self.url(path), what=what, token=token, method="POST", json_body=body)
+        return _json_of(response, what, token_sent=bool(token))
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -286,8 +298,60 @@ class CivitaiApi:
         value = value.upper()
         return await self.get_json(f"api/v1/model-versions/by-hash/{value}", what=f"file with hash {value}", token=token)
 
+    async def versions_by_hashes(self, sha256s: list[str], token: str | None = None) -> list[Any]:
+        """CivitAI's bulk by-hash lookup (at most BY_HASH_BATCH SHA256s): the versions it knows, misses dropped."""
+        if len(sha256s) > BY_HASH_BATCH:
+            raise ValueError(f"at most {BY_HASH_BATCH} hashes a call")
+        data = await self.post_json("api/v1/model-versions/by-hash", [h.upper() for h in sha256s],
+                                    what=f"a lookup of {len(sha256s)} file hashes", token=token)
+        if not isinstance(data, list):
+            raise E.CivitaiUnavailable("CivitAI answered the bulk hash lookup with something other than a list",
+                                       metadata={"what": "by-hash"})
+        return data
+
+    async def models_by_ids(self, model_ids: list[int], token: str | None = None) -> list[Any]:
+        """`/models?ids=` (at most 100): the models' tags, creator and description, every NSFW level."""
+        params = [("ids", ",".join(str(i) for i in model_ids)), ("limit", "100"), ("nsfw", "true")]
+        data = await self.get_json("api/v1/models", what=f"{len(model_ids)} models", token=token, params=params)
+        items = data.get("items") if isinstance(data, dict) else None
+        return items if isinstance(items, list) else []
+
     async def search(self, params: list[tuple[str, str]], token: str | None = None) -> dict[str, Any]:
         return await self.get_json("api/v1/models", what="the model search", token=token, params=params)
+
+    # ------------------------------------------------------------------ images
+
+    async def fetch_bounded(
+        self, url: str, *, max_bytes: int, allowed: Callable[[httpx.URL], bool], what: str, max_redirects: int = 3
+    ) -> bytes:
+        """A small body (a preview image), streamed and dropped as soon as it passes `max_bytes`
+        (TooLarge). Never with the token. Only URLs `allowed` says yes to are fetched, redirect
+        targets included (Disallowed). Retries as any request; errors mapped (error_for)."""
+        target = httpx.URL(url)
+        for _ in range(max_redirects + 1):
+            if not allowed(target):
+                raise Disallowed(f"{what}: host {target.host!r} is not an allowed image host")
+            response = await self._send(target, what=what, token=None, stream=True, auth=False,
+                                        headers={"Accept": "image/webp,image/png,image/jpeg,image/*;q=0.8"})
+            try:
+                if response.status_code in REDIRECTS and response.headers.get("Location"):
+                    target = response.url.join(response.headers["Location"])
+                    continue
+                if response.status_code != 200:
+                    await response.aread()
+                    raise error_for(response, what, token_sent=False)
+                declared = response.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
+                    raise TooLarge(f"{what}: {declared} bytes announced, over the {max_bytes}-byte limit")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():  # decoded: a gzip bomb counts as what it inflates to
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise TooLarge(f"{what}: over the {max_bytes}-byte limit")
+                return bytes(body)
+            finally:
+                await response.aclose()
+        raise Disallowed(f"{what}: more than {max_redirects} redirects")
 
     # ------------------------------------------------------------------ downloads
 
@@ -338,6 +402,19 @@ class CivitaiApi:
         )
         self.requests_sent += 1
         return await self._client.send(request, stream=True)
+
+
+def _json_of(response: httpx.Response, what: str, *, token_sent: bool) -> Any:
+    if response.status_code != 200:
+        raise error_for(response, what, token_sent=token_sent)
+    try:
+        return response.json()
+    except ValueError:
+        # Cloudflare challenge pages come back as HTML with status 200/403.
+        raise E.CivitaiUnavailable(
+            f"CivitAI answered {what} with something other than JSON (a challenge page?); try again later",
+            metadata={"what": what, "content_type": response.headers.get("content-type", "")},
+        ) from None
 
 
 def parse_time(value: object) -> datetime | None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import http.server
+import json
 import re
+import threading
 import time
 
 import httpx
 import pytest
 
 from civitai_svc import errors as E
-from civitai_svc.api_client import CivitaiApi, RetryPolicy, parse_retry_after
+from civitai_svc.api_client import CivitaiApi, Disallowed, RetryPolicy, TooLarge, parse_retry_after
 from devtools.fake_civitai import FakeCivitai
 
 
@@ -155,3 +158,72 @@ async def test_redirects_to_site_pages_are_access_errors(fake, api, location, er
     fake.fail("download", 307, headers={"Location": location}, body=b"")
     with pytest.raises(error):
         await api.resolve_download(lora.version_id, lora.file_id)
+
+
+async def test_bulk_by_hash_post_is_retried_on_429_and_sends_uppercase_hashes(fake, api):
+    lora = fake.add_lora()
+    fake.rate_limit("by-hash-bulk", times=2, retry_after="0")
+    versions = await api.versions_by_hashes([lora.sha256, "0" * 64])
+    assert [v["id"] for v in versions] == [lora.version_id]
+    assert fake.calls("by-hash-bulk") == 3
+    assert json.loads(fake.requests[-1].body) == [lora.sha256.upper(), "0" * 64]
+    with pytest.raises(ValueError):
+        await api.versions_by_hashes(["0" * 64] * 101)
+
+
+def _same_origin(api):
+    return lambda url: api.same_origin(url)
+
+
+async def test_fetch_bounded_never_sends_the_token_and_follows_only_allowed_redirects(fake, api):
+    url = fake.add_lora().image_urls[0]
+    data = await api.fetch_bounded(url, max_bytes=1 << 20, allowed=_same_origin(api), what="an image")
+    assert data.startswith(b"\xff\xd8") and "authorization" not in fake.requests[-1].headers
+
+    fake.fail("image", 302, headers={"Location": url}, body=b"")  # a redirect on the same host: followed
+    assert await api.fetch_bounded(url, max_bytes=1 << 20, allowed=_same_origin(api), what="an image") == data
+    fake.reset_counters()
+    elsewhere = url.replace("://127.0.0.1:", "://localhost:")  # the same server under another name
+    fake.fail("image", 302, headers={"Location": elsewhere}, body=b"")
+    with pytest.raises(Disallowed):
+        await api.fetch_bounded(url, max_bytes=1 << 20, allowed=_same_origin(api), what="an image")
+    with pytest.raises(Disallowed):
+        await api.fetch_bounded(elsewhere, max_bytes=1 << 20, allowed=_same_origin(api), what="an image")
+    assert fake.calls("image") == 1  # the redirect only
+
+
+async def test_fetch_bounded_stops_at_the_bound_whatever_the_length_says(fake, api):
+    url = fake.add_lora().image_urls[0]
+    fake.bad_image(url, "huge", size_bytes=8 << 20)
+    with pytest.raises(TooLarge):  # announced by Content-Length
+        await api.fetch_bounded(url, max_bytes=1 << 20, allowed=_same_origin(api), what="an image")
+
+    class Endless(http.server.BaseHTTPRequestHandler):  # chunked, no Content-Length, never ends
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            block = b"\xff" * 65536
+            try:
+                while True:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endless = CivitaiApi(f"http://127.0.0.1:{server.server_address[1]}", retry=RetryPolicy(attempts=0))
+    try:
+        with pytest.raises(TooLarge):
+            await endless.fetch_bounded(str(endless.url("img.jpeg")), max_bytes=1 << 20,
+                                        allowed=_same_origin(endless), what="an image")
+    finally:
+        await endless.aclose()
+        server.shutdown()
+        server.server_close()
