@@ -90,9 +90,14 @@ async def list_models(
                                 max_length=MAX_TEXT_CHARS)] = "",
     page_size: Int32 = 0,
     page_token: Text = "",
+    root_id: Annotated[str, Query(description='a library root\'s id; "volume" for the volume\'s own folders',
+                                  max_length=MAX_TEXT_CHARS)] = "",
+    folder: Annotated[str, Query(description="only this folder of a root (or loras/, checkpoints/) and below",
+                                 max_length=MAX_TEXT_CHARS)] = "",
 ) -> JSONResponse:
     req = registry_pb2.ListModelsRequest(
-        page_size=page_size, page_token=page_token, type=model_type(type), base_model=base_model, query=query
+        page_size=page_size, page_token=page_token, type=model_type(type), base_model=base_model, query=query,
+        root_id=root_id, folder=folder,
     )
     return proto_json(await clients.unary("registry", clients.registry.ListModels, req))
 
@@ -175,9 +180,12 @@ async def update_model(
     return proto_json(resp.model)
 
 
-@router.delete("/models/{filename}", tags=["models"], summary="Delete a model and its file (DeleteModel)")
-async def delete_model(filename: Filename, clients: Clients, keep_file: bool = False) -> JSONResponse:
-    req = registry_pb2.DeleteModelRequest(filename=filename, keep_file=keep_file)
+@router.delete("/models/{filename}", tags=["models"],
+               summary="Delete a model and its file (DeleteModel); an entry in a library root keeps its file "
+               "unless delete_file")
+async def delete_model(filename: Filename, clients: Clients, keep_file: bool = False,
+                       delete_file: bool = False) -> JSONResponse:
+    req = registry_pb2.DeleteModelRequest(filename=filename, keep_file=keep_file, delete_file=delete_file)
     resp = await clients.unary("registry", clients.registry.DeleteModel, req)
     return proto_json(resp.model)
 
@@ -426,8 +434,12 @@ ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 @router.api_route("/{path:path}", methods=ANY_METHOD, include_in_schema=False)
 async def no_such_route(request: Request, path: str) -> None:
     """Last route: the web UI is mounted at "/" and would answer a mistyped API path with its own 404."""
+    # Imported here: gateway.api_library builds on this module's parameter types (the app includes its
+    # router before this one).
+    from gateway.api_library import router as library_router
+
     allowed = sorted({
-        method for route in router.routes
+        method for route in [*library_router.routes, *router.routes]
         if isinstance(route, APIRoute) and route.endpoint is not no_such_route
         and route.path_regex.match(request.url.path)
         for method in route.methods

@@ -11,6 +11,7 @@ from fastapi_offline import FastAPIOffline
 
 from gateway import errors
 from gateway.api import public_router, router
+from gateway.api_library import router as library_router
 from gateway.clients import ServiceClients
 from gateway.config import GatewaySettings
 from gateway.security import AuthGuard, FailedAuthLimiter, RequestIdMiddleware
@@ -55,6 +56,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.settings = settings
     errors.install(app)
     app.include_router(public_router)  # before `router`, whose last route catches every /api/v1 path
+    app.include_router(library_router)
     app.include_router(router)
     # Inside CORS (preflights carry no key; refusals still get CORS headers), outside everything that
     # reads a body. Middleware added later wraps the earlier ones.

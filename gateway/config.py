@@ -24,6 +24,8 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # Failed logins / API keys per client IP within the window before it gets 429 (0: no throttling).
 DEFAULT_AUTH_FAIL_LIMIT = 10
 DEFAULT_AUTH_FAIL_WINDOW = 60.0
+# CivitAI's NSFW levels (bit flags): 1 PG, 2 PG-13, 4 R, 8 X, 16 XXX. The default shows every preview.
+DEFAULT_PREVIEW_NSFW_MAX = 16
 
 
 @dataclass
@@ -57,6 +59,13 @@ class GatewaySettings(CliSettings):
     # An upload whose client sends nothing for this long is abandoned (408), seconds.
     upload_idle_timeout: float = setting(60.0, help="seconds an upload may send nothing before it is abandoned (408)",
                                          env="MODELMGR_UPLOAD_IDLE_TIMEOUT")
+    # A model preview whose image is rated above this CivitAI NSFW level is answered 404 PREVIEW_HIDDEN
+    # (no placeholder: nothing of the image leaves the gateway). A preview of unknown level (0: from a
+    # sidecar or an upload) is shown.
+    preview_nsfw_max: int = setting(
+        DEFAULT_PREVIEW_NSFW_MAX,
+        help="hide model previews rated above this CivitAI NSFW level (1 PG, 2 PG-13, 4 R, 8 X, 16 XXX: all)",
+        env="MODELMGR_PREVIEW_NSFW_MAX", minimum=1)
     # Origins allowed by CORS; empty means no CORS headers at all.
     cors_origins: list[str] = setting(help="comma-separated origins allowed by CORS (none if empty)",
                                       env="MODELMGR_CORS_ORIGINS", default_factory=list)

@@ -51,7 +51,7 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
 
 # Where a reason says more than its code: a size limit is 413, not RESOURCE_EXHAUSTED's 429 (retrying
 # the same bytes later does not help).
-HTTP_STATUS_BY_REASON: dict[str, int] = {"UPLOAD_TOO_LARGE": 413, "BODY_TOO_LARGE": 413}
+HTTP_STATUS_BY_REASON: dict[str, int] = {"UPLOAD_TOO_LARGE": 413, "BODY_TOO_LARGE": 413, "IMAGE_TOO_LARGE": 413}
 
 _CODE_BY_HTTP = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
