@@ -6,6 +6,9 @@
     modelmgr set-active NAME
     modelmgr generate "a castle" --lora detailer:0.8 -o castle.png
     modelmgr downloads | modelmgr cancel JOB_ID
+    modelmgr import ~/stable-diffusion-webui/models/Lora [--copy|--link] [--no-identify]
+    modelmgr roots [add PATH [--write-back] | remove ID] | modelmgr imports | modelmgr cancel-import JOB_ID
+    modelmgr refresh NAME... [--force]
 
 Addresses come from flags or the same `MODELMGR_*_ADDR` variables as the gateway.
 """
@@ -14,14 +17,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from modelmanager.v1 import civitai_pb2, inference_pb2, model_pb2, registry_pb2
-from modelmgr.output import console, downloads_table, err_console, models_table, print_error, state_name
-from modelmgr.progress import download_bar, load_bar, steps_bar
+from modelmgr.output import (
+    console,
+    downloads_table,
+    err_console,
+    import_state_name,
+    import_summary,
+    imports_table,
+    models_table,
+    print_error,
+    roots_table,
+    state_name,
+)
+from modelmgr.progress import ImportProgress, download_bar, import_bars, load_bar, steps_bar
 from modelmgr.services import Services
 from service_kit import configure_logging
 from service_kit.config import (
@@ -38,6 +55,16 @@ from service_kit.peer import PeerUnavailable, paged
 START_DOWNLOAD_DEADLINE = 120.0
 MODEL_TYPES = {"": model_pb2.MODEL_TYPE_UNSPECIFIED, "lora": model_pb2.MODEL_TYPE_LORA,
                "checkpoint": model_pb2.MODEL_TYPE_CHECKPOINT}
+# A refresh asks CivitAI about every name given, 100 hashes a call.
+REFRESH_DEADLINE = 600.0
+IMPORT_DONE = (registry_pb2.IMPORT_STATE_SUCCEEDED, registry_pb2.IMPORT_STATE_FAILED,
+               registry_pb2.IMPORT_STATE_CANCELLED)
+# What Ctrl-C leaves behind, by command (the jobs live in the services, not in this process).
+INTERRUPTED = {
+    "import": "interrupted: the import keeps running in the registry (`modelmgr imports` shows it, "
+              "`modelmgr cancel-import JOB_ID` stops it)",
+}
+INTERRUPTED_DEFAULT = "interrupted (a download keeps running in the CivitAI service)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="installed models")
     p.add_argument("--type", default="", choices=[t for t in MODEL_TYPES if t], help="lora or checkpoint")
     p.add_argument("--query", default="", help="free text over names, tags and trigger words")
+    p.add_argument("--root", default="", metavar="ID", help='only this library root ("volume": the volume\'s own)')
+    p.add_argument("--folder", default="", help="only this folder of a root, and below it")
 
     sub.add_parser("active", help="the active checkpoint")
 
@@ -80,7 +109,47 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("downloads", help="download jobs, newest first")
     p = sub.add_parser("cancel", help="cancel a download job")
     p.add_argument("job_id")
+
+    p = sub.add_parser("import", help="import a library folder (in place by default), with progress and a summary",
+                       description="Scan PATH (a folder the registry can read, under one of its --library-allow "
+                       "folders), register what it can load, hash everything and identify it on CivitAI. Exits "
+                       "non-zero only when the import itself fails; files skipped are listed with their reason.")
+    p.add_argument("path", help="the folder, as the registry sees it")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--copy", dest="mode", action="store_const", const=registry_pb2.IMPORT_MODE_COPY,
+                      help="copy the files into the volume")
+    mode.add_argument("--link", dest="mode", action="store_const", const=registry_pb2.IMPORT_MODE_LINK,
+                      help="hard-link the files into the volume (a copy across file systems)")
+    p.set_defaults(mode=registry_pb2.IMPORT_MODE_IN_PLACE)
+    p.add_argument("--no-identify", action="store_true", help="skip the CivitAI lookup")
+    p.add_argument("--write-back", action="store_true",
+                   help="write A1111-style <stem>.json and previews next to the files (a new root)")
+    p.add_argument("--force-identify", action="store_true",
+                   help="ask CivitAI again about files it did not know, even within a day")
+    p.add_argument("--detach", action="store_true", help="start the job and return (it keeps running)")
+
+    p = sub.add_parser("roots", help="library roots (list; add PATH; remove ID)")
+    roots = p.add_subparsers(dest="roots_command")
+    r = roots.add_parser("add", help="add a library root (no scan: `modelmgr import PATH` scans)")
+    r.add_argument("path")
+    r.add_argument("--write-back", action="store_true", help="write A1111-style sidecars next to the files")
+    r = roots.add_parser("remove", help="remove a root and its entries; its files stay")
+    r.add_argument("root_id")
+
+    sub.add_parser("imports", help="import jobs, newest first")
+    p = sub.add_parser("cancel-import", help="cancel an import job")
+    p.add_argument("job_id")
+
+    p = sub.add_parser("refresh", help="look models up on CivitAI again (fields you edited are kept)")
+    p.add_argument("names", nargs="+", metavar="NAME", help="model filenames")
+    p.add_argument("--force", action="store_true", help="ask again even about files CivitAI did not know")
     return parser
+
+
+def server_path(path: str) -> str:
+    """PATH made absolute against this shell's directory, as the registry wants it (links left as they
+    are: the registry decides what a link may reach)."""
+    return os.path.abspath(os.path.expanduser(path))
 
 
 def parse_lora(spec: str) -> model_pb2.LoraSelection:
@@ -116,7 +185,8 @@ async def cmd_download(s: Services, args: argparse.Namespace) -> int:
 
 
 async def cmd_list(s: Services, args: argparse.Namespace) -> int:
-    req = registry_pb2.ListModelsRequest(page_size=500, type=MODEL_TYPES[args.type], query=args.query)
+    req = registry_pb2.ListModelsRequest(page_size=500, type=MODEL_TYPES[args.type], query=args.query,
+                                         root_id=args.root, folder=args.folder)
     models = [m async for m in paged(lambda r: s.registry.call(s.registry_stub.ListModels, r), req, "models")]
     console.print(models_table(models))
     console.print(f"{len(models)} model(s)")
@@ -200,9 +270,78 @@ async def cmd_cancel(s: Services, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_import(s: Services, args: argparse.Namespace) -> int:
+    req = registry_pb2.StartImportRequest(path=server_path(args.path), mode=args.mode, no_identify=args.no_identify,
+                                          write_back=args.write_back, force_identify=args.force_identify)
+    job = (await s.registry.call(s.registry_stub.StartImport, req)).job
+    console.print(f"import job [bold]{job.id}[/]: {escape(job.path)} (root {job.root_id})")
+    if args.detach:
+        return 0
+    with import_bars(console) as progress:
+        bars = ImportProgress(progress, no_identify=args.no_identify)
+        bars.update(job)
+        call = s.registry_stub.WatchImport(registry_pb2.WatchImportRequest(id=job.id))
+        async for msg in s.registry.stream(call):
+            job = msg.job
+            bars.update(job)
+    if job.state not in IMPORT_DONE:  # the watch ended early: ask once more
+        job = (await s.registry.call(s.registry_stub.GetImport, registry_pb2.GetImportRequest(id=job.id))).job
+    state = import_state_name(job.state)
+    if job.state == registry_pb2.IMPORT_STATE_SUCCEEDED:
+        console.print(f"[green]✓[/] import {state}: {escape(job.path)}")
+    elif job.state == registry_pb2.IMPORT_STATE_CANCELLED:
+        console.print(f"[yellow]■[/] import {state}: {escape(job.path)} (what it did so far stays)")
+    else:
+        why = f"{job.error_reason}: {job.error}" if job.error_reason else job.error or state
+        err_console.print(f"[red]✗[/] import {state}: {escape(why)}")
+    for line in import_summary(job):
+        console.print(line)
+    # Skipped files and files CivitAI does not know are results, not failures; a cancel is someone's choice.
+    return 0 if job.state in (registry_pb2.IMPORT_STATE_SUCCEEDED, registry_pb2.IMPORT_STATE_CANCELLED) else 1
+
+
+async def cmd_roots(s: Services, args: argparse.Namespace) -> int:
+    if args.roots_command == "add":
+        req = registry_pb2.AddLibraryRootRequest(path=server_path(args.path), write_back=args.write_back)
+        root = (await s.registry.call(s.registry_stub.AddLibraryRoot, req)).root
+        console.print(f"root [bold]{root.id}[/]: {escape(root.path)} (scan it with `modelmgr import`)")
+        return 0
+    if args.roots_command == "remove":
+        req_rm = registry_pb2.RemoveLibraryRootRequest(id=args.root_id)
+        resp = await s.registry.call(s.registry_stub.RemoveLibraryRoot, req_rm)
+        entries = "entry" if resp.removed_models == 1 else "entries"
+        console.print(f"removed root {resp.root.id} ({escape(resp.root.path)}) and its {resp.removed_models} "
+                      f"{entries}; its files are untouched")
+        return 0
+    resp_ls = await s.registry.call(s.registry_stub.ListLibraryRoots, registry_pb2.ListLibraryRootsRequest())
+    console.print(roots_table(resp_ls.roots))
+    return 0
+
+
+async def cmd_imports(s: Services, _: argparse.Namespace) -> int:
+    resp = await s.registry.call(s.registry_stub.ListImports, registry_pb2.ListImportsRequest())
+    console.print(imports_table(resp.jobs))
+    return 0
+
+
+async def cmd_cancel_import(s: Services, args: argparse.Namespace) -> int:
+    resp = await s.registry.call(s.registry_stub.CancelImport, registry_pb2.CancelImportRequest(id=args.job_id))
+    console.print(f"{resp.job.id}: {import_state_name(resp.job.state)}")
+    return 0
+
+
+async def cmd_refresh(s: Services, args: argparse.Namespace) -> int:
+    req = registry_pb2.RefreshFromCivitaiRequest(filenames=args.names, force=args.force)
+    resp = await s.registry.call(s.registry_stub.RefreshFromCivitai, req, deadline=REFRESH_DEADLINE)
+    console.print(models_table(resp.models))
+    console.print(f"{len(resp.models)} model(s) refreshed")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Services, argparse.Namespace], Awaitable[int]]] = {
     "download": cmd_download, "list": cmd_list, "active": cmd_active, "set-active": cmd_set_active,
-    "generate": cmd_generate, "downloads": cmd_downloads, "cancel": cmd_cancel,
+    "generate": cmd_generate, "downloads": cmd_downloads, "cancel": cmd_cancel, "import": cmd_import,
+    "roots": cmd_roots, "imports": cmd_imports, "cancel-import": cmd_cancel_import, "refresh": cmd_refresh,
 }
 
 
@@ -224,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
-        err_console.print("interrupted (a download keeps running in the CivitAI service)")
+        err_console.print(INTERRUPTED.get(args.command, INTERRUPTED_DEFAULT))
         return 130
 
 
