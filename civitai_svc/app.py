@@ -7,9 +7,11 @@ from civitai_svc.catalog import Catalog
 from civitai_svc.config import CivitaiSettings
 from civitai_svc.downloader import Downloader
 from civitai_svc.errors import DOMAIN
+from civitai_svc.identify import Identifier
 from civitai_svc.installer import Installer
 from civitai_svc.job_journal import JobJournal
 from civitai_svc.jobs import JobManager
+from civitai_svc.previews import PreviewFetcher
 from civitai_svc.registry_client import RegistryClient
 from civitai_svc.servicer import CivitaiServicer
 from modelmanager.v1 import civitai_pb2, civitai_pb2_grpc
@@ -49,12 +51,14 @@ def _build(settings: CivitaiSettings, lock: ExclusiveLock) -> GrpcServer:
     )
     registry = RegistryClient(settings.registry)
     downloader = Downloader(api, max_resumes=settings.max_resumes)
-    installer = Installer(settings.user_models_dir, registry, downloader, disk_reserve_bytes=settings.disk_reserve_bytes)
+    previews = PreviewFetcher(api)  # one for the service: its bound covers downloads and identifications
+    installer = Installer(settings.user_models_dir, registry, downloader, disk_reserve_bytes=settings.disk_reserve_bytes,
+                          previews=previews)
     journal = JobJournal(settings.user_models_dir)
     jobs = JobManager(installer.run, max_concurrent=settings.max_concurrent_downloads,
                       max_finished=settings.max_finished_jobs, journal=journal)
     resume_downloads(journal, installer, jobs, settings.token)
-    servicer = CivitaiServicer(Catalog(api, registry), installer, jobs)
+    servicer = CivitaiServicer(Catalog(api, registry), installer, jobs, Identifier(api, previews))
     server = GrpcServer(
         name="civitai",
         listen=settings.listen,

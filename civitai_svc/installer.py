@@ -31,6 +31,7 @@ from civitai_svc import errors as E
 from civitai_svc.downloader import Downloader
 from civitai_svc.jobs import Job, State
 from civitai_svc.metadata import ensure_supported
+from civitai_svc.previews import PreviewFetcher
 from civitai_svc.registry_client import RegistryClient
 from metadata_svc.limits import clip_model
 from modelmanager.v1 import civitai_pb2, model_pb2
@@ -140,10 +141,12 @@ class Installer:
         downloader: Downloader,
         *,
         disk_reserve_bytes: int = 256 * 1024 * 1024,
+        previews: PreviewFetcher | None = None,
     ) -> None:
         self.root = Path(user_models_dir)
         self.registry = registry
         self.downloader = downloader
+        self.previews = previews  # None: downloads keep no preview
         self.disk_reserve_bytes = disk_reserve_bytes
         self._reserved: set[Path] = set()  # final names held by running jobs
         self._reserving = asyncio.Lock()  # check-then-reserve must not interleave between jobs
@@ -307,7 +310,7 @@ class Installer:
                     final = await self._reserve(folder, final.name, info.version_id)
                     reserved.append(final)
             job.update(state=State.DOWNLOAD_STATE_REGISTERING, filename=final.name)
-            registering = asyncio.ensure_future(self.registry.create_model(self.entry(final, info, result.sha256)))
+            registering = asyncio.ensure_future(self._register(self.entry(final, info, result.sha256), info))
             try:
                 model = await asyncio.shield(registering)
             except asyncio.CancelledError:
@@ -328,6 +331,30 @@ class Installer:
                 _remove(placed)
             for path in reserved:
                 self._reserved.discard(path)
+
+    async def _register(self, entry: model_pb2.Model, info: civitai_pb2.CivitaiModelInfo) -> model_pb2.Model:
+        """CreateModel, then the version's first image as the model's preview; the preview is best-effort."""
+        model = await self.registry.create_model(entry)
+        await self._keep_preview(model, info)
+        return model
+
+    async def _keep_preview(self, model: model_pb2.Model, info: civitai_pb2.CivitaiModelInfo) -> None:
+        if self.previews is None:
+            return
+        try:
+            preview = await self.previews.preview_of(info)
+            if preview is None:
+                return
+            stored = await self.registry.set_preview(model.filename, preview.thumbnail.data,
+                                                     nsfw_level=preview.image.nsfw_level, source="civitai")
+        except E.errors.ServiceError as exc:  # the registry refused or is down: the download still succeeded
+            log.warning("download.preview_not_stored", filename=model.filename, reason=exc.reason, error=exc.message)
+            return
+        except Exception:  # a bug here must not undo a registered download (run() removes a placed file)
+            log.exception("download.preview_failed", filename=model.filename)
+            return
+        if stored is not None:
+            model.preview.CopyFrom(stored)
 
 
 async def prepare(

@@ -70,5 +70,17 @@ class RegistryClient:
                 return model
         return None
 
+    async def set_preview(self, filename: str, image: bytes, *, nsfw_level: int = 0,
+                          source: str = "civitai") -> model_pb2.ModelPreview | None:
+        """Store a model's preview (the registry decodes and re-encodes it again); None from a registry
+        that has no SetPreview yet (UNIMPLEMENTED): no preview, nothing wrong. Fails fast: a preview is not
+        worth holding a finished download for."""
+        request = registry_pb2.SetPreviewRequest(filename=filename, image=image, nsfw_level=nsfw_level, source=source)
+        try:
+            reply = await self._call(self._stub.SetPreview, request)
+        except errors.Unimplemented:
+            return None
+        return reply.preview
+
     async def civitai_models(self) -> list[model_pb2.Model]:
         return [m async for m in self.iter_models() if m.civitai_model_id]

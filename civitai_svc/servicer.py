@@ -9,6 +9,7 @@ import grpc
 
 from civitai_svc import errors as E
 from civitai_svc.catalog import Catalog
+from civitai_svc.identify import Identifier
 from civitai_svc.installer import Installer, Plan, file_keys, prepare
 from civitai_svc.jobs import JobManager, State
 from civitai_svc.metadata import ensure_supported
@@ -39,10 +40,11 @@ def _token(*candidates: str | None) -> str | None:
 
 
 class CivitaiServicer(civitai_pb2_grpc.CivitaiServiceServicer):
-    def __init__(self, catalog: Catalog, installer: Installer, jobs: JobManager) -> None:
+    def __init__(self, catalog: Catalog, installer: Installer, jobs: JobManager, identifier: Identifier) -> None:
         self.catalog = catalog
         self.installer = installer
         self.jobs = jobs
+        self.identifier = identifier
 
     async def ParseReference(
         self, request: civitai_pb2.ParseReferenceRequest, context: grpc.aio.ServicerContext
@@ -140,6 +142,13 @@ class CivitaiServicer(civitai_pb2_grpc.CivitaiServiceServicer):
     ) -> civitai_pb2.IdentifyFileResponse:
         _token(request.token)
         return await self.catalog.identify(request)
+
+    async def IdentifyFiles(
+        self, request: civitai_pb2.IdentifyFilesRequest, context: grpc.aio.ServicerContext
+    ) -> civitai_pb2.IdentifyFilesResponse:
+        files = await self.identifier.identify(list(request.sha256s), with_previews=request.with_previews,
+                                               token=_token(request.token))
+        return civitai_pb2.IdentifyFilesResponse(files=files)
 
     async def CheckUpdates(
         self, request: civitai_pb2.CheckUpdatesRequest, context: grpc.aio.ServicerContext
