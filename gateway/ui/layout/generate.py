@@ -12,8 +12,11 @@ from gateway.ui.handlers import GenerateHandlers
 from gateway.ui.handlers.generate import prune, select
 from gateway.ui.rendering import md_code
 
-# Every LoRA-row render in the process runs alone: the two panels re-render together whenever the
-# LoRA list changes, and Gradio's render bookkeeping is not safe to run concurrently (see lora_panel).
+# The LoRA-row renders run one at a time. Both panels re-render at once whenever the LoRA list changes
+# (page load; after a download, upload, edit or delete once models came from elsewhere, e.g. the CLI),
+# each in a worker thread, and Gradio's render bookkeeping of a session (its blocks and events, its
+# event-id counter) is not thread-safe: concurrent renders failed ("dictionary changed size during
+# iteration") or clashed, which the page showed as an error toast.
 LORA_ROWS_CONCURRENCY = "lora-rows"
 
 
