@@ -25,6 +25,9 @@ log = get_logger("civitai_svc.identify")
 
 MAX_HASHES = 1000  # per IdentifyFiles call
 MODELS_BATCH = 100  # /models?ids= takes at most this many
+# Thumbnails in one reply, in bytes: the reply must stay under gRPC's 64 MiB message bound
+# (service_kit.client), and 1,000 thumbnails of ~60 KB would not. Past it, previews are left out.
+PREVIEW_BUDGET_BYTES = 40 * 1024 * 1024
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -73,9 +76,11 @@ def _model_id(version: dict[str, Any]) -> int:
 
 
 class Identifier:
-    def __init__(self, api: CivitaiApi, previews: PreviewFetcher) -> None:
+    def __init__(self, api: CivitaiApi, previews: PreviewFetcher, *,
+                 preview_budget_bytes: int = PREVIEW_BUDGET_BYTES) -> None:
         self.api = api
         self.previews = previews
+        self.preview_budget_bytes = preview_budget_bytes
 
     async def identify(self, sha256s: Sequence[str], *, with_previews: bool = False,
                        token: str | None = None) -> list[civitai_pb2.IdentifiedFile]:
@@ -96,18 +101,24 @@ class Identifier:
         previews = await self._previews(infos.values()) if with_previews else {}
 
         reply = []
+        budget, left_out = self.preview_budget_bytes, 0
         for sha256 in hashes:
             entry = civitai_pb2.IdentifiedFile(sha256=sha256, found=sha256 in infos)
             info = infos.get(sha256)
             if info is not None:
                 entry.info.CopyFrom(info)
                 preview = previews.get(info.version_id)
+                if preview is not None and len(preview.thumbnail.data) > budget:
+                    preview, left_out = None, left_out + 1
                 if preview is not None:
+                    budget -= len(preview.thumbnail.data)
                     entry.preview = preview.thumbnail.data
                     entry.preview_content_type = preview.thumbnail.media_type
                     entry.preview_image.CopyFrom(preview.image)
             reply.append(entry)
-        log.info("identify.done", hashes=len(hashes), found=len(infos), previews=len(previews))
+        if left_out:
+            log.warning("identify.previews_left_out", count=left_out, budget_bytes=self.preview_budget_bytes)
+        log.info("identify.done", hashes=len(hashes), found=len(infos), previews=len(previews) - left_out)
         return reply
 
     async def _models(self, model_ids: set[int], token: str | None) -> dict[int, dict[str, Any]]:

@@ -192,3 +192,26 @@ async def test_a_download_whose_image_is_refused_succeeds_without_a_preview(stac
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await stack.registry.GetPreview(registry_pb2.GetPreviewRequest(filename=job.filename), timeout=10)
         assert status_of(exc.value)[1].reason == "PREVIEW_NOT_FOUND"
+
+
+async def test_previews_past_the_reply_budget_are_left_out():
+    from civitai_svc.api_client import CivitaiApi
+    from civitai_svc.identify import Identifier
+    from civitai_svc.previews import PreviewFetcher
+    from devtools.fake_civitai import FakeCivitai
+
+    async with FakeCivitai() as fake:
+        for i in range(3):
+            fake.register_hash(sha(i), name=f"Budget {i}")
+        api = CivitaiApi(fake.base_url)
+        try:
+            full = await Identifier(api, PreviewFetcher(api)).identify([sha(i) for i in range(3)], with_previews=True)
+            sizes = [len(f.preview) for f in full]
+            assert all(sizes)
+            budget = sizes[0] + sizes[1]
+            files = await Identifier(api, PreviewFetcher(api), preview_budget_bytes=budget).identify(
+                [sha(i) for i in range(3)], with_previews=True)
+        finally:
+            await api.aclose()
+    assert [len(f.preview) for f in files] == [sizes[0], sizes[1], 0]  # in request order, until it is spent
+    assert [f.found for f in files] == [True, True, True]
