@@ -14,7 +14,8 @@ from metadata_svc.proto_mapping import wire_size
 from metadata_svc.registry import Registry
 from metadata_svc.servicer import RegistryServicer
 from modelmanager.v1 import registry_pb2, registry_pb2_grpc
-from service_kit import GrpcServer, ServiceBinding, get_logger
+from service_kit import GrpcServer, ServiceBinding, get_logger, insecure_channel
+from service_kit.peer import Peer
 
 log = get_logger("metadata_svc")
 
@@ -22,7 +23,8 @@ log = get_logger("metadata_svc")
 def remove_leftovers(root: Path) -> None:
     """Temp files of a registry that died mid-write (index temp files, upload .part files); ours alone."""
     stale = [*root.glob(f"{INDEX_NAME}.*.tmp"), *root.glob("loras/.upload-*.part"),
-             *root.glob("checkpoints/.upload-*.part")]
+             *root.glob("checkpoints/.upload-*.part"), *root.glob("loras/**/.import-*.part"),
+             *root.glob("checkpoints/**/.import-*.part")]
     for path in stale:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
@@ -81,11 +83,17 @@ async def create_server(settings: RegistrySettings) -> GrpcServer:
         error_domain=DOMAIN,
     )
     hasher = asyncio.create_task(registry.fill_missing_hashes(), name="registry-hasher")
+    # Imports identify files through the CivitAI service; a channel connects lazily, so a service that is
+    # down costs an import only its identification (see identify.py).
+    civitai = Peer("civitai", insecure_channel(settings.civitai), address=settings.civitai)
+    registry.library.connect_civitai(civitai)
 
     async def shutdown() -> None:
         hasher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await hasher
+        await registry.library.close()
+        await civitai.close()
         if registry.volume_lock is not None:
             registry.volume_lock.release()
 

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from metadata_svc.file_hashes import DEFAULT_WORKERS
 from service_kit.config import (
+    DEFAULT_CIVITAI,
     DEFAULT_REGISTRY,
     CliSettings,
     listen_setting,
@@ -40,5 +42,18 @@ class RegistrySettings(CliSettings):
     allow_pickle: bool = setting(
         False, help="accept pickle formats (.ckpt/.pt/.pth/.bin), which can run code when loaded",
         env="MODELMGR_ALLOW_PICKLE")
+    # Library roots (issue 12): folders indexed in place. Flag roots are added at every start, always allowed.
+    library_root: list[str] = setting(
+        default_factory=list, help="library root(s) to index in place, comma-separated (added at start)",
+        env="MODELMGR_LIBRARY_ROOT")
+    # A client may add a root (AddLibraryRoot, StartImport) only under these folders.
+    library_allow: list[str] = setting(
+        default_factory=lambda: [str(Path.home())],
+        help="folders under which a client may add library roots, comma-separated",
+        env="MODELMGR_LIBRARY_ALLOW")
+    # Imports identify files through the CivitAI service's IdentifyFiles (the gateway's default address).
+    civitai: str = setting(DEFAULT_CIVITAI, help="CivitAI service address, HOST:PORT", env="MODELMGR_CIVITAI_ADDR")
+    hash_workers: int = setting(DEFAULT_WORKERS, help="files hashed at once by an import (1 for a spinning disk)",
+                                env="MODELMGR_HASH_WORKERS", positive=True)
     log_level: str = log_level_setting()
     log_format: str = log_format_setting()

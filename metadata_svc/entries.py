@@ -66,4 +66,8 @@ def updated(current: ModelEntry, fields: ModelFields, mask: Sequence[str]) -> Mo
             changes[name] = value.strip() or Path(current.filename).stem
         else:
             changes[name] = value.strip() if name != "description" else value
+    # The user's own values from now on: an identification or a refresh from CivitAI leaves them alone.
+    edited = tuple(dict.fromkeys([*current.user_edited_fields, *paths]))
+    if edited != current.user_edited_fields:
+        changes["user_edited_fields"] = edited
     return dataclasses.replace(current, **changes)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 
 from metadata_svc import limits
 from metadata_svc.catalog import Catalog
-from metadata_svc.errors import InvalidPageSize, InvalidPageToken
+from metadata_svc.errors import FieldTooLong, InvalidPageSize, InvalidPageToken
 from metadata_svc.models import ModelEntry, Page
 
 DEFAULT_PAGE_SIZE = 50
@@ -25,6 +25,16 @@ MAX_PAGE_SIZE = 1000
 # A ListModels page stops growing at this many encoded bytes, well under gRPC's usual 4 MiB
 # message limit (the largest bounded entry is under 1 MiB; see limits.py).
 PAGE_BYTE_BUDGET = 2 * 1024 * 1024
+MAX_ROOT_ID_CHARS = 64
+MAX_FOLDER_CHARS = 4096
+
+
+# ListModelsRequest.root_id for the volume's own folders.
+VOLUME_ROOT_ID = "volume"
+
+
+def _place(entry: ModelEntry) -> tuple[str, str]:
+    return entry.root_id, entry.folder
 
 
 class ListOrder:
@@ -42,6 +52,7 @@ class ListOrder:
         self.types = [e.type for e in ordered]
         self.bases = [e.base_model.lower() for e in ordered]
         self.texts = [e.search_text() for e in ordered]
+        self.places = [_place(e) for e in ordered]
 
     def insert(self, entry: ModelEntry) -> None:
         key = entry.sort_key()
@@ -51,16 +62,24 @@ class ListOrder:
         self.types.insert(i, entry.type)
         self.bases.insert(i, entry.base_model.lower())
         self.texts.insert(i, entry.search_text())
+        self.places.insert(i, _place(entry))
 
     def remove(self, entry: ModelEntry) -> None:
         i = bisect.bisect_left(self.keys, entry.sort_key())
         if i < len(self.entries) and self.entries[i] is entry:
-            for column in (self.keys, self.entries, self.types, self.bases, self.texts):
+            for column in (self.keys, self.entries, self.types, self.bases, self.texts, self.places):
                 del column[i]
 
-    def matching(self, kind: str | None, base: str, terms: list[str]) -> list[int]:
+    def matching(self, kind: str | None, base: str, terms: list[str], root_id: str = "",
+                 folder: str = "") -> list[int]:
         """Positions (ascending) of the entries that pass every filter."""
         hits: list[int] | range = range(len(self.entries))
+        if root_id or folder:
+            places = self.places
+            root = "" if root_id == VOLUME_ROOT_ID else root_id
+            below = folder + "/"
+            hits = [i for i in hits if (not root_id or places[i][0] == root)
+                    and (not folder or places[i][1] == folder or places[i][1].startswith(below))]
         if kind:
             types = self.types
             hits = [i for i in hits if types[i] == kind]
@@ -91,26 +110,34 @@ class Listing:
         if new is not None:
             self._order.insert(new)
 
-    def page(self, *, page_size: int, page_token: str, kind: str | None, base_model: str, query: str) -> Page:
+    def page(self, *, page_size: int, page_token: str, kind: str | None, base_model: str, query: str,
+             root_id: str = "", folder: str = "") -> Page:
         if page_size < 0:
             raise InvalidPageSize(f"page_size {page_size} is negative", metadata={"page_size": page_size})
         limits.check_query(query, base_model)
+        if len(root_id) > MAX_ROOT_ID_CHARS or len(folder) > MAX_FOLDER_CHARS:
+            field, limit = ("root_id", MAX_ROOT_ID_CHARS) if len(root_id) > MAX_ROOT_ID_CHARS else (
+                "folder", MAX_FOLDER_CHARS)
+            raise FieldTooLong(f"{field} is longer than {limit} characters", metadata={"field": field, "limit": limit})
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         base = base_model.strip().lower()
         terms = query.lower().split()
+        folder = folder.strip().strip("/")
         fingerprint: list[object] = [kind or "", base, terms]
+        if root_id or folder:  # tokens issued without these filters stay valid
+            fingerprint += [root_id, folder]
         if self._order is None:
             self._order = ListOrder(self._catalog.entries())
         order = self._order
         start = 0
         if page_token:
             start = bisect.bisect_right(order.keys, self._decode_token(page_token, fingerprint))
-        if not (kind or base or terms):
+        if not (kind or base or terms or root_id or folder):
             total = len(order.entries)
             page = order.entries[start:start + size]
             more = start + size < total
         else:
-            hits = order.matching(kind, base, terms)
+            hits = order.matching(kind, base, terms, root_id, folder)
             total = len(hits)
             first = bisect.bisect_left(hits, start)
             page = [order.entries[i] for i in hits[first:first + size]]

@@ -50,6 +50,34 @@ class Inspection:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+@dataclass(frozen=True)
+class PreviewInfo:
+    """A model's stored thumbnail (see previews.py): kept under its own sha256 with the registry's data."""
+
+    sha256: str
+    content_type: str = "image/webp"
+    width: int = 0
+    height: int = 0
+    nsfw_level: int = 0
+    source: str = "upload"  # "civitai", "sidecar" or "upload"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> PreviewInfo | None:
+        if not isinstance(data, dict) or not isinstance(data.get("sha256"), str):
+            return None
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# CivitAI lookup states (Model.civitai_lookup); "" is an entry never meant to be looked up (volume files).
+LOOKUP_PENDING = "pending"
+LOOKUP_FOUND = "found"
+LOOKUP_NOT_FOUND = "not_found"
+LOOKUP_FAILED = "failed"
+
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -70,8 +98,36 @@ class ModelEntry:
     civitai_url: str = ""
     sha256: str = ""
     inspection: Inspection | None = None
+    # Library import (issue 12). Written to the index only when set, so an entry of the volume keeps the
+    # documented shape. An entry in a root lies at <root>/<folder>/<file_name>; one in the volume at
+    # <loras|checkpoints>/<folder>/<file_name> (file_name "" means the key itself).
+    root_id: str = ""
+    folder: str = ""
+    file_name: str = ""
+    # The file as last stat'ed: (dev:inode:size:mtime_ns), so a rescan of an unchanged file reads nothing.
+    file_key: str = ""
+    preview: PreviewInfo | None = None
+    nsfw_level: int = 0
+    autov3: str = ""  # lower-case; shown upper-case
+    user_edited_fields: tuple[str, ...] = ()
+    # Fields a sidecar of another tool set (user > sidecars > CivitAI: identification leaves them alone).
+    sidecar_fields: tuple[str, ...] = ()
+    civitai_version_name: str = ""
+    civitai_lookup: str = ""  # a LOOKUP_* state
+    civitai_checked_at: str = ""
+    notes: str = ""
     # Keys of the stored JSON this version does not know; written back unchanged.
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def disk_name(self) -> str:
+        """The file's own name on disk."""
+        return self.file_name or self.filename
+
+    @property
+    def rel_path(self) -> str:
+        """`folder/file_name` relative to its root (or to loras/ / checkpoints/)."""
+        return f"{self.folder}/{self.disk_name}" if self.folder else self.disk_name
 
     # ---- JSON (the `.metadata.json` schema)
 
@@ -97,6 +153,11 @@ class ModelEntry:
         )
         if self.inspection is not None:
             data["inspection"] = self.inspection.to_json()
+        for name in _ADDED_FIELDS:
+            value = getattr(self, name)
+            if value:
+                data[name] = value.to_json() if isinstance(value, PreviewInfo) else (
+                    list(value) if isinstance(value, tuple) else value)
         return data
 
     def json_line(self) -> bytes:
@@ -158,10 +219,29 @@ class ModelEntry:
                 civitai_url=str(data.get("civitai_url") or ""),
                 sha256=str(data.get("sha256") or ""),
                 inspection=Inspection.from_json(inspection) if isinstance(inspection, dict) else None,
+                root_id=str(data.get("root_id") or ""),
+                folder=str(data.get("folder") or ""),
+                file_name=str(data.get("file_name") or ""),
+                file_key=str(data.get("file_key") or ""),
+                preview=PreviewInfo.from_json(data.get("preview")),
+                nsfw_level=int(data.get("nsfw_level") or 0),
+                autov3=str(data.get("autov3") or ""),
+                user_edited_fields=tuple(str(f) for f in data.get("user_edited_fields") or ()),
+                sidecar_fields=tuple(str(f) for f in data.get("sidecar_fields") or ()),
+                civitai_version_name=str(data.get("civitai_version_name") or ""),
+                civitai_lookup=str(data.get("civitai_lookup") or ""),
+                civitai_checked_at=str(data.get("civitai_checked_at") or ""),
+                notes=str(data.get("notes") or ""),
                 extra=extra,
             )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"entry {key!r}: {exc}") from exc
+
+
+# Written only when set (see ModelEntry.to_json).
+_ADDED_FIELDS = ("root_id", "folder", "file_name", "file_key", "preview", "nsfw_level", "autov3",
+                 "user_edited_fields", "sidecar_fields", "civitai_version_name", "civitai_lookup",
+                 "civitai_checked_at", "notes")
 
 
 def _or(value: Any, default: Any) -> Any:

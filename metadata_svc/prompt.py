@@ -3,8 +3,8 @@
 This is the one implementation every service uses through ComposePrompt, so a prompt comes out
 the same from the UI, the API and inference.
 
-A LoRA is named by its filename, its file stem (A1111's `<lora:stem:w>`), its display name or its
-short name, most specific first. Trigger-word injection: a selected LoRA's trigger words that are
+A LoRA is named by its filename (the entry's key), a library file's `folder/file_name`, its file stem
+(A1111's `<lora:stem:w>`), its display name or its short name, most specific first (see addressing.py). Trigger-word injection: a selected LoRA's trigger words that are
 not already in the prompt are prepended, in LoRA order then word order, each at most once.
 "Already in the prompt" is case-insensitive and matches whole words or phrases, so a trigger
 "art" is not taken as present in "party".
@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from metadata_svc.addressing import by_rel_path
 from metadata_svc.catalog import Catalog
 from metadata_svc.errors import AmbiguousLora, DuplicateLora, FileMissing, LoraNotFound, NotALora
 from metadata_svc.limits import check_weight
@@ -30,7 +31,7 @@ def resolve_lora(catalog: Catalog, name: str) -> ModelEntry:
     if entry is None:
         entries = catalog.entries()
         # Most specific first: filename, then its stem (A1111's `<lora:stem:w>`), then the names.
-        by_file = [e for e in entries if e.filename.lower() == lowered]
+        by_file = [e for e in entries if e.filename.lower() == lowered] or by_rel_path(catalog, wanted)
         by_stem = by_file or [e for e in entries if Path(e.filename).stem.lower() == lowered]
         candidates = by_stem or [e for e in entries if lowered in (e.display_name.lower(), e.short_name.lower())]
         loras = [e for e in candidates if e.type == LORA] or candidates
@@ -59,7 +60,7 @@ def compose_prompt(catalog: Catalog, volume: Volume, prompt: str,
         seen.add(entry.filename)
         path = volume.path_of(entry)
         if not path.is_file():
-            raise FileMissing(f"the file of LoRA {entry.filename} is gone from {path.parent.name}/",
+            raise FileMissing(f"the file of LoRA {entry.filename} is gone from {volume.relative(path.parent)}/",
                               metadata={"lora": entry.filename, "path": volume.relative(path)})
         volume.check_on_volume(path)
         chosen = entry.recommended_weight if weight is None else check_weight(weight, entry.filename)

@@ -7,7 +7,22 @@ from pathlib import Path
 
 from google.protobuf import timestamp_pb2
 
-from metadata_svc.models import CHECKPOINT, LORA, Inspection, ModelEntry, ModelFields, NewModel, ResolvedLora
+from metadata_svc.import_jobs import ImportJob, ImportMode, ImportState
+from metadata_svc.library import RootView
+from metadata_svc.models import (
+    CHECKPOINT,
+    LOOKUP_FAILED,
+    LOOKUP_FOUND,
+    LOOKUP_NOT_FOUND,
+    LOOKUP_PENDING,
+    LORA,
+    Inspection,
+    ModelEntry,
+    ModelFields,
+    NewModel,
+    PreviewInfo,
+    ResolvedLora,
+)
 from modelmanager.v1 import model_pb2, registry_pb2
 
 TYPE_TO_PROTO = {LORA: model_pb2.MODEL_TYPE_LORA, CHECKPOINT: model_pb2.MODEL_TYPE_CHECKPOINT}
@@ -19,6 +34,34 @@ SOURCES = {
     "builtin": model_pb2.MODEL_SOURCE_BUILTIN,
 }
 PROTO_TO_SOURCE = {v: k for k, v in SOURCES.items()}
+LOOKUPS = {
+    LOOKUP_PENDING: model_pb2.CIVITAI_LOOKUP_STATE_PENDING,
+    LOOKUP_FOUND: model_pb2.CIVITAI_LOOKUP_STATE_FOUND,
+    LOOKUP_NOT_FOUND: model_pb2.CIVITAI_LOOKUP_STATE_NOT_FOUND,
+    LOOKUP_FAILED: model_pb2.CIVITAI_LOOKUP_STATE_FAILED,
+}
+MODES = {
+    ImportMode.IN_PLACE: registry_pb2.IMPORT_MODE_IN_PLACE,
+    ImportMode.LINK: registry_pb2.IMPORT_MODE_LINK,
+    ImportMode.COPY: registry_pb2.IMPORT_MODE_COPY,
+}
+PROTO_TO_MODE = {v: k.value for k, v in MODES.items()}
+STATES = {
+    ImportState.QUEUED: registry_pb2.IMPORT_STATE_QUEUED,
+    ImportState.SCANNING: registry_pb2.IMPORT_STATE_SCANNING,
+    ImportState.HASHING: registry_pb2.IMPORT_STATE_HASHING,
+    ImportState.IDENTIFYING: registry_pb2.IMPORT_STATE_IDENTIFYING,
+    ImportState.SUCCEEDED: registry_pb2.IMPORT_STATE_SUCCEEDED,
+    ImportState.FAILED: registry_pb2.IMPORT_STATE_FAILED,
+    ImportState.CANCELLED: registry_pb2.IMPORT_STATE_CANCELLED,
+}
+
+
+def import_mode(mode: int) -> str:
+    """StartImportRequest.mode as the domain's name; "" for unspecified, the number for an unknown one."""
+    if mode == registry_pb2.IMPORT_MODE_UNSPECIFIED:
+        return ""
+    return PROTO_TO_MODE.get(mode, str(mode))
 
 
 # ---------------------------------------------------------------- in
@@ -76,6 +119,42 @@ def resolved_lora(lora: ResolvedLora) -> model_pb2.ResolvedLora:
                                   base_model=e.base_model, sha256=e.sha256)
 
 
+def preview_message(info: PreviewInfo) -> model_pb2.ModelPreview:
+    return model_pb2.ModelPreview(sha256=info.sha256, content_type=info.content_type, width=info.width,
+                                  height=info.height, nsfw_level=info.nsfw_level, source=info.source)
+
+
+def root_message(view: RootView) -> registry_pb2.LibraryRoot:
+    root = view.root
+    message = registry_pb2.LibraryRoot(id=root.id, path=str(root.path), write_back=root.write_back,
+                                       model_count=view.model_count, from_flag=root.from_flag)
+    _set_time(message.added_at, root.added_at)
+    return message
+
+
+def import_message(job: ImportJob) -> registry_pb2.ImportJob:
+    message = registry_pb2.ImportJob(
+        id=job.id, root_id=job.root_id, path=str(job.path), mode=MODES[job.mode], state=STATES[job.state],
+        files_seen=job.files_seen, models_found=job.models_found, registered=job.registered,
+        already_known=job.already_known, missing=job.missing, files_hashed=job.files_hashed,
+        files_to_hash=job.files_to_hash, bytes_hashed=job.bytes_hashed, bytes_to_hash=job.bytes_to_hash,
+        identified=job.identified, not_on_civitai=job.not_on_civitai, identify_failed=job.identify_failed,
+        skipped=[registry_pb2.RescanSkippedFile(path=s.path, reason=s.reason) for s in job.skipped],
+        error=job.error, error_reason=job.error_reason, identify_note=job.identify_note,
+    )
+    _set_time(message.created_at, job.created_at)
+    _set_time(message.finished_at, job.finished_at)
+    return message
+
+
+def _set_time(field: timestamp_pb2.Timestamp, iso: str) -> None:
+    if iso:
+        try:
+            field.CopyFrom(_timestamp(iso))
+        except ValueError:
+            pass
+
+
 def inspection_message(found: Inspection) -> model_pb2.FileInspection:
     return model_pb2.FileInspection(
         format=found.format,
@@ -109,7 +188,21 @@ def _build_message(entry: ModelEntry, path: Path) -> model_pb2.Model:
         civitai_url=entry.civitai_url,
         sha256=entry.sha256,
         path=str(path),
+        root_id=entry.root_id,
+        folder=entry.folder,
+        file_name=entry.disk_name,
+        nsfw_level=entry.nsfw_level,
+        autov2=entry.sha256[:10].upper(),
+        autov3=entry.autov3[:12].upper(),
+        user_edited_fields=entry.user_edited_fields,
+        civitai_version_name=entry.civitai_version_name,
+        notes=entry.notes,
     )
+    if entry.preview is not None:
+        model.preview.CopyFrom(preview_message(entry.preview))
+    if entry.civitai_lookup in LOOKUPS:
+        model.civitai_lookup.state = LOOKUPS[entry.civitai_lookup]
+        _set_time(model.civitai_lookup.checked_at, entry.civitai_checked_at)
     if entry.added_at:
         try:
             model.added_at.CopyFrom(_timestamp(entry.added_at))

@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from metadata_svc import entries, limits, prompt
+from metadata_svc import addressing, entries, limits, prompt
 from metadata_svc.catalog import Catalog
 from metadata_svc.config import RegistrySettings
 from metadata_svc.errors import (
@@ -24,13 +24,14 @@ from metadata_svc.errors import (
     MissingType,
     ModelAlreadyExists,
     ModelBusy,
-    ModelNotFound,
     NotACheckpoint,
     Sha256Mismatch,
     UploadInProgress,
 )
 from metadata_svc.filenames import check_extension, validate_filename
 from metadata_svc.index_store import INDEX_NAME, IndexState, VolumeLock
+from metadata_svc.library import Library
+from metadata_svc.library_roots import LibraryRoots
 from metadata_svc.listing import Listing
 from metadata_svc.models import (
     CHECKPOINT,
@@ -60,26 +61,31 @@ class Registry:
     def __init__(self, settings: RegistrySettings, state: IndexState,
                  wire_size: Callable[[ModelEntry, Path], int]) -> None:
         self.settings = settings
-        self.volume = Volume(settings.user_models_dir, settings.models_dir)
+        data_dir = settings.user_models_dir.absolute()
+        self.roots = LibraryRoots(data_dir, volume_dirs=(data_dir, settings.models_dir.absolute()),
+                                  allowed=settings.library_allow)
+        for path in settings.library_root:
+            self.roots.add_from_flag(path)
+        self.volume = Volume(settings.user_models_dir, settings.models_dir, self.roots)
         self.catalog = Catalog(state, self.volume.root / INDEX_NAME)
         self.store = self.catalog.store
         self.listing = Listing(self.catalog, lambda e: wire_size(e, self.volume.path_of(e)))
         self.rescanner = Rescanner(self.catalog, self.volume, allow_pickle=settings.allow_pickle)
+        self.library = Library(self.catalog, self.volume, self.roots, hash_workers=settings.hash_workers,
+                               get_entry=self.get)
         self.volume_lock: VolumeLock | None = None  # set by app.open_registry
 
     def __len__(self) -> int:
         return len(self.catalog)
 
     def get(self, filename: str) -> ModelEntry:
-        validate_filename(filename)
-        entry = self.catalog.get(filename)
-        if entry is None:
-            raise ModelNotFound(f"no model {filename!r} in the registry", metadata={"filename": filename})
-        return entry
+        """By key, or by a library file's `folder/file_name` (see addressing.py)."""
+        return addressing.find_model(self.catalog, filename)
 
-    def list(self, *, page_size: int, page_token: str, kind: str | None, base_model: str, query: str) -> Page:
+    def list(self, *, page_size: int, page_token: str, kind: str | None, base_model: str, query: str,
+             root_id: str = "", folder: str = "") -> Page:
         return self.listing.page(page_size=page_size, page_token=page_token, kind=kind, base_model=base_model,
-                                 query=query)
+                                 query=query, root_id=root_id, folder=folder)
 
     def compose_prompt(self, text: str, selections: Sequence[tuple[str, float | None]]) -> ComposedPrompt:
         return prompt.compose_prompt(self.catalog, self.volume, text, selections)
@@ -165,8 +171,12 @@ class Registry:
         await self.catalog.commit(lambda: self.catalog.restore(filename, changed, current))
         return changed
 
-    async def delete(self, filename: str, keep_file: bool) -> ModelEntry:
+    async def delete(self, filename: str, keep_file: bool, delete_file: bool = False) -> ModelEntry:
+        """An entry of a library root keeps its file unless `delete_file` (the library is the user's)."""
         entry = self._get_for_change(filename)
+        filename = entry.filename
+        if entry.root_id:
+            keep_file = not delete_file
         if entry.type == CHECKPOINT and self.catalog.active == filename:
             raise ActiveCheckpoint(
                 f"{filename} is the active checkpoint; set another one active before deleting it",
@@ -190,8 +200,9 @@ class Registry:
         if name == DEFAULT_CHECKPOINT:
             path = self.volume.default_checkpoint_path()
             return ActiveCheckpointState(name, path, None, self.volume.present(path))
-        path = self.volume.folder(CHECKPOINT) / name
-        return ActiveCheckpointState(name, path, self.catalog.get(name), self.volume.present(path))
+        entry = self.catalog.get(name)
+        path = self.volume.path_of(entry) if entry is not None else self.volume.folder(CHECKPOINT) / name
+        return ActiveCheckpointState(name, path, entry, self.volume.present(path))
 
     async def set_active_checkpoint(self, name: str) -> ActiveCheckpointState:
         name = name.strip()

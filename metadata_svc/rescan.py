@@ -64,7 +64,9 @@ class Rescanner:
                                                f"UNREADABLE: {exc.strerror or type(exc).__name__}"))
                     continue
                 added.append(new_entry(NewModel(filename=name, type=kind, source="local"), facts))
-        missing = sorted(e.filename for e in list(catalog.entries()) if not volume.present(volume.path_of(e)))
+        # Library roots report their own missing files (their imports); this is the volume's rescan.
+        missing = sorted(e.filename for e in list(catalog.entries())
+                         if not e.root_id and not volume.present(volume.path_of(e)))
         return ScanResult(added, missing, skipped)
 
     def apply(self, found: ScanResult) -> list[ModelEntry]:
@@ -95,7 +97,8 @@ class Rescanner:
             await self._hash_wanted.wait()
             self._hash_wanted.clear()
             pending = 0
-            for entry in [e for e in catalog.entries() if not e.sha256]:
+            # Root entries are hashed by their import (in parallel, with the hash cache), not here.
+            for entry in [e for e in catalog.entries() if not e.sha256 and not e.root_id]:
                 path = volume.path_of(entry)
                 if not volume.on_volume(path):
                     continue  # a link out of the volume: never read (rescan reports it missing)

@@ -11,6 +11,7 @@ import grpc
 from metadata_svc import limits
 from metadata_svc import proto_mapping as pm
 from metadata_svc.errors import InvalidType
+from metadata_svc.library import RootView
 from metadata_svc.models import ActiveCheckpointState, ModelEntry
 from metadata_svc.registry import Registry
 from metadata_svc.uploads import receive_upload
@@ -31,6 +32,8 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
             kind=pm.PROTO_TO_TYPE.get(request.type),
             base_model=request.base_model,
             query=request.query,
+            root_id=request.root_id,
+            folder=request.folder,
         )
         model = self._model
         return registry_pb2.ListModelsResponse(
@@ -55,7 +58,7 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
 
     async def DeleteModel(self, request: registry_pb2.DeleteModelRequest,
                           context: grpc.aio.ServicerContext) -> registry_pb2.DeleteModelResponse:
-        entry = await self.registry.delete(request.filename, request.keep_file)
+        entry = await self.registry.delete(request.filename, request.keep_file, request.delete_file)
         return registry_pb2.DeleteModelResponse(model=self._model(entry))
 
     async def UploadModel(self, request_iterator: AsyncIterator[registry_pb2.UploadModelRequest],
@@ -99,6 +102,63 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
             missing_filenames=report.missing,
             skipped=[registry_pb2.RescanSkippedFile(path=s.path, reason=s.reason) for s in report.skipped],
         )
+
+    # ------------------------------------------------------------------ library roots and imports
+
+    async def AddLibraryRoot(self, request: registry_pb2.AddLibraryRootRequest,
+                             context: grpc.aio.ServicerContext) -> registry_pb2.AddLibraryRootResponse:
+        view = self.registry.library.add_root(request.path, write_back=request.write_back)
+        return registry_pb2.AddLibraryRootResponse(root=pm.root_message(view))
+
+    async def ListLibraryRoots(self, request: registry_pb2.ListLibraryRootsRequest,
+                               context: grpc.aio.ServicerContext) -> registry_pb2.ListLibraryRootsResponse:
+        return registry_pb2.ListLibraryRootsResponse(
+            roots=[pm.root_message(v) for v in self.registry.library.list_roots()])
+
+    async def RemoveLibraryRoot(self, request: registry_pb2.RemoveLibraryRootRequest,
+                                context: grpc.aio.ServicerContext) -> registry_pb2.RemoveLibraryRootResponse:
+        root, removed = await self.registry.library.remove_root(request.id)
+        return registry_pb2.RemoveLibraryRootResponse(root=pm.root_message(RootView(root, 0)), removed_models=removed)
+
+    async def StartImport(self, request: registry_pb2.StartImportRequest,
+                          context: grpc.aio.ServicerContext) -> registry_pb2.StartImportResponse:
+        job = self.registry.library.start_import(
+            path=request.path, root_id=request.root_id, mode=pm.import_mode(request.mode),
+            no_identify=request.no_identify, write_back=request.write_back, force_identify=request.force_identify)
+        return registry_pb2.StartImportResponse(job=pm.import_message(job))
+
+    async def GetImport(self, request: registry_pb2.GetImportRequest,
+                        context: grpc.aio.ServicerContext) -> registry_pb2.GetImportResponse:
+        return registry_pb2.GetImportResponse(job=pm.import_message(self.registry.library.jobs.get(request.id)))
+
+    async def WatchImport(self, request: registry_pb2.WatchImportRequest,
+                          context: grpc.aio.ServicerContext) -> AsyncIterator[registry_pb2.WatchImportResponse]:
+        async for job in self.registry.library.watch(request.id):
+            yield registry_pb2.WatchImportResponse(job=pm.import_message(job))
+
+    async def ListImports(self, request: registry_pb2.ListImportsRequest,
+                          context: grpc.aio.ServicerContext) -> registry_pb2.ListImportsResponse:
+        return registry_pb2.ListImportsResponse(jobs=[pm.import_message(j) for j in self.registry.library.jobs.list()])
+
+    async def CancelImport(self, request: registry_pb2.CancelImportRequest,
+                           context: grpc.aio.ServicerContext) -> registry_pb2.CancelImportResponse:
+        return registry_pb2.CancelImportResponse(job=pm.import_message(self.registry.library.jobs.cancel(request.id)))
+
+    async def RefreshFromCivitai(self, request: registry_pb2.RefreshFromCivitaiRequest,
+                                 context: grpc.aio.ServicerContext) -> registry_pb2.RefreshFromCivitaiResponse:
+        refreshed = await self.registry.library.refresh(list(request.filenames), force=request.force)
+        return registry_pb2.RefreshFromCivitaiResponse(models=[self._model(e) for e in refreshed])
+
+    async def GetPreview(self, request: registry_pb2.GetPreviewRequest,
+                         context: grpc.aio.ServicerContext) -> registry_pb2.GetPreviewResponse:
+        thumb, info = self.registry.library.get_preview(request.filename)
+        return registry_pb2.GetPreviewResponse(image=thumb.data, preview=pm.preview_message(info))
+
+    async def SetPreview(self, request: registry_pb2.SetPreviewRequest,
+                         context: grpc.aio.ServicerContext) -> registry_pb2.SetPreviewResponse:
+        info = await self.registry.library.set_preview(request.filename, request.image,
+                                                       nsfw_level=request.nsfw_level, source=request.source)
+        return registry_pb2.SetPreviewResponse(preview=pm.preview_message(info))
 
     def _model(self, entry: ModelEntry) -> model_pb2.Model:
         volume = self.registry.volume

@@ -1,5 +1,8 @@
 """The user-models volume on disk: where an entry's file lies, whether a path stays on the volume
-(symlinks followed), how a client is told of a file, and what a file is (size, header, sha256)."""
+(symlinks followed), how a client is told of a file, and what a file is (size, header, sha256).
+
+Files of a library root (library_roots.py) count as "on the volume" when, links followed, they stay
+inside their root; everything else outside the volume is still refused (OUTSIDE_VOLUME)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from pathlib import Path
 
 from metadata_svc import inspection as insp
 from metadata_svc.errors import FileNotFound, OutsideVolume
+from metadata_svc.library_roots import LibraryRoots
 from metadata_svc.models import CHECKPOINT, FOLDER_OF_TYPE, LORA, FileFacts, ModelEntry
 from service_kit import get_logger
 from service_kit.config import DEFAULT_CHECKPOINT_FILE
@@ -30,17 +34,25 @@ def sha256_of(path: Path) -> str:
 class Volume:
     """The user-models volume (`loras/`, `checkpoints/`) and the models dir (the default checkpoint)."""
 
-    def __init__(self, user_models_dir: Path, models_dir: Path) -> None:
+    def __init__(self, user_models_dir: Path, models_dir: Path, roots: LibraryRoots | None = None) -> None:
         self.root = user_models_dir.absolute()
         self.models_dir = models_dir.absolute()
         self._real_root = real_path(self.root)
         self._real_models_dir = real_path(self.models_dir)
+        self.roots = roots
 
     def folder(self, kind: str) -> Path:
         return self.root / FOLDER_OF_TYPE[kind]
 
     def path_of(self, entry: ModelEntry) -> Path:
-        return self.folder(entry.type) / entry.filename
+        if not entry.root_id:
+            if not entry.folder and not entry.file_name:
+                return self.folder(entry.type) / entry.filename
+            return self.folder(entry.type) / entry.folder / entry.disk_name
+        root = self.roots.find(entry.root_id) if self.roots is not None else None
+        # A root no longer configured: a path that never exists, so the entry shows as absent.
+        base = root.path if root is not None else self.root / ".roots-gone" / entry.root_id
+        return base / entry.folder / entry.disk_name
 
     def default_checkpoint_path(self) -> Path:
         return self.models_dir / DEFAULT_CHECKPOINT_FILE
@@ -50,6 +62,9 @@ class Volume:
         for root in (self.root, self.models_dir):
             if path.is_relative_to(root):
                 return str(path.relative_to(root))
+        library = self.roots.containing(path) if self.roots is not None else None
+        if library is not None:
+            return str(path.relative_to(library.path))
         return path.name
 
     def on_volume(self, path: Path) -> bool:
@@ -57,6 +72,9 @@ class Volume:
         folder = path.parent
         if folder.parent in (self.root, self.models_dir) and not (os.path.islink(path) or os.path.islink(folder)):
             return True  # no link below the root (itself resolved at start): two lstat calls, not a realpath
+        library = self.roots.containing(path) if self.roots is not None else None
+        if library is not None:
+            return resolves_inside(path, library.path)  # stored real: the file must stay inside it
         root = self._real_root if path.is_relative_to(self.root) else self._real_models_dir
         return resolves_inside(path, root)
 
