@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from service_kit.errors import Internal, ServiceError
+from service_kit.errors import Internal, ServiceError, Unimplemented
 from service_kit.logs import REQUEST_ID_HEADER, get_logger, new_request_id, request_id_var
 
 log = get_logger("service_kit.rpc")
@@ -117,6 +117,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             error = exc
             if exc.code == grpc.StatusCode.INTERNAL:
                 log.error("rpc.internal_error", method=method, reason=exc.reason, error=exc.message)
+        elif isinstance(exc, NotImplementedError):
+            # The generated servicer base raises it for an RPC this server does not implement (an older
+            # build than the caller's protos): UNIMPLEMENTED, which callers can treat as "not here".
+            error = Unimplemented(f"{method} is not implemented by this server", reason="UNIMPLEMENTED")
         else:
             log.exception("rpc.unhandled_exception", method=method)
             error = Internal("internal error; see the server log", reason="INTERNAL")

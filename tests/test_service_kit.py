@@ -126,6 +126,18 @@ async def test_domain_error_carries_error_info(probe_server):
     assert isinstance(rebuilt, errors.NotFound) and rebuilt.reason == "CHECKPOINT_NOT_FOUND"
 
 
+async def test_an_rpc_the_server_does_not_implement_is_unimplemented_not_internal(probe_server):
+    # _Probe leaves ListOutputs to the generated base, which raises NotImplementedError: callers built from newer
+    # protos than the server must read UNIMPLEMENTED ("not here"), not INTERNAL ("broken").
+    server, _ = probe_server
+    async with insecure_channel(server.address) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.ListOutputs(inference_pb2.ListOutputsRequest(), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert errors.error_info_of(caught.value).reason == "UNIMPLEMENTED"
+
+
 async def test_unexpected_exception_is_internal_without_leaking(probe_server):
     server, _ = probe_server
     async with insecure_channel(server.address) as channel:
