@@ -179,9 +179,9 @@ class ImportJobs:
         """The job now, then after each change, until it has ended (its last state included)."""
         job = self.get(job_id)
         while True:
-            seen = job.version
+            seen, done = job.version, job.done  # as yielded: the job may end while the watcher reads it
             yield job
-            if job.done:
+            if done:
                 return
             await job.wait_change(seen)
 
