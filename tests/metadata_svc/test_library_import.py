@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from import_helpers import models_of, run_import, wait_job
 from library_helpers import (
     a1111_library,
     comfyui_library,
@@ -28,7 +29,6 @@ from modelmanager.v1 import civitai_pb2, civitai_pb2_grpc, model_pb2, registry_p
 
 LORA = model_pb2.MODEL_TYPE_LORA
 CHECKPOINT = model_pb2.MODEL_TYPE_CHECKPOINT
-DONE = (registry_pb2.IMPORT_STATE_SUCCEEDED, registry_pb2.IMPORT_STATE_FAILED, registry_pb2.IMPORT_STATE_CANCELLED)
 
 
 class FakeCivitai(civitai_pb2_grpc.CivitaiServiceServicer):
@@ -76,24 +76,6 @@ def libs(tmp_path: Path) -> Path:
 async def lib_reg(start_registry, libs: Path):
     """A registry that may add roots under `libs`; no CivitAI service listens at its address."""
     return await start_registry(library_allow=[str(libs)], civitai="127.0.0.1:9")
-
-
-async def wait_job(stub, job_id: str) -> registry_pb2.ImportJob:
-    last = None
-    async for update in stub.WatchImport(registry_pb2.WatchImportRequest(id=job_id)):
-        last = update.job
-    assert last is not None and last.state in DONE
-    return last
-
-
-async def run_import(stub, **request) -> registry_pb2.ImportJob:
-    started = await stub.StartImport(registry_pb2.StartImportRequest(**request))
-    return await wait_job(stub, started.job.id)
-
-
-async def models_of(stub, **filters) -> dict[str, model_pb2.Model]:
-    listed = await stub.ListModels(registry_pb2.ListModelsRequest(page_size=1000, **filters))
-    return {m.filename: m for m in listed.models}
 
 
 async def fails(call, code: grpc.StatusCode, expected: str) -> grpc.aio.AioRpcError:
