@@ -189,15 +189,18 @@ class ModelRegistryServiceServicer:
         then leads on.
         Errors: INVALID_ARGUMENT / INVALID_PAGE_TOKEN (not issued by this
         process, or for another filter), INVALID_PAGE_SIZE, INVALID_TYPE,
-        FIELD_TOO_LONG (query, base_model).
+        FIELD_TOO_LONG (query, base_model; root_id over 64, folder over 4,096).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetModel(self, request, context):
-        """Gets one model by filename.
-        Errors: NOT_FOUND / MODEL_NOT_FOUND.
+        """Gets one model by filename (its key), or by a library file's
+        `folder/file_name` (see Addressing above AddLibraryRoot). A name with a
+        "/" that is no library file's path is INVALID_FILENAME, as before.
+        Errors: NOT_FOUND / MODEL_NOT_FOUND; INVALID_ARGUMENT / AMBIGUOUS_LORA
+        when a `folder/file_name` fits entries in several roots (use the key).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -232,7 +235,8 @@ class ModelRegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteModel(self, request, context):
-        """Deletes the entry and its file (unless keep_file).
+        """Deletes the entry and its file (unless keep_file). An entry of a library
+        root keeps its file unless delete_file.
         Errors: NOT_FOUND / MODEL_NOT_FOUND; FAILED_PRECONDITION /
         ACTIVE_CHECKPOINT when it is the active checkpoint; ABORTED / MODEL_BUSY
         while another Delete of it runs.
@@ -316,12 +320,22 @@ class ModelRegistryServiceServicer:
         Addressing: Model.filename stays the unique, stable key of an entry. A
         file in a root gets its own file name as key, unless another entry
         already holds that name; it then gets `<stem>~<8 hex>.<ext>`, where the
-        hex digits come from the root and the file's path in it. The key is kept
-        when the file is later moved or renamed inside the root. Lookups by name
-        (GetModel, ComposePrompt, LoRA selection) take the key, the key without
-        extension, the file's `folder/file_name` in its root, or the display or
-        short name; a name that fits several entries is AMBIGUOUS_LORA (use the
-        key).
+        hex digits are the first of sha256("<root id>/<path in the root>"), so
+        the same file in the same place always asks for the same key; first come,
+        first served (the first file imported with a name keeps it). The key is
+        kept when the file is later moved or renamed inside the root. GetModel
+        takes the key or the file's `folder/file_name` in its root (the top of a
+        root: the file name alone; a key wins over a path). ComposePrompt and
+        LoRA selection take, most specific first, the key, the `folder/file_name`,
+        the key without extension, or the display or short name; a name that
+        fits several entries is AMBIGUOUS_LORA (use the key).
+
+        The registry's own data for roots lives next to `.metadata.json`:
+        `.library-roots.json` (the roots added by RPC, written atomically),
+        `.hash-cache.json` (hashes by device, inode, size and mtime, so a rescan
+        of an unchanged root reads no file) and `.registry/previews/` (the
+        thumbnails, by their sha256). Index entries of a root carry root_id,
+        folder, file_name and file_key in addition to the documented fields.
         Errors: INVALID_ARGUMENT / INVALID_ROOT_PATH; PERMISSION_DENIED /
         ROOT_NOT_ALLOWED; ALREADY_EXISTS / ROOT_ALREADY_EXISTS; FAILED_PRECONDITION /
         ROOT_OVERLAPS.
@@ -349,9 +363,18 @@ class ModelRegistryServiceServicer:
         """Starts an import: scan a folder, register what can be loaded (type from
         the file header), read other tools' sidecars, hash every file in the
         background and identify the hashes on CivitAI (through the CivitAI
-        service). The job outlives its client; watch, list and cancel it like a
-        download. A file moved or renamed inside a root is found again by hash
-        with its metadata; a file gone is marked absent (file_present false).
+        service given by the registry's --civitai setting). The job outlives its
+        client; watch, list and cancel it like a download. Entries are listed as
+        the scan finds them, before their hashes are known. A file moved or
+        renamed inside a root is found again by hash with its metadata; a file
+        gone is marked absent (file_present false), not dropped. Sidecars are
+        merged field by field: user edits > sidecars (A1111 `.json` > LoRA
+        Manager `.metadata.json` > Stability Matrix `.cm-info.json` > Civitai
+        Helper `.civitai.info`) > CivitAI; a preview image next to a file is
+        stored as its thumbnail. When the CivitAI service does not answer the
+        import still succeeds: identify_note says so and the files stay
+        CIVITAI_LOOKUP_STATE_PENDING (asked again by the next import).
+        Jobs are kept in memory: the last 100 finished ones, until a restart.
         Errors: as AddLibraryRoot for a new path; NOT_FOUND / ROOT_NOT_FOUND;
         INVALID_ARGUMENT / MISSING_SELECTOR, INVALID_IMPORT_MODE; ABORTED /
         IMPORT_IN_PROGRESS when an import of the same root runs (its id is in the
@@ -391,8 +414,9 @@ class ModelRegistryServiceServicer:
 
     def RefreshFromCivitai(self, request, context):
         """Looks the given entries up on CivitAI by hash again and fills what the
-        user has not edited (see Model.user_edited_fields). Without force, a
-        file CivitAI did not know is asked again only after a day.
+        user has not edited (see Model.user_edited_fields) nor another tool's
+        sidecar set. Without force, a file CivitAI did not know is asked again
+        only after a day. Entries without a sha256 yet are returned unchanged.
         Errors: NOT_FOUND / MODEL_NOT_FOUND; INVALID_ARGUMENT / TOO_MANY_ITEMS
         (over 1,000 filenames); UNAVAILABLE / CIVITAI_UNAVAILABLE.
         """
@@ -410,7 +434,9 @@ class ModelRegistryServiceServicer:
 
     def SetPreview(self, request, context):
         """Stores a preview for a model: the image is decoded (bounded in bytes and
-        pixels) and re-encoded as a thumbnail; nothing else is stored.
+        pixels) and re-encoded as a WebP thumbnail of at most 512 px; nothing
+        else is stored. An identification replaces only a preview that came
+        from CivitAI.
         Errors: NOT_FOUND / MODEL_NOT_FOUND; INVALID_ARGUMENT / INVALID_IMAGE;
         RESOURCE_EXHAUSTED / IMAGE_TOO_LARGE.
         """
