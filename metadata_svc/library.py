@@ -29,7 +29,7 @@ from metadata_svc.identify import Identifier
 from metadata_svc.import_jobs import ImportJob, ImportJobs, ImportMode, new_job_id
 from metadata_svc.library_import import LibraryImporter
 from metadata_svc.library_roots import LibraryRoot, LibraryRoots
-from metadata_svc.models import CHECKPOINT, ModelEntry, PreviewInfo
+from metadata_svc.models import CHECKPOINT, LOOKUP_NOT_FOUND, ModelEntry, PreviewInfo
 from metadata_svc.previews import PreviewReason, PreviewRefused, PreviewStore, Thumbnail
 from metadata_svc.volume import Volume
 from service_kit import get_logger
@@ -156,8 +156,9 @@ class Library:
             raise TooManyItems(f"at most {MAX_REFRESH} filenames per refresh", metadata={
                 "field": "filenames", "limit": MAX_REFRESH, "count": len(filenames)})
         entries = [self._get(name) for name in filenames]
-        keys = [e.filename for e in entries if force or identify.due(e, force=False) or e.civitai_lookup == "found"
-                or not e.civitai_lookup]
+        # An explicit refresh asks again about everything but a recent NOT_FOUND (unless forced).
+        keys = [e.filename for e in entries
+                if force or e.civitai_lookup != LOOKUP_NOT_FOUND or identify.due(e, force=False)]
         try:
             await self.identifier.identify(keys, strict=True)
         except PeerUnavailable as exc:

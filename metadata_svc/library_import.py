@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import os
 import secrets
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from PIL import Image
 
 from metadata_svc import identify, limits
 from metadata_svc.addressing import key_for
@@ -31,10 +34,18 @@ from metadata_svc.library_roots import LibraryRoots
 from metadata_svc.library_scan import EntryKind, ScannedFile, scan_library
 from metadata_svc.models import FOLDER_OF_TYPE, LOOKUP_PENDING, ModelEntry, PreviewInfo, clean_words, now_iso
 from metadata_svc.previews import MAX_INPUT_BYTES, PreviewRefused, PreviewStore
-from metadata_svc.sidecars import ModelInfo, SidecarKind, read_sidecars, write_a1111_sidecar
+from metadata_svc.sidecars import (
+    ModelInfo,
+    SidecarKind,
+    WriteBackRefused,
+    preview_names,
+    read_sidecars,
+    stem_of,
+    write_a1111_sidecar,
+)
 from metadata_svc.volume import Volume
 from service_kit import errors, get_logger
-from service_kit.files import resolves_inside
+from service_kit.files import resolves_inside, write_atomic
 
 log = get_logger("metadata_svc.registry")
 
@@ -121,9 +132,16 @@ class LibraryImporter:
                 outcome.identified, outcome.not_found, outcome.failed)
             job.identify_note = outcome.note
             await self._catalog.store.commit()
+        if job.root_id:  # the cache keeps only files some entry still stands for
+            file_keys = [k for e in list(self._catalog.entries()) if (k := parse_key(e.file_key)) is not None]
+            await asyncio.to_thread(self._retain, file_keys)
         root = self._roots.find(job.root_id) if job.root_id else None
         if root is not None and root.write_back:
             await asyncio.to_thread(self._write_back, self._entry_keys(job, touched), root.path)
+
+    def _retain(self, keys: list[FileKey]) -> None:
+        if self._cache.retain(keys):
+            self._cache.save()
 
     def _step(self, job: ImportJob, state: ImportState) -> None:
         job.state = state
@@ -380,14 +398,37 @@ class LibraryImporter:
     # ------------------------------------------------------------------ write-back
 
     def _write_back(self, keys: list[str], root: Path) -> None:
+        """A1111-style `<stem>.json` (an existing one keeps its fields) and `<stem>.preview.png` (only where no
+        preview image is next to the file) for the root's entries; runs in a thread."""
         for key in keys:
             entry = self._catalog.get(key)
             if entry is None:
                 continue
+            path = self._volume.path_of(entry)
+            if not self._volume.present(path):
+                continue
             info = ModelInfo(trigger_words=entry.trigger_words, description=entry.description, notes=entry.notes,
                              recommended_weight=entry.recommended_weight if entry.recommended_weight != 1.0 else None)
             try:
-                write_a1111_sidecar(self._volume.path_of(entry), info, root=root,
+                write_a1111_sidecar(path, info, root=root,
                                     architecture=entry.inspection.architecture if entry.inspection else "")
-            except Exception as exc:  # a sidecar we may not rewrite is left as it is
+            except (WriteBackRefused, OSError) as exc:  # a sidecar we may not rewrite is left as it is
                 log.warning("write_back.refused", filename=key, error=str(exc))
+            if entry.preview is not None:
+                self._write_preview(path, entry.preview.sha256)
+
+    def _write_preview(self, model_path: Path, sha256: str) -> None:
+        stem = stem_of(model_path.name)
+        if any((model_path.parent / name).exists() or (model_path.parent / name).is_symlink()
+               for name in preview_names(stem)):
+            return  # the user's (or another tool's) preview stays
+        thumb = self._previews.get(sha256)
+        if thumb is None:
+            return
+        out = io.BytesIO()
+        with Image.open(io.BytesIO(thumb.data), formats=("WEBP",)) as image:
+            image.save(out, "PNG")
+        try:
+            write_atomic(model_path.parent / f"{stem}.preview.png", out.getvalue())
+        except OSError as exc:
+            log.warning("write_back.refused", file=model_path.name, error=str(exc))

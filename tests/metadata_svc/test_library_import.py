@@ -433,3 +433,24 @@ async def test_a_volume_entry_keeps_the_documented_shape(reg):
                            "recommended_weight", "base_model", "tags", "description", "file_size_bytes",
                            "added_at", "civitai_model_id", "civitai_version_id", "civitai_url", "sha256",
                            "inspection"}
+
+
+async def test_write_back_root(start_registry, libs: Path, civitai):
+    root = libs / "lib"
+    new = write_safetensors(root / "new.safetensors", "lora", payload_bytes=512, seed=1)
+    mine = write_safetensors(root / "mine.safetensors", "lora", payload_bytes=512, seed=2)
+    write_bytes(root / "mine.json", json.dumps({"my field": "kept", "activation text": "old words"}).encode())
+    write_bytes(root / "mine.png", image_bytes("PNG"))
+    for path, words in ((new, ["fresh"]), (mine, ["other"])):
+        civitai.known[sha(path)] = civitai_pb2.CivitaiModelInfo(model_id=1, version_id=2, name=path.stem,
+                                                                trigger_words=words)
+    reg = await start_registry(library_allow=[str(libs)], civitai=civitai.address)
+    job = await run_import(reg.stub, path=str(root), write_back=True)
+    assert job.identified == 2
+    written = json.loads((root / "new.json").read_text())
+    assert written["activation text"] == "fresh" and written["sd version"] == "SDXL"
+    assert (root / "new.preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    kept = json.loads((root / "mine.json").read_text())
+    # The A1111 sidecar is the user's: its words won over CivitAI's, and its own fields stay.
+    assert kept["my field"] == "kept" and kept["activation text"] == "old words"
+    assert not (root / "mine.preview.png").exists(), "a preview already next to the file is never replaced"
