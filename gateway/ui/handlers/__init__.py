@@ -15,6 +15,7 @@ from gateway.ui.handlers.checkpoints import CheckpointHandlers
 from gateway.ui.handlers.civitai import CivitaiHandlers
 from gateway.ui.handlers.generate import GenerateHandlers
 from gateway.ui.handlers.models import ModelHandlers
+from gateway.ui.handlers.outputs import OutputHandlers
 from gateway.ui.services import UiServices
 
 
@@ -25,11 +26,12 @@ class Handlers:
     models: ModelHandlers
     checkpoints: CheckpointHandlers
     generate: GenerateHandlers
+    outputs: OutputHandlers
 
     @classmethod
     def of(cls, services: UiServices) -> Handlers:
         return cls(services, CivitaiHandlers(services), ModelHandlers(services), CheckpointHandlers(services),
-                   GenerateHandlers(services))
+                   GenerateHandlers(services), OutputHandlers(services))
 
     async def reload_all(self, type_filter: str, query: str) -> tuple[Any, ...]:
         """After anything that may change the installed models: the table, the checkpoint choices and
@@ -40,4 +42,4 @@ class Handlers:
         return table, status, checkpoints, active, loras, loras
 
 
-__all__ = ["CheckpointHandlers", "CivitaiHandlers", "GenerateHandlers", "Handlers", "ModelHandlers"]
+__all__ = ["CheckpointHandlers", "CivitaiHandlers", "GenerateHandlers", "Handlers", "ModelHandlers", "OutputHandlers"]

@@ -17,6 +17,8 @@ from gateway.ui.services import UiServices
 from modelmanager.v1 import inference_pb2, model_pb2, registry_pb2
 
 JobUpdate = tuple[str, Any, str]  # (progress html, image, info markdown)
+# The Generate form's checkpoint choice meaning "the registry's active one" (no override).
+ACTIVE_CHECKPOINT = "(active checkpoint)"
 
 
 def _job_failed(message: str) -> JobUpdate:
@@ -82,12 +84,14 @@ class GenerateHandlers:
 
     @shows_errors(_job_failed)
     async def generate(self, prompt: str, negative: str, selected: dict[str, float] | None, width: float,
-                       height: float, steps: float, guidance: float, seed: float, scheduler: str
-                       ) -> AsyncIterator[JobUpdate]:
+                       height: float, steps: float, guidance: float, seed: float, scheduler: str,
+                       checkpoint: str = ACTIVE_CHECKPOINT) -> AsyncIterator[JobUpdate]:
         req = inference_pb2.GenerateRequest(prompt=prompt or "", negative_prompt=negative or "",
                                             loras=selections(selected), width=int(width), height=int(height),
                                             steps=int(steps), guidance_scale=float(guidance),
-                                            scheduler=scheduler if scheduler and scheduler != "default" else "")
+                                            scheduler=scheduler if scheduler and scheduler != "default" else "",
+                                            checkpoint="" if checkpoint in ("", None, ACTIVE_CHECKPOINT)
+                                            else checkpoint)
         if seed is not None and int(seed) >= 0:
             req.seed = int(seed)
         async for update in self.run_job("Generate", req):

@@ -14,6 +14,7 @@ from gateway.ui.layout.checkpoints import checkpoint_section
 from gateway.ui.layout.civitai import civitai_section
 from gateway.ui.layout.generate import generate_tab, upscale_tab
 from gateway.ui.layout.models import models_section, upload_section
+from gateway.ui.layout.outputs import connect_histories, history_section
 
 
 def build_blocks(h: Handlers) -> gr.Blocks:
@@ -23,7 +24,7 @@ def build_blocks(h: Handlers) -> gr.Blocks:
     with gr.Blocks(title="Model Manager", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
         gr.Markdown("# Model Manager\nSDXL LoRAs and checkpoints: install from CivitAI, manage, generate. "
                     "API docs at [/docs](/docs).")
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Model Manager", id="manager"):
                 civitai = civitai_section(h.civitai)
                 models = models_section(h.models)
@@ -31,13 +32,16 @@ def build_blocks(h: Handlers) -> gr.Blocks:
                 uploaded = upload_section(h.models)
             with gr.Tab("Generate", id="generate"):
                 generate = generate_tab(h.generate, settings)
+                generate_history = history_section(h.outputs, "gen")
             with gr.Tab("Upscale", id="upscale"):
                 upscale = upscale_tab(h.generate, settings)
+                upscale_history = history_section(h.outputs, "up")
+        connect_histories(demo, h.outputs, [generate_history, upscale_history], generate, upscale, tabs)
 
         # Whatever lists installed models follows a change of them, on page load and after each
         # event that may have installed, edited or removed one.
         listing = [models.table, models.status, checkpoints.choice, checkpoints.active, generate.loras.loras,
-                   upscale.loras]
+                   upscale.loras.loras]
         filters = [models.type_filter, models.search]
         demo.load(h.reload_all, filters, listing)
         demo.load(h.generate.schedulers, None, generate.scheduler)

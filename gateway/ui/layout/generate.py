@@ -9,7 +9,7 @@ import gradio as gr
 
 from gateway.config import GatewaySettings
 from gateway.ui.handlers import GenerateHandlers
-from gateway.ui.handlers.generate import prune, select
+from gateway.ui.handlers.generate import ACTIVE_CHECKPOINT, prune, select
 from gateway.ui.rendering import md_code
 
 # The LoRA-row renders run one at a time. Both panels re-render at once whenever the LoRA list changes
@@ -25,32 +25,39 @@ class LoraPanel:
     loras: gr.State  # every installed LoRA: [{"filename", "name", "weight", "triggers"}]
     selected: gr.State  # the selection: {filename: weight}
     refresh: gr.Button
+    # A selection set from elsewhere ("reuse parameters"): {"version": n, "selected": {filename: weight}}.
+    # The rows are rebuilt under new keys for it, so the keyed checkboxes and sliders take its values.
+    applied: gr.State
 
 
 def lora_panel(h: GenerateHandlers, prefix: str) -> LoraPanel:
     loras_state = gr.State([])
     selected = gr.State({})
+    applied = gr.State({})
     with gr.Row():
         gr.Markdown("#### LoRAs")
         refresh = gr.Button("↻ Refresh LoRAs", size="sm", scale=0, elem_id=f"{prefix}-lora-refresh")
 
     # Rows are re-built only when the LoRA list changes; keyed components keep their values.
-    @gr.render(inputs=[loras_state], triggers=[loras_state.change], concurrency_limit=1,
+    @gr.render(inputs=[loras_state, applied], triggers=[loras_state.change, applied.change], concurrency_limit=1,
                concurrency_id=LORA_ROWS_CONCURRENCY)
-    def rows(loras: list[dict[str, Any]]) -> None:
+    def rows(loras: list[dict[str, Any]], applied: dict[str, Any] | None) -> None:
         if not loras:
             gr.Markdown("_No LoRAs installed yet: download or upload one in the Model Manager tab._")
             return
+        chosen: dict[str, float] = (applied or {}).get("selected") or {}
+        version = (applied or {}).get("version")
+        suffix = f"~{version}" if version else ""
         for lora in loras:
             fn = lora["filename"]
             with gr.Row(equal_height=True):
-                box = gr.Checkbox(label=lora["name"], value=False, scale=2, key=f"{prefix}-cb-{fn}",
+                box = gr.Checkbox(label=lora["name"], value=fn in chosen, scale=2, key=f"{prefix}-cb-{fn}{suffix}",
                                   elem_classes=["mm-lora-check"])
                 # interactive: Gradio does not infer it for components made inside gr.render (the slider
                 # came out disabled).
-                slider = gr.Slider(0, 2, value=lora["weight"], step=0.05, label="weight", scale=2,
-                                   key=f"{prefix}-w-{fn}", interactive=True)
-                gr.Markdown("triggers: " + md_code(lora["triggers"]), key=f"{prefix}-t-{fn}")
+                slider = gr.Slider(0, 2, value=chosen.get(fn, lora["weight"]), step=0.05, label="weight", scale=2,
+                                   key=f"{prefix}-w-{fn}{suffix}", interactive=True)
+                gr.Markdown("triggers: " + md_code(lora["triggers"]), key=f"{prefix}-t-{fn}{suffix}")
 
             def update(enabled: bool, weight: float, current: dict[str, float], fn: str = fn) -> dict[str, float]:
                 return select(enabled, weight, current, fn)
@@ -61,7 +68,7 @@ def lora_panel(h: GenerateHandlers, prefix: str) -> LoraPanel:
 
     loras_state.change(prune, [loras_state, selected], selected)
     refresh.click(h.reload_loras, None, loras_state)
-    return LoraPanel(loras_state, selected, refresh)
+    return LoraPanel(loras_state, selected, refresh, applied)
 
 
 def _preview_follows(h: GenerateHandlers, prompt: gr.Textbox, panel: LoraPanel, preview: gr.Markdown) -> None:
@@ -73,6 +80,9 @@ def _preview_follows(h: GenerateHandlers, prompt: gr.Textbox, panel: LoraPanel, 
 class GenerateTab:
     loras: LoraPanel
     scheduler: gr.Dropdown  # its choices come from the inference service when the page loads
+    # The form, in the order "reuse parameters" fills it, and the job (the history follows it).
+    form: list[Any]
+    job: Any
 
 
 def generate_tab(h: GenerateHandlers, settings: GatewaySettings) -> GenerateTab:
@@ -80,7 +90,7 @@ def generate_tab(h: GenerateHandlers, settings: GatewaySettings) -> GenerateTab:
         with gr.Column(scale=3):
             prompt = gr.Textbox(label="Prompt", lines=3, elem_id="gen-prompt")
             preview = gr.Markdown("**Final prompt:**", elem_id="gen-preview")
-            negative = gr.Textbox(label="Negative prompt", lines=1)
+            negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="gen-negative")
             panel = lora_panel(h, "gen")
             with gr.Accordion("Settings", open=False):
                 with gr.Row():
@@ -90,10 +100,13 @@ def generate_tab(h: GenerateHandlers, settings: GatewaySettings) -> GenerateTab:
                                        elem_id="gen-height")
                 with gr.Row():
                     steps = gr.Slider(1, 150, value=settings.ui_steps, step=1, label="Steps", elem_id="gen-steps")
-                    guidance = gr.Slider(0, 30, value=7.0, step=0.5, label="Guidance")
+                    guidance = gr.Slider(0, 30, value=7.0, step=0.5, label="Guidance", elem_id="gen-guidance")
                 with gr.Row():
-                    seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
+                    seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)", elem_id="gen-seed")
                     scheduler = gr.Dropdown(["default"], value="default", label="Scheduler")
+                # Filled by "reuse parameters"; a name typed here is checked by the inference service.
+                checkpoint = gr.Dropdown([ACTIVE_CHECKPOINT], value=ACTIVE_CHECKPOINT, allow_custom_value=True,
+                                         label="Checkpoint (this job only)", elem_id="gen-checkpoint")
             with gr.Row():
                 run = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                 stop = gr.Button("Stop", variant="stop")
@@ -103,13 +116,22 @@ def generate_tab(h: GenerateHandlers, settings: GatewaySettings) -> GenerateTab:
             info = gr.Markdown(elem_id="gen-info")
 
     _preview_follows(h, prompt, panel, preview)
-    job = run.click(h.generate, [prompt, negative, panel.selected, width, height, steps, guidance, seed, scheduler],
-                    [progress, image, info])
+    job = run.click(h.generate, [prompt, negative, panel.selected, width, height, steps, guidance, seed, scheduler,
+                                 checkpoint], [progress, image, info])
     stop.click(None, None, None, cancels=[job])
-    return GenerateTab(panel, scheduler)
+    form = [prompt, negative, width, height, steps, guidance, seed, scheduler, checkpoint, panel.applied,
+            panel.selected]
+    return GenerateTab(panel, scheduler, form, job)
 
 
-def upscale_tab(h: GenerateHandlers, settings: GatewaySettings) -> LoraPanel:
+@dataclass
+class UpscaleTab:
+    loras: LoraPanel
+    image: gr.Image  # the input ("send to Upscale" fills it)
+    job: Any
+
+
+def upscale_tab(h: GenerateHandlers, settings: GatewaySettings) -> UpscaleTab:
     with gr.Row():
         with gr.Column(scale=3):
             image = gr.Image(label="Image to upscale", type="filepath", elem_id="up-image")
@@ -139,4 +161,4 @@ def upscale_tab(h: GenerateHandlers, settings: GatewaySettings) -> LoraPanel:
     job = run.click(h.upscale, [image, prompt, negative, panel.selected, scale, strength, steps, tile, seed],
                     [progress, after, info])
     stop.click(None, None, None, cancels=[job])
-    return panel
+    return UpscaleTab(panel, image, job)
