@@ -29,6 +29,7 @@ class Catalog:
         self.active = state.active_checkpoint
         self._reserved: set[str] = set()  # filenames being created, uploaded or deleted right now
         self._listeners: list[Listener] = []
+        self.version = 0  # bumped by every change: a caller can tell whether it has anything to commit
         self.store = IndexStore(index_path, self.snapshot)
 
     def snapshot(self) -> tuple[str, list[bytes]]:
@@ -55,12 +56,14 @@ class Catalog:
         old = self._models.get(entry.filename)
         self._models[entry.filename] = entry
         self._lines[entry.filename] = entry.json_line()
+        self.version += 1
         for listener in self._listeners:
             listener(old, entry)
 
     def pop(self, filename: str) -> ModelEntry:
         entry = self._models.pop(filename)
         del self._lines[filename]
+        self.version += 1
         for listener in self._listeners:
             listener(entry, None)
         return entry

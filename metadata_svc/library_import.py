@@ -73,6 +73,11 @@ def parse_key(token: str) -> FileKey | None:
     return FileKey(dev, ino, size, mtime)
 
 
+def key_of(entry: ModelEntry) -> FileKey | None:
+    """The entry's FileKey, parsed once per entry (entries never change in place)."""
+    return entry.cached("file_key", lambda: parse_key(entry.file_key)) if entry.file_key else None
+
+
 def _sidecar_values(info: ModelInfo) -> tuple[dict[str, object], tuple[str, ...]]:
     """A sidecar merge as entry values, and the fields that count as the sidecars' (not CivitAI copies)."""
     values: dict[str, object] = {
@@ -117,13 +122,15 @@ class LibraryImporter:
         self._step(job, ImportState.HASHING)
         await self._hash(job, touched)
         self._check(job)
-        if job.root_id:
+        if job.root_id:  # only entries the scan did not see can be absent: no stat for the others
+            seen = set(touched)
             job.missing = sum(1 for e in list(self._catalog.entries()) if e.root_id == job.root_id
-                              and not self._volume.present(self._volume.path_of(e)))
+                              and e.filename not in seen and not self._volume.present(self._volume.path_of(e)))
         if job.no_identify:
             job.identify_note = "identification skipped (no_identify)"
         else:
             self._step(job, ImportState.IDENTIFYING)
+            before = self._catalog.version
             keys = self._entry_keys(job, touched)
             wanted = [k for k in keys if (e := self._catalog.get(k)) is not None
                       and identify.due(e, force=job.force_identify)]
@@ -131,13 +138,18 @@ class LibraryImporter:
             job.identified, job.not_on_civitai, job.identify_failed = (
                 outcome.identified, outcome.not_found, outcome.failed)
             job.identify_note = outcome.note
-            await self._catalog.store.commit()
-        if job.root_id:  # the cache keeps only files some entry still stands for
-            file_keys = [k for e in list(self._catalog.entries()) if (k := parse_key(e.file_key)) is not None]
+            await self._commit(before)
+        if job.root_id and job.files_hashed:  # the cache grew: it keeps only files some entry stands for
+            file_keys = [k for e in list(self._catalog.entries()) if (k := key_of(e)) is not None]
             await asyncio.to_thread(self._retain, file_keys)
         root = self._roots.find(job.root_id) if job.root_id else None
         if root is not None and root.write_back:
             await asyncio.to_thread(self._write_back, self._entry_keys(job, touched), root.path)
+
+    async def _commit(self, since: int) -> None:
+        """Make the changes since catalog version `since` durable; none (an unchanged rescan): no write."""
+        if self._catalog.version != since:
+            await self._catalog.store.commit()
 
     def _retain(self, keys: list[FileKey]) -> None:
         if self._cache.retain(keys):
@@ -167,7 +179,7 @@ class LibraryImporter:
         existing = self._existing(job)
         known: dict[FileKey, Verdict] = {}
         for entry in existing.values():
-            key = parse_key(entry.file_key)
+            key = key_of(entry)
             if key is not None and entry.inspection is not None:
                 known[key] = Verdict(kind=entry.type, inspection=entry.inspection)
         files = scan_library(job.path, known=known)
@@ -176,9 +188,10 @@ class LibraryImporter:
             chunk = await asyncio.to_thread(self._read_chunk, job, files, existing)
             if chunk is None:
                 break
+            before = self._catalog.version
             self._register(job, chunk, existing, touched)
             job.touch()
-            await self._catalog.store.commit()
+            await self._commit(before)
             self._check(job)
         return touched
 
@@ -349,7 +362,7 @@ class LibraryImporter:
             path = self._volume.path_of(entry)
             if not self._volume.on_volume(path):  # links resolved: inside its root or the volume
                 continue
-            todo.append((name, HashRequest(path, parse_key(entry.file_key),
+            todo.append((name, HashRequest(path, key_of(entry),
                                            tensor_hash=entry.disk_name.lower().endswith(".safetensors"))))
         if not todo:
             return
