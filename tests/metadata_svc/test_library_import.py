@@ -454,3 +454,33 @@ async def test_write_back_root(start_registry, libs: Path, civitai):
     # The A1111 sidecar is the user's: its words won over CivitAI's, and its own fields stay.
     assert kept["my field"] == "kept" and kept["activation text"] == "old words"
     assert not (root / "mine.preview.png").exists(), "a preview already next to the file is never replaced"
+
+
+async def test_confinement_accepts_root_files_and_refuses_links_out(lib_reg, libs: Path, tmp_path: Path):
+    root = libs / "lib"
+    lora = write_safetensors(root / "Lora" / "a.safetensors", "lora", payload_bytes=512, seed=1)
+    write_safetensors(root / "ckpt" / "base.safetensors", "checkpoint", payload_bytes=1024, seed=2)
+    await run_import(lib_reg.stub, path=str(root), no_identify=True)
+    # Files inside a root pass the volume's checks: a checkpoint can be active, a LoRA composed.
+    active = await lib_reg.stub.SetActiveCheckpoint(registry_pb2.SetActiveCheckpointRequest(
+        checkpoint="base.safetensors"))
+    assert active.file_present and active.path == str(root.resolve() / "ckpt" / "base.safetensors")
+    await fails(lib_reg.stub.RemoveLibraryRoot(registry_pb2.RemoveLibraryRootRequest(id=active.model.root_id)),
+                grpc.StatusCode.FAILED_PRECONDITION, "ACTIVE_CHECKPOINT")
+    composed = await lib_reg.stub.ComposePrompt(registry_pb2.ComposePromptRequest(
+        prompt="x", loras=[model_pb2.LoraSelection(name="a")]))
+    assert composed.loras[0].path == str(root.resolve() / "Lora" / "a.safetensors")
+    # The file swapped for a link out of the root: absent, and never read.
+    secret = write_safetensors(tmp_path / "secret.safetensors", "lora", payload_bytes=512, seed=3)
+    lora.unlink()
+    os.symlink(secret, lora)
+    got = await lib_reg.stub.GetModel(registry_pb2.GetModelRequest(filename="a.safetensors"))
+    assert not got.model.file_present
+    await fails(lib_reg.stub.ComposePrompt(registry_pb2.ComposePromptRequest(
+        prompt="x", loras=[model_pb2.LoraSelection(name="a")])), grpc.StatusCode.FAILED_PRECONDITION,
+        "OUTSIDE_VOLUME")
+    with recorded_opens() as opened:
+        job = await run_import(lib_reg.stub, root_id=got.model.root_id, no_identify=True)
+    assert str(secret) not in opened
+    assert {s.path: s.reason.split(":")[0] for s in job.skipped} == {"Lora/a.safetensors": "SYMLINK_OUTSIDE_ROOT"}
+    assert job.missing == 1
