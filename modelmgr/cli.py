@@ -9,6 +9,7 @@
     modelmgr import ~/stable-diffusion-webui/models/Lora [--copy|--link] [--no-identify]
     modelmgr roots [add PATH [--write-back] | remove ID] | modelmgr imports | modelmgr cancel-import JOB_ID
     modelmgr refresh NAME... [--force]
+    modelmgr outputs [--limit N] | modelmgr outputs get ID -o FILE | modelmgr outputs delete ID
 
 Addresses come from flags or the same `MODELMGR_*_ADDR` variables as the gateway.
 """
@@ -26,6 +27,7 @@ from typing import Any
 from rich.markup import escape
 
 from modelmanager.v1 import civitai_pb2, inference_pb2, model_pb2, registry_pb2
+from modelmgr import outputs
 from modelmgr.output import (
     console,
     downloads_table,
@@ -143,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("refresh", help="look models up on CivitAI again (fields you edited are kept)")
     p.add_argument("names", nargs="+", metavar="NAME", help="model filenames")
     p.add_argument("--force", action="store_true", help="ask again even about files CivitAI did not know")
+
+    outputs.add_parser(sub)
     return parser
 
 
@@ -342,6 +346,7 @@ COMMANDS: dict[str, Callable[[Services, argparse.Namespace], Awaitable[int]]] = 
     "download": cmd_download, "list": cmd_list, "active": cmd_active, "set-active": cmd_set_active,
     "generate": cmd_generate, "downloads": cmd_downloads, "cancel": cmd_cancel, "import": cmd_import,
     "roots": cmd_roots, "imports": cmd_imports, "cancel-import": cmd_cancel_import, "refresh": cmd_refresh,
+    "outputs": outputs.cmd_outputs,
 }
 
 
