@@ -62,6 +62,8 @@ if (_reason := _skip_reason()) is not None:
 
 from playwright.sync_api import Locator, Page, Route, expect, sync_playwright  # noqa: E402
 
+from devtools.fake_civitai.images import CDN_KEY, PREVIEW_SIZE  # noqa: E402
+
 expect.set_options(timeout=LONG)
 
 
@@ -211,14 +213,15 @@ def download_via_ui(page: Page, reference: str, expect_name: str) -> None:
 
 def test_whole_flow_in_the_browser(stack: DemoStack, page: Page, shots: Path) -> None:
     assert f"  CivitAI:   {stack.fake.base_url}" in stack.lines  # the stack uses the CivitAI it was given
-    # The browser loads the preview image from CivitAI's image host itself; here that host is a route.
+    # The browser loads the preview image from CivitAI's image host itself; the demo's fake CivitAI serves
+    # it (a real JPEG, on 127.0.0.1, in the CDN's path shape). The route only records the request.
     image_requests: list[dict[str, str]] = []
 
     def image_host(route: Route) -> None:
         image_requests.append({"url": route.request.url, **route.request.headers})
-        route.fulfill(status=200, content_type="image/png", body=png_bytes(12, 8, (200, 120, 40)))
+        route.continue_()
 
-    page.route("https://image.civitai.com/**", image_host)
+    page.route(f"{stack.fake.base_url}/{CDN_KEY}/**", image_host)
 
     # A download that stalls at a quarter: live progress, then the running-downloads list and Cancel.
     tab(page, "Model Manager")
@@ -262,11 +265,11 @@ def test_whole_flow_in_the_browser(stack: DemoStack, page: Page, shots: Path) ->
     expect(preview).to_contain_text("Illustrious")
     expect(preview).to_contain_text("LORA")
     expect(preview).to_contain_text("Recommended weight: 0.7")
-    version_id = watercolor.split("modelVersionId=")[1]
     preview_image = page.locator("#civitai-image img")
-    expect(preview_image).to_have_attribute("src", re.compile(rf"^https://image\.civitai\.com/fake/{version_id}/"))
-    assert natural_size(preview_image) == [12, 8]
-    seen = [r for r in image_requests if f"/fake/{version_id}/" in r["url"]]
+    expect(preview_image).to_have_attribute("src", re.compile(rf"^{re.escape(stack.fake.base_url)}/{CDN_KEY}/"))
+    expect(preview_image).to_have_js_property("complete", True)
+    assert natural_size(preview_image) == list(PREVIEW_SIZE)
+    seen = [r for r in image_requests if r["url"] == preview_image.get_attribute("src")]
     assert seen and all("referer" not in r for r in seen), image_requests  # referrerpolicy="no-referrer"
     # Download with progress → installed → in the table.
     page.locator("#download").click()
