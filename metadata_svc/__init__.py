@@ -18,6 +18,14 @@ Modules, one concept each:
 - `index_store` `.metadata.json`: load (refusing a corrupt file), durable rewrites, group commit, volume lock
 - `uploads`     UploadModel's stream into a `.part` file, checked, then linked into place
 - `inspection`  safetensors header: LoRA (kohya/PEFT) or checkpoint (SDXL?) by tensor names
+- `library`     the library side of the façade: roots, import jobs, refresh from CivitAI, previews
+- `library_roots` the persistent list of library roots and the rules for adding one (allow-list, overlaps)
+- `library_import` one import job's work: scan, register, sidecars, hash, moves by hash, identify, write-back
+- `import_jobs` import jobs that outlive their client: state, watch, list, cancel
+- `identify`    CivitAI lookups through the CivitAI service's IdentifyFiles; user > sidecars > CivitAI
+- `addressing`  unique stable keys (`<stem>~<8 hex>.<ext>`) and lookups by `folder/file_name`
+- `library_scan` walking a root (links out never followed); `sidecars` other tools' files; `file_hashes`
+                SHA256/AutoV2/AutoV3 with a (dev, inode, size, mtime) cache; `previews` thumbnails
 - `migration`   the old app's volume layout and built-in LoRAs
 - `filenames`   filename and extension rules
 - `limits`      bounds on every client-set field and weight (checked on the way in, cut on load)

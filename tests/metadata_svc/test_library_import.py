@@ -484,3 +484,17 @@ async def test_confinement_accepts_root_files_and_refuses_links_out(lib_reg, lib
     assert str(secret) not in opened
     assert {s.path: s.reason.split(":")[0] for s in job.skipped} == {"Lora/a.safetensors": "SYMLINK_OUTSIDE_ROOT"}
     assert job.missing == 1
+
+
+async def test_imports_of_folders_a_client_may_not_name(lib_reg, libs: Path, tmp_path: Path):
+    outside = tmp_path / "outside"
+    write_safetensors(outside / "x.safetensors", "lora", payload_bytes=256)
+    for mode in (registry_pb2.IMPORT_MODE_IN_PLACE, registry_pb2.IMPORT_MODE_LINK, registry_pb2.IMPORT_MODE_COPY):
+        await fails(lib_reg.stub.StartImport(registry_pb2.StartImportRequest(path=str(outside), mode=mode)),
+                    grpc.StatusCode.PERMISSION_DENIED, "ROOT_NOT_ALLOWED")
+    for bad in ("", "x\0y", "/" + "a" * 5000):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await lib_reg.stub.AddLibraryRoot(registry_pb2.AddLibraryRootRequest(path=bad))
+        assert reason(caught.value) in ("INVALID_ROOT_PATH", "ROOT_NOT_ALLOWED")
+    assert (await lib_reg.stub.ListLibraryRoots(registry_pb2.ListLibraryRootsRequest())).roots == []
+    assert await models_of(lib_reg.stub) == {}
