@@ -30,6 +30,8 @@ from gateway.security import key_matches
 from gateway.ui.guard import UiGuard
 from gateway.ui.handlers import Handlers
 from gateway.ui.layout import build_blocks
+from gateway.ui.library_rendering import LIBRARY_CSS
+from gateway.ui.preview_route import install_preview_route
 from gateway.ui.rendering import CSS
 from gateway.ui.services import UiServices
 
@@ -51,10 +53,11 @@ def mount_ui(app: FastAPI, settings: GatewaySettings) -> FastAPI:
         def auth(_user: str, password: str) -> bool:
             return key_matches(key, password)
 
+    install_preview_route(app, settings)  # before the mount at "/", which answers every path
     gr.mount_gradio_app(
         app, demo, path="/", auth=auth,
         auth_message="Sign in with any (non-empty) user name and the gateway's API key (MODELMGR_API_KEY) as password.",
-        max_file_size=max_file_bytes, show_error=True, footer_links=["api"], css=CSS,
+        max_file_size=max_file_bytes, show_error=True, footer_links=["api"], css=CSS + LIBRARY_CSS,
         ssr_mode=False,
     )
     # mount_gradio_app never marks the Blocks launched, and Gradio skips its own path check until it is.

@@ -13,7 +13,9 @@ from typing import Any
 
 from gateway.ui.handlers.checkpoints import CheckpointHandlers
 from gateway.ui.handlers.civitai import CivitaiHandlers
+from gateway.ui.handlers.gallery import GalleryHandlers
 from gateway.ui.handlers.generate import GenerateHandlers
+from gateway.ui.handlers.library import LibraryHandlers
 from gateway.ui.handlers.models import ModelHandlers
 from gateway.ui.handlers.outputs import OutputHandlers
 from gateway.ui.services import UiServices
@@ -27,11 +29,15 @@ class Handlers:
     checkpoints: CheckpointHandlers
     generate: GenerateHandlers
     outputs: OutputHandlers
+    library: LibraryHandlers
+    gallery: GalleryHandlers
 
     @classmethod
     def of(cls, services: UiServices) -> Handlers:
-        return cls(services, CivitaiHandlers(services), ModelHandlers(services), CheckpointHandlers(services),
-                   GenerateHandlers(services), OutputHandlers(services))
+        models, library = ModelHandlers(services), LibraryHandlers(services)
+        return cls(services, CivitaiHandlers(services), models, CheckpointHandlers(services),
+                   GenerateHandlers(services), OutputHandlers(services), library,
+                   GalleryHandlers(services, models, library))
 
     async def reload_all(self, type_filter: str, query: str) -> tuple[Any, ...]:
         """After anything that may change the installed models: the table, the checkpoint choices and
@@ -42,4 +48,5 @@ class Handlers:
         return table, status, checkpoints, active, loras, loras
 
 
-__all__ = ["CheckpointHandlers", "CivitaiHandlers", "GenerateHandlers", "Handlers", "ModelHandlers", "OutputHandlers"]
+__all__ = ["CheckpointHandlers", "CivitaiHandlers", "GalleryHandlers", "GenerateHandlers", "Handlers", "LibraryHandlers",
+           "ModelHandlers", "OutputHandlers"]

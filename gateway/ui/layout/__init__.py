@@ -12,7 +12,9 @@ import gradio as gr
 from gateway.ui.handlers import Handlers
 from gateway.ui.layout.checkpoints import checkpoint_section
 from gateway.ui.layout.civitai import civitai_section
+from gateway.ui.layout.gallery import gallery_section
 from gateway.ui.layout.generate import generate_tab, upscale_tab
+from gateway.ui.layout.library import library_section
 from gateway.ui.layout.models import models_section, upload_section
 from gateway.ui.layout.outputs import connect_histories, history_section
 
@@ -27,6 +29,8 @@ def build_blocks(h: Handlers) -> gr.Blocks:
         with gr.Tabs() as tabs:
             with gr.Tab("Model Manager", id="manager"):
                 civitai = civitai_section(h.civitai)
+                library = library_section(h.library)
+                gallery = gallery_section(h.gallery)
                 models = models_section(h.models)
                 checkpoints = checkpoint_section(h.checkpoints)
                 uploaded = upload_section(h.models)
@@ -45,8 +49,14 @@ def build_blocks(h: Handlers) -> gr.Blocks:
         filters = [models.type_filter, models.search]
         demo.load(h.reload_all, filters, listing)
         demo.load(h.generate.schedulers, None, generate.scheduler)
-        for event in (*civitai.installs, *models.changes, uploaded):
+        demo.load(h.library.roots, None, library.roots)
+        demo.load(h.gallery.facets, None, gallery.facet_outputs).then(h.gallery.cards, gallery.inputs, gallery.outputs)
+        for event in (*civitai.installs, *models.changes, uploaded, *library.changes, *gallery.changes):
             event.then(h.reload_all, filters, listing)
+            event.then(h.gallery.facets, None, gallery.facet_outputs).then(h.gallery.cards, gallery.inputs,
+                                                                          gallery.outputs)
+        for event in gallery.checkpoint_changes:
+            event.then(h.checkpoints.refresh_checkpoints, None, [checkpoints.choice, checkpoints.active])
         models.refresh.click(h.checkpoints.refresh_checkpoints, None, [checkpoints.choice, checkpoints.active])
     demo.queue(default_concurrency_limit=16)
     return demo
