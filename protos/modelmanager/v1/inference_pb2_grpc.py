@@ -38,7 +38,8 @@ class InferenceServiceStub:
     wrong architecture), CONTROLNET_LOAD_FAILED (Upscale's ControlNet tile
     model), LORA_INCOMPATIBLE (naming the file),
     OUTSIDE_MODEL_ROOTS (a path from the registry whose real location, links
-    followed, is outside the user-models and models volumes: never read);
+    followed, is outside the user-models and models volumes and every library
+    root the registry lists: never read);
     RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL; UNAVAILABLE /
     REGISTRY_UNAVAILABLE; CANCELLED / CANCELLED when the client went away.
 
@@ -110,7 +111,8 @@ class InferenceServiceServicer:
     wrong architecture), CONTROLNET_LOAD_FAILED (Upscale's ControlNet tile
     model), LORA_INCOMPATIBLE (naming the file),
     OUTSIDE_MODEL_ROOTS (a path from the registry whose real location, links
-    followed, is outside the user-models and models volumes: never read);
+    followed, is outside the user-models and models volumes and every library
+    root the registry lists: never read);
     RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL; UNAVAILABLE /
     REGISTRY_UNAVAILABLE; CANCELLED / CANCELLED when the client went away.
 
@@ -249,7 +251,8 @@ class InferenceService:
     wrong architecture), CONTROLNET_LOAD_FAILED (Upscale's ControlNet tile
     model), LORA_INCOMPATIBLE (naming the file),
     OUTSIDE_MODEL_ROOTS (a path from the registry whose real location, links
-    followed, is outside the user-models and models volumes: never read);
+    followed, is outside the user-models and models volumes and every library
+    root the registry lists: never read);
     RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL; UNAVAILABLE /
     REGISTRY_UNAVAILABLE; CANCELLED / CANCELLED when the client went away.
 
