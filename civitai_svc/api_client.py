@@ -44,6 +44,7 @@ USER_AGENT = "modelmanager-civitai-fetcher/0.1 (self-hosted SDXL model manager; 
 RETRYABLE = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 BY_HASH_BATCH = 100  # POST /api/v1/model-versions/by-hash takes at most this many hashes
+MODELS_BATCH = 100  # GET /api/v1/models?ids= takes at most this many ids (its page limit)
 
 
 class TooLarge(Exception):
@@ -309,10 +310,14 @@ class CivitaiApi:
                                        metadata={"what": "by-hash"})
         return data
 
-    async def models_by_ids(self, model_ids: list[int], token: str | None = None) -> list[Any]:
-        """`/models?ids=` (at most 100): the models' tags, creator and description, every NSFW level."""
-        params = [("ids", ",".join(str(i) for i in model_ids)), ("limit", "100"), ("nsfw", "true")]
-        data = await self.get_json("api/v1/models", what=f"{len(model_ids)} models", token=token, params=params)
+    async def models_by_ids(self, model_ids: list[int], token: str | None = None, *, fresh: bool = False) -> list[Any]:
+        """`/models?ids=` (at most MODELS_BATCH): the models with their versions, tags, creator and description,
+        every NSFW level. `fresh` skips the cache (an update check wants news)."""
+        if len(model_ids) > MODELS_BATCH:
+            raise ValueError(f"at most {MODELS_BATCH} model ids a call")
+        params = [("ids", ",".join(str(i) for i in model_ids)), ("limit", str(MODELS_BATCH)), ("nsfw", "true")]
+        data = await self.get_json("api/v1/models", what=f"{len(model_ids)} models", token=token, params=params,
+                                   fresh=fresh)
         items = data.get("items") if isinstance(data, dict) else None
         return items if isinstance(items, list) else []
 

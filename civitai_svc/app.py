@@ -14,6 +14,7 @@ from civitai_svc.jobs import JobManager
 from civitai_svc.previews import PreviewFetcher
 from civitai_svc.registry_client import RegistryClient
 from civitai_svc.servicer import CivitaiServicer
+from civitai_svc.updates import IgnoredUpdates, Replacer, UpdateChecker
 from modelmanager.v1 import civitai_pb2, civitai_pb2_grpc
 from service_kit import GrpcServer, ServiceBinding, register_secret
 from service_kit.files import ExclusiveLock
@@ -52,13 +53,15 @@ def _build(settings: CivitaiSettings, lock: ExclusiveLock) -> GrpcServer:
     registry = RegistryClient(settings.registry)
     downloader = Downloader(api, max_resumes=settings.max_resumes)
     previews = PreviewFetcher(api)  # one for the service: its bound covers downloads and identifications
+    catalog = Catalog(api, registry)
     installer = Installer(settings.user_models_dir, registry, downloader, disk_reserve_bytes=settings.disk_reserve_bytes,
-                          previews=previews)
+                          previews=previews, replacer=Replacer(catalog, registry))
     journal = JobJournal(settings.user_models_dir)
     jobs = JobManager(installer.run, max_concurrent=settings.max_concurrent_downloads,
                       max_finished=settings.max_finished_jobs, journal=journal)
     resume_downloads(journal, installer, jobs, settings.token)
-    servicer = CivitaiServicer(Catalog(api, registry), installer, jobs, Identifier(api, previews))
+    updates = UpdateChecker(api, registry, IgnoredUpdates(settings.user_models_dir))
+    servicer = CivitaiServicer(catalog, installer, jobs, Identifier(api, previews), updates)
     server = GrpcServer(
         name="civitai",
         listen=settings.listen,

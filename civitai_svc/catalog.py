@@ -1,4 +1,4 @@
-"""Metadata lookups: a reference, a hash or a search turned into `CivitaiModelInfo`, and update checks.
+"""Metadata lookups: a reference, a hash or a search turned into `CivitaiModelInfo` (update checks: updates.py).
 
 A version reference needs two calls: `/model-versions/{id}` (files with a
 reliable `primary`, trained words, images) and `/models/{modelId}` (tags,
@@ -9,13 +9,12 @@ best-effort.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from typing import Any
 
 from civitai_svc import errors as E
 from civitai_svc.api_client import CivitaiApi
-from civitai_svc.metadata import SEARCH_TYPES, build_info, find_version, select_file
+from civitai_svc.metadata import SEARCH_TYPES, build_info, select_file
 from civitai_svc.references import Kind, Reference
 from civitai_svc.registry_client import RegistryClient
 from modelmanager.v1 import civitai_pb2
@@ -134,44 +133,6 @@ class Catalog:
         info = await self.lookup(Reference(Kind.HASH, hash=sha256.upper()), request.token or None)
         await self.mark_installed(info)
         return civitai_pb2.IdentifyFileResponse(sha256=sha256, info=info)
-
-    async def check_updates(self, request: civitai_pb2.CheckUpdatesRequest) -> civitai_pb2.CheckUpdatesResponse:
-        if request.filenames:
-            installed = [await self.registry.get_model(name) for name in request.filenames]
-        else:
-            installed = await self.registry.civitai_models()
-        token = request.token or None
-        limit = asyncio.Semaphore(4)
-
-        async def check(model) -> civitai_pb2.ModelUpdate:  # type: ignore[no-untyped-def]
-            update = civitai_pb2.ModelUpdate(
-                filename=model.filename,
-                model_id=model.civitai_model_id,
-                installed_version_id=model.civitai_version_id,
-                civitai_url=model.civitai_url,
-            )
-            if not model.civitai_model_id:
-                return update
-            async with limit:
-                try:
-                    data = await self.api.get_model(model.civitai_model_id, token, fresh=True)  # an update check wants news
-                except errors.ServiceError as exc:
-                    log.info("updates.lookup_failed", filename=model.filename, reason=exc.reason)
-                    return update
-            versions = [v for v in data.get("modelVersions") or [] if isinstance(v, dict)]
-            if versions:
-                latest = versions[0]  # ordered newest first
-                update.latest_version_id = int(latest.get("id") or 0)
-                update.latest_version_name = str(latest.get("name") or "")
-                mine = find_version(data, model.civitai_version_id)
-                update.installed_version_name = str((mine or {}).get("name") or "")
-                update.update_available = bool(update.latest_version_id) and (
-                    update.latest_version_id != model.civitai_version_id
-                )
-            return update
-
-        updates = await asyncio.gather(*(check(m) for m in installed))
-        return civitai_pb2.CheckUpdatesResponse(updates=updates)
 
 
 def _version_with_file(model: dict[str, Any], file_id: int) -> dict[str, Any] | None:

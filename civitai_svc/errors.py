@@ -172,3 +172,21 @@ class ModelNotFound(errors.NotFound):
     """A registry filename that is not installed."""
 
     default_reason = "MODEL_NOT_FOUND"
+
+
+class InvalidId(errors.InvalidArgument):
+    """A CivitAI model or version id that is not positive (IgnoreUpdate, UnignoreUpdate)."""
+
+    default_reason = "INVALID_ID"
+
+
+class TooManyIgnored(errors.ResourceExhausted):
+    """IgnoreUpdate past the bound on ignored versions (the store is read whole at each check)."""
+
+    default_reason = "TOO_MANY_IGNORED"
+
+
+class NotSameModel(errors.FailedPrecondition):
+    """StartDownload's `replaces` names an entry of another CivitAI model (or the version itself)."""
+
+    default_reason = "NOT_SAME_MODEL"

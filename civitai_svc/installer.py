@@ -26,6 +26,7 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from civitai_svc import errors as E
 from civitai_svc.downloader import Downloader
@@ -36,6 +37,9 @@ from civitai_svc.registry_client import RegistryClient
 from metadata_svc.limits import clip_model
 from modelmanager.v1 import civitai_pb2, model_pb2
 from service_kit.logs import get_logger
+
+if TYPE_CHECKING:
+    from civitai_svc.updates import Replacer
 
 log = get_logger("civitai_svc.installer")
 
@@ -142,8 +146,10 @@ class Installer:
         *,
         disk_reserve_bytes: int = 256 * 1024 * 1024,
         previews: PreviewFetcher | None = None,
+        replacer: Replacer | None = None,
     ) -> None:
         self.root = Path(user_models_dir)
+        self.replacer = replacer  # None: a job's `replaces` is ignored
         self.registry = registry
         self.downloader = downloader
         self.previews = previews  # None: downloads keep no preview
@@ -310,7 +316,7 @@ class Installer:
                     final = await self._reserve(folder, final.name, info.version_id)
                     reserved.append(final)
             job.update(state=State.DOWNLOAD_STATE_REGISTERING, filename=final.name)
-            registering = asyncio.ensure_future(self._register(self.entry(final, info, result.sha256), info))
+            registering = asyncio.ensure_future(self._register(self.entry(final, info, result.sha256), info, job))
             try:
                 model = await asyncio.shield(registering)
             except asyncio.CancelledError:
@@ -332,10 +338,27 @@ class Installer:
             for path in reserved:
                 self._reserved.discard(path)
 
-    async def _register(self, entry: model_pb2.Model, info: civitai_pb2.CivitaiModelInfo) -> model_pb2.Model:
-        """CreateModel, then the version's first image as the model's preview; the preview is best-effort."""
+    async def _register(self, entry: model_pb2.Model, info: civitai_pb2.CivitaiModelInfo, job: Job) -> model_pb2.Model:
+        """CreateModel, then the version's first image as the model's preview (best-effort), then, for an
+        update, the replaced entry's edits carried over and that entry deleted if asked (never raises: the
+        old entry stays when something fails)."""
         model = await self.registry.create_model(entry)
         await self._keep_preview(model, info)
+        if job.proto.replaces and self.replacer is not None:
+            plan: Plan = job.plan
+            try:
+                done = await self.replacer.replace(job.proto.replaces, model, delete=job.proto.delete_replaced,
+                                                   token=plan.token)
+            except Exception:  # a bug here must not undo the registered download, nor touch the old entry more
+                log.exception("download.replace_failed", job_id=job.id, replaces=job.proto.replaces)
+                job.update(replace_note=f"{job.proto.replaces} was kept: replacing it failed (see the server log)")
+                return model
+            preview = model.preview
+            model = done.model
+            if preview.sha256 and not model.preview.sha256:
+                model.preview.CopyFrom(preview)
+            job.proto.carried_fields[:] = done.carried
+            job.update(replaced_deleted=done.deleted, replace_note=done.note)
         return model
 
     async def _keep_preview(self, model: model_pb2.Model, info: civitai_pb2.CivitaiModelInfo) -> None:

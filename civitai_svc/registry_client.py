@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from google.protobuf import field_mask_pb2
+
 from modelmanager.v1 import model_pb2, registry_pb2, registry_pb2_grpc
 from service_kit import errors, insecure_channel
 from service_kit.peer import DEFAULT_DEADLINE, Peer, paged
@@ -81,6 +83,18 @@ class RegistryClient:
         except errors.Unimplemented:
             return None
         return reply.preview
+
+    async def update_model(self, model: model_pb2.Model, fields: list[str], *, wait: bool = False) -> model_pb2.Model:
+        """UpdateModel of the named editable fields (the registry records them as the user's edits)."""
+        request = registry_pb2.UpdateModelRequest(model=model, update_mask=field_mask_pb2.FieldMask(paths=fields))
+        reply = await self._call(self._stub.UpdateModel, request, wait=wait)
+        return reply.model
+
+    async def delete_model(self, filename: str, *, delete_file: bool = True, wait: bool = False) -> model_pb2.Model:
+        """DeleteModel of the entry and its file (a library root's file too, with delete_file)."""
+        request = registry_pb2.DeleteModelRequest(filename=filename, delete_file=delete_file)
+        reply = await self._call(self._stub.DeleteModel, request, wait=wait)
+        return reply.model
 
     async def civitai_models(self) -> list[model_pb2.Model]:
         return [m async for m in self.iter_models() if m.civitai_model_id]

@@ -14,6 +14,7 @@ from civitai_svc.installer import Installer, Plan, file_keys, prepare
 from civitai_svc.jobs import JobManager, State
 from civitai_svc.metadata import ensure_supported
 from civitai_svc.references import FileFilter, Kind, Reference, parse_reference
+from civitai_svc.updates import IgnoredUpdates, UpdateChecker, check_replaces
 from modelmanager.v1 import civitai_pb2, civitai_pb2_grpc
 from service_kit.logs import register_secret
 
@@ -40,11 +41,17 @@ def _token(*candidates: str | None) -> str | None:
 
 
 class CivitaiServicer(civitai_pb2_grpc.CivitaiServiceServicer):
-    def __init__(self, catalog: Catalog, installer: Installer, jobs: JobManager, identifier: Identifier) -> None:
+    def __init__(self, catalog: Catalog, installer: Installer, jobs: JobManager, identifier: Identifier,
+                 updates: UpdateChecker) -> None:
         self.catalog = catalog
         self.installer = installer
         self.jobs = jobs
         self.identifier = identifier
+        self.updates = updates
+
+    @property
+    def ignored(self) -> IgnoredUpdates:
+        return self.updates.ignored
 
     async def ParseReference(
         self, request: civitai_pb2.ParseReferenceRequest, context: grpc.aio.ServicerContext
@@ -79,6 +86,8 @@ class CivitaiServicer(civitai_pb2_grpc.CivitaiServiceServicer):
         if request.file_id:  # an explicit pick; a pasted URL's type/format/size/fp no longer apply
             ref = replace(ref, file_id=request.file_id, file_filter=FileFilter())
         info = await self.catalog.lookup(ref, token)
+        if request.replaces:
+            await check_replaces(self.installer.registry, request.replaces, info)
         keys = file_keys(info.version_id, info.file) if info.file.id else frozenset()
         running = self.jobs.active_with(keys)  # before prepare: its disk check would count this file twice
         if running is not None:
@@ -87,6 +96,7 @@ class CivitaiServicer(civitai_pb2_grpc.CivitaiServiceServicer):
         proto = civitai_pb2.DownloadJob(
             reference=ref.original, model_id=info.model_id, version_id=info.version_id, file_id=info.file.id,
             name=info.name, filename=info.file.name, model_type=info.model_type, total_bytes=info.file.size_bytes,
+            replaces=request.replaces, delete_replaced=bool(request.replaces) and request.delete_replaced,
         )
         if isinstance(planned, Plan):
             job = self.jobs.create(proto, planned, planned.keys)  # or the job that a concurrent call started
@@ -154,5 +164,17 @@ class CivitaiServicer(civitai_pb2_grpc.CivitaiServiceServicer):
         self, request: civitai_pb2.CheckUpdatesRequest, context: grpc.aio.ServicerContext
     ) -> civitai_pb2.CheckUpdatesResponse:
         _token(request.token)
-        return await self.catalog.check_updates(request)
+        return await self.updates.check(request)
+
+    async def IgnoreUpdate(
+        self, request: civitai_pb2.IgnoreUpdateRequest, context: grpc.aio.ServicerContext
+    ) -> civitai_pb2.IgnoreUpdateResponse:
+        ignored = await self.ignored.ignore(request.model_id, request.version_id)
+        return civitai_pb2.IgnoreUpdateResponse(ignored_version_ids=ignored)
+
+    async def UnignoreUpdate(
+        self, request: civitai_pb2.UnignoreUpdateRequest, context: grpc.aio.ServicerContext
+    ) -> civitai_pb2.UnignoreUpdateResponse:
+        ignored = await self.ignored.unignore(request.model_id, request.version_id)
+        return civitai_pb2.UnignoreUpdateResponse(ignored_version_ids=ignored)
 

@@ -197,14 +197,18 @@ class PreviewImage(_message.Message):
     def __init__(self, url: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., nsfw_level: _Optional[int] = ..., type: _Optional[str] = ...) -> None: ...
 
 class StartDownloadRequest(_message.Message):
-    __slots__ = ("reference", "file_id", "token")
+    __slots__ = ("reference", "file_id", "token", "replaces", "delete_replaced")
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     FILE_ID_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REPLACES_FIELD_NUMBER: _ClassVar[int]
+    DELETE_REPLACED_FIELD_NUMBER: _ClassVar[int]
     reference: str
     file_id: int
     token: str
-    def __init__(self, reference: _Optional[str] = ..., file_id: _Optional[int] = ..., token: _Optional[str] = ...) -> None: ...
+    replaces: str
+    delete_replaced: bool
+    def __init__(self, reference: _Optional[str] = ..., file_id: _Optional[int] = ..., token: _Optional[str] = ..., replaces: _Optional[str] = ..., delete_replaced: _Optional[bool] = ...) -> None: ...
 
 class StartDownloadResponse(_message.Message):
     __slots__ = ("job",)
@@ -213,7 +217,7 @@ class StartDownloadResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[DownloadJob, _Mapping]] = ...) -> None: ...
 
 class DownloadJob(_message.Message):
-    __slots__ = ("id", "reference", "state", "model_id", "version_id", "file_id", "name", "filename", "model_type", "bytes_done", "total_bytes", "bytes_per_second", "eta_seconds", "resume_count", "model", "error", "create_time", "update_time", "already_installed", "bytes_transferred")
+    __slots__ = ("id", "reference", "state", "model_id", "version_id", "file_id", "name", "filename", "model_type", "bytes_done", "total_bytes", "bytes_per_second", "eta_seconds", "resume_count", "model", "error", "create_time", "update_time", "already_installed", "bytes_transferred", "replaces", "delete_replaced", "carried_fields", "replaced_deleted", "replace_note")
     ID_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -234,6 +238,11 @@ class DownloadJob(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ALREADY_INSTALLED_FIELD_NUMBER: _ClassVar[int]
     BYTES_TRANSFERRED_FIELD_NUMBER: _ClassVar[int]
+    REPLACES_FIELD_NUMBER: _ClassVar[int]
+    DELETE_REPLACED_FIELD_NUMBER: _ClassVar[int]
+    CARRIED_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_DELETED_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_NOTE_FIELD_NUMBER: _ClassVar[int]
     id: str
     reference: str
     state: DownloadState
@@ -254,7 +263,12 @@ class DownloadJob(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     already_installed: bool
     bytes_transferred: int
-    def __init__(self, id: _Optional[str] = ..., reference: _Optional[str] = ..., state: _Optional[_Union[DownloadState, str]] = ..., model_id: _Optional[int] = ..., version_id: _Optional[int] = ..., file_id: _Optional[int] = ..., name: _Optional[str] = ..., filename: _Optional[str] = ..., model_type: _Optional[_Union[_model_pb2.ModelType, str]] = ..., bytes_done: _Optional[int] = ..., total_bytes: _Optional[int] = ..., bytes_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., resume_count: _Optional[int] = ..., model: _Optional[_Union[_model_pb2.Model, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., already_installed: _Optional[bool] = ..., bytes_transferred: _Optional[int] = ...) -> None: ...
+    replaces: str
+    delete_replaced: bool
+    carried_fields: _containers.RepeatedScalarFieldContainer[str]
+    replaced_deleted: bool
+    replace_note: str
+    def __init__(self, id: _Optional[str] = ..., reference: _Optional[str] = ..., state: _Optional[_Union[DownloadState, str]] = ..., model_id: _Optional[int] = ..., version_id: _Optional[int] = ..., file_id: _Optional[int] = ..., name: _Optional[str] = ..., filename: _Optional[str] = ..., model_type: _Optional[_Union[_model_pb2.ModelType, str]] = ..., bytes_done: _Optional[int] = ..., total_bytes: _Optional[int] = ..., bytes_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., resume_count: _Optional[int] = ..., model: _Optional[_Union[_model_pb2.Model, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., already_installed: _Optional[bool] = ..., bytes_transferred: _Optional[int] = ..., replaces: _Optional[str] = ..., delete_replaced: _Optional[bool] = ..., carried_fields: _Optional[_Iterable[str]] = ..., replaced_deleted: _Optional[bool] = ..., replace_note: _Optional[str] = ...) -> None: ...
 
 class GetDownloadRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -405,7 +419,7 @@ class CheckUpdatesResponse(_message.Message):
     def __init__(self, updates: _Optional[_Iterable[_Union[ModelUpdate, _Mapping]]] = ...) -> None: ...
 
 class ModelUpdate(_message.Message):
-    __slots__ = ("filename", "model_id", "installed_version_id", "installed_version_name", "latest_version_id", "latest_version_name", "update_available", "civitai_url")
+    __slots__ = ("filename", "model_id", "installed_version_id", "installed_version_name", "latest_version_id", "latest_version_name", "update_available", "civitai_url", "early_access", "early_access_deadline", "latest_base_model", "latest_published_at", "ignored", "checked")
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     INSTALLED_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -414,6 +428,12 @@ class ModelUpdate(_message.Message):
     LATEST_VERSION_NAME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     CIVITAI_URL_FIELD_NUMBER: _ClassVar[int]
+    EARLY_ACCESS_FIELD_NUMBER: _ClassVar[int]
+    EARLY_ACCESS_DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    LATEST_BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    LATEST_PUBLISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    IGNORED_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
     filename: str
     model_id: int
     installed_version_id: int
@@ -422,4 +442,38 @@ class ModelUpdate(_message.Message):
     latest_version_name: str
     update_available: bool
     civitai_url: str
-    def __init__(self, filename: _Optional[str] = ..., model_id: _Optional[int] = ..., installed_version_id: _Optional[int] = ..., installed_version_name: _Optional[str] = ..., latest_version_id: _Optional[int] = ..., latest_version_name: _Optional[str] = ..., update_available: _Optional[bool] = ..., civitai_url: _Optional[str] = ...) -> None: ...
+    early_access: bool
+    early_access_deadline: _timestamp_pb2.Timestamp
+    latest_base_model: str
+    latest_published_at: _timestamp_pb2.Timestamp
+    ignored: bool
+    checked: bool
+    def __init__(self, filename: _Optional[str] = ..., model_id: _Optional[int] = ..., installed_version_id: _Optional[int] = ..., installed_version_name: _Optional[str] = ..., latest_version_id: _Optional[int] = ..., latest_version_name: _Optional[str] = ..., update_available: _Optional[bool] = ..., civitai_url: _Optional[str] = ..., early_access: _Optional[bool] = ..., early_access_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latest_base_model: _Optional[str] = ..., latest_published_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ignored: _Optional[bool] = ..., checked: _Optional[bool] = ...) -> None: ...
+
+class IgnoreUpdateRequest(_message.Message):
+    __slots__ = ("model_id", "version_id")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    model_id: int
+    version_id: int
+    def __init__(self, model_id: _Optional[int] = ..., version_id: _Optional[int] = ...) -> None: ...
+
+class IgnoreUpdateResponse(_message.Message):
+    __slots__ = ("ignored_version_ids",)
+    IGNORED_VERSION_IDS_FIELD_NUMBER: _ClassVar[int]
+    ignored_version_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, ignored_version_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class UnignoreUpdateRequest(_message.Message):
+    __slots__ = ("model_id", "version_id")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    model_id: int
+    version_id: int
+    def __init__(self, model_id: _Optional[int] = ..., version_id: _Optional[int] = ...) -> None: ...
+
+class UnignoreUpdateResponse(_message.Message):
+    __slots__ = ("ignored_version_ids",)
+    IGNORED_VERSION_IDS_FIELD_NUMBER: _ClassVar[int]
+    ignored_version_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, ignored_version_ids: _Optional[_Iterable[int]] = ...) -> None: ...

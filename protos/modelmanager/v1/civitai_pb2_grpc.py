@@ -99,6 +99,16 @@ class CivitaiServiceStub:
                 request_serializer=modelmanager_dot_v1_dot_civitai__pb2.CheckUpdatesRequest.SerializeToString,
                 response_deserializer=modelmanager_dot_v1_dot_civitai__pb2.CheckUpdatesResponse.FromString,
                 _registered_method=True)
+        self.IgnoreUpdate = channel.unary_unary(
+                '/modelmanager.v1.CivitaiService/IgnoreUpdate',
+                request_serializer=modelmanager_dot_v1_dot_civitai__pb2.IgnoreUpdateRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_civitai__pb2.IgnoreUpdateResponse.FromString,
+                _registered_method=True)
+        self.UnignoreUpdate = channel.unary_unary(
+                '/modelmanager.v1.CivitaiService/UnignoreUpdate',
+                request_serializer=modelmanager_dot_v1_dot_civitai__pb2.UnignoreUpdateRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_civitai__pb2.UnignoreUpdateResponse.FromString,
+                _registered_method=True)
 
 
 class CivitaiServiceServicer:
@@ -224,7 +234,37 @@ class CivitaiServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CheckUpdates(self, request, context):
-        """Checks installed CivitAI models for newer versions.
+        """Checks installed CivitAI models for newer versions, in bulk: CivitAI's
+        /models?ids= with 100 model ids a call, one call at a time, 429 /
+        Retry-After honoured (2,000 models: 20 calls). Every answer is fresh,
+        never the metadata cache's. A model CivitAI's answer leaves out (removed,
+        hidden) or whose call failed after its retries comes back with checked
+        false; when every call failed the RPC fails with that error.
+        Errors: INVALID_ARGUMENT / TOO_MANY_ITEMS (over 10,000 filenames);
+        NOT_FOUND / MODEL_NOT_FOUND (a filename that is not installed);
+        UNAVAILABLE / REGISTRY_UNAVAILABLE, CIVITAI_UNAVAILABLE;
+        UNAUTHENTICATED / CIVITAI_UNAUTHENTICATED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IgnoreUpdate(self, request, context):
+        """"Ignore this version": CheckUpdates marks this version of the model
+        ignored (ModelUpdate.ignored) until a newer one is the latest. Kept in
+        the service's data (`<user-models>/.civitai-ignored-updates.json`, written
+        atomically) across restarts. Ignoring twice is a no-op.
+        Errors: INVALID_ARGUMENT / INVALID_ID (a model or version id that is not
+        positive); RESOURCE_EXHAUSTED / TOO_MANY_IGNORED (over 10,000 versions
+        ignored); INTERNAL / VOLUME_WRITE_FAILED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnignoreUpdate(self, request, context):
+        """Stops ignoring a version; a version not ignored is a no-op.
+        Errors: INVALID_ARGUMENT / INVALID_ID; INTERNAL / VOLUME_WRITE_FAILED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -287,6 +327,16 @@ def add_CivitaiServiceServicer_to_server(servicer, server):
                     servicer.CheckUpdates,
                     request_deserializer=modelmanager_dot_v1_dot_civitai__pb2.CheckUpdatesRequest.FromString,
                     response_serializer=modelmanager_dot_v1_dot_civitai__pb2.CheckUpdatesResponse.SerializeToString,
+            ),
+            'IgnoreUpdate': grpc.unary_unary_rpc_method_handler(
+                    servicer.IgnoreUpdate,
+                    request_deserializer=modelmanager_dot_v1_dot_civitai__pb2.IgnoreUpdateRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_civitai__pb2.IgnoreUpdateResponse.SerializeToString,
+            ),
+            'UnignoreUpdate': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnignoreUpdate,
+                    request_deserializer=modelmanager_dot_v1_dot_civitai__pb2.UnignoreUpdateRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_civitai__pb2.UnignoreUpdateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -596,6 +646,60 @@ class CivitaiService:
             '/modelmanager.v1.CivitaiService/CheckUpdates',
             modelmanager_dot_v1_dot_civitai__pb2.CheckUpdatesRequest.SerializeToString,
             modelmanager_dot_v1_dot_civitai__pb2.CheckUpdatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IgnoreUpdate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelmanager.v1.CivitaiService/IgnoreUpdate',
+            modelmanager_dot_v1_dot_civitai__pb2.IgnoreUpdateRequest.SerializeToString,
+            modelmanager_dot_v1_dot_civitai__pb2.IgnoreUpdateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnignoreUpdate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelmanager.v1.CivitaiService/UnignoreUpdate',
+            modelmanager_dot_v1_dot_civitai__pb2.UnignoreUpdateRequest.SerializeToString,
+            modelmanager_dot_v1_dot_civitai__pb2.UnignoreUpdateResponse.FromString,
             options,
             channel_credentials,
             insecure,
