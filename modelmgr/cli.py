@@ -10,6 +10,7 @@
     modelmgr roots [add PATH [--write-back] | remove ID] | modelmgr imports | modelmgr cancel-import JOB_ID
     modelmgr refresh NAME... [--force]
     modelmgr outputs [--limit N] | modelmgr outputs get ID -o FILE | modelmgr outputs delete ID
+    modelmgr updates [--download [--delete-old]] [--all]
 
 Addresses come from flags or the same `MODELMGR_*_ADDR` variables as the gateway.
 """
@@ -27,7 +28,7 @@ from typing import Any
 from rich.markup import escape
 
 from modelmanager.v1 import civitai_pb2, inference_pb2, model_pb2, registry_pb2
-from modelmgr import outputs
+from modelmgr import outputs, updates
 from modelmgr.output import (
     console,
     downloads_table,
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="ask again even about files CivitAI did not know")
 
     outputs.add_parser(sub)
+    updates.add_parser(sub)
     return parser
 
 
@@ -346,7 +348,7 @@ COMMANDS: dict[str, Callable[[Services, argparse.Namespace], Awaitable[int]]] = 
     "download": cmd_download, "list": cmd_list, "active": cmd_active, "set-active": cmd_set_active,
     "generate": cmd_generate, "downloads": cmd_downloads, "cancel": cmd_cancel, "import": cmd_import,
     "roots": cmd_roots, "imports": cmd_imports, "cancel-import": cmd_cancel_import, "refresh": cmd_refresh,
-    "outputs": outputs.cmd_outputs,
+    "outputs": outputs.cmd_outputs, "updates": updates.cmd_updates,
 }
 
 
