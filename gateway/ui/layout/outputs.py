@@ -36,7 +36,7 @@ def history_section(h: OutputHandlers, prefix: str) -> History:
             status = gr.Markdown(elem_id=f"{prefix}-history-status")
         # Never an event's input: the browser would send every thumbnail's path back. A click sends
         # only its index (and its own thumbnail, which this login owns).
-        gallery = gr.Gallery(label="Outputs, newest first", columns=6, height=300, allow_preview=False,
+        gallery = gr.Gallery(label="Outputs, newest first", columns=6, height=300, allow_preview=False, object_fit="contain",
                              interactive=False, show_label=False, elem_id=f"{prefix}-history-gallery")
         with gr.Row():
             image = gr.Image(label="Output", interactive=False, format="png", elem_id=f"{prefix}-output-image")
