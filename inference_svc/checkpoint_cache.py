@@ -8,6 +8,18 @@ header is checked before anything is evicted; pipelines the load would evict
 stay until it has succeeded when the memory really free allows; and when the
 current one had to be dropped after all, it is loaded again.
 
+In-place switch: when a cold load would drop (not park) the least recently
+used pipeline and the new file has its architecture, the file's weights are
+loaded into that pipeline's modules instead of building new ones
+(`CheckpointLoader.swap`), skipping components whose bytes equal the ones it
+holds (`inference_svc.component_digests`). The pipeline leaves the cache
+before its first tensor is replaced; if the swap fails, its own file is loaded
+back into it the same way, or it is dropped: a half-swapped pipeline is never
+served.
+
+On CUDA, parked pipelines live in pinned host memory: switching back is one
+non-blocking host-to-device copy (`inference_svc.pinned_memory`).
+
 Not thread-safe on purpose: only the job worker thread mutates it (one GPU
 job at a time); `snapshot()` is what other threads read.
 """
@@ -25,8 +37,11 @@ from typing import Any
 import torch
 
 from inference_svc.checkpoint_loader import CheckpointLoader, LoadProgress, pipeline_bytes
+from inference_svc.component_digests import ComponentDigests, FileIdentity, file_identity, shared_components
 from inference_svc.device import DeviceInfo, empty_cache, free_memory_bytes, is_out_of_memory
 from inference_svc.errors import CheckpointNotFound, OutOfMemory, shown_path
+from inference_svc.lora_merge import MergedLoras, strip_loras
+from inference_svc.pinned_memory import park_pinned, unpark_pinned
 from service_kit import get_logger
 
 log = get_logger("inference_svc.checkpoint_cache")
@@ -46,6 +61,12 @@ class CachedCheckpoint:
     scheduler_config: dict[str, Any] = field(default_factory=dict)
     # LoRA path -> adapter name, least recently used first (kept by LoraManager).
     adapters: dict[str, str] = field(default_factory=dict)
+    # The LoRA set merged into the weights now, and the pristine copies (kept by LoraManager).
+    merged_loras: MergedLoras | None = None
+    # Pipelines of one architecture (config folder) take each other's files in place; "": never.
+    architecture: str = ""
+    # The file version its weights came from: what its component digests are looked up by.
+    identity: FileIdentity | None = None
     last_used: float = field(default_factory=time.monotonic)
 
 
@@ -55,6 +76,9 @@ class Acquired:
     # "disk" (cold load), "cpu" (was parked), "device" (already resident).
     loaded_from: str
     seconds: float
+    # A cold load into an evicted pipeline's modules, and the bytes it read from the file.
+    in_place: bool = False
+    bytes_read: int = 0
 
 
 def _signature(path: Path) -> tuple[int, int]:
@@ -65,6 +89,13 @@ def _signature(path: Path) -> tuple[int, int]:
     except FileNotFoundError as exc:
         raise CheckpointNotFound(f"checkpoint file {shown_path(path)} does not exist", metadata={"path": shown_path(path)}) from exc
     return st.st_mtime_ns, st.st_size
+
+
+def _identity(path: Path) -> FileIdentity | None:
+    try:
+        return None if path.is_dir() else file_identity(path)
+    except OSError:
+        return None
 
 
 # Free memory a cold load needs before the cache keeps what it would evict until the load is done:
@@ -81,6 +112,8 @@ class CheckpointCache:
         device_budget: int,
         park_budget: int,
         free_bytes: Callable[[], int] | None = None,
+        in_place: bool = True,
+        digests: ComponentDigests | None = None,
     ):
         self.loader = loader
         self.device = device
@@ -92,6 +125,10 @@ class CheckpointCache:
         self.current: CachedCheckpoint | None = None
         # Pipelines built from disk, restores included.
         self.loads = 0
+        # Cold loads into an existing pipeline's modules.
+        self.swaps = 0
+        self.in_place = in_place
+        self.digests = digests or ComponentDigests()
 
     def snapshot(self) -> list[CachedCheckpoint]:
         return sorted(self._entries.values(), key=lambda e: e.last_used, reverse=True)
@@ -125,6 +162,10 @@ class CheckpointCache:
         # Check the file first (corrupt, truncated, not SDXL, misshapen: nothing is evicted for it), then
         # make room: two pipelines never need to fit the budget at once.
         incoming = self.loader.estimate_bytes(path)
+        if self.in_place:
+            swapped = self._swap_in(name, path, signature, incoming, progress, started)
+            if swapped is not None:
+                return swapped
         previous = self.current
         self._make_room_for_load(incoming)
         try:
@@ -155,13 +196,105 @@ class CheckpointCache:
             size_bytes=pipeline_bytes(pipe),
             load_seconds=seconds,
             scheduler_config=dict(pipe.scheduler.config),
+            architecture=self.loader.architecture(path),
+            identity=_identity(path),
         )
         self.loads += 1
         self._entries[str(path.resolve())] = entry
         self._touch(entry)
         self._make_room(0, keep=entry)  # what _make_room_for_load kept goes now
         log.info("checkpoint.loaded", checkpoint=name, seconds=round(seconds, 3), size_bytes=entry.size_bytes)
+        self._start_digests(entry)
         return entry
+
+    def _start_digests(self, entry: CachedCheckpoint) -> None:
+        if entry.architecture:  # single files only
+            self.digests.start(entry.path)
+
+    def _donor(self, path: Path, incoming: int) -> CachedCheckpoint | None:
+        """The pipeline a cold load of `path` would drop, when it has the file's architecture."""
+        if self._bytes("device") + incoming <= self.device_budget:
+            return None  # nothing is evicted
+        victims = [e for e in self._entries.values() if e.location == "device"]
+        if not victims:
+            return None
+        victim = min(victims, key=lambda e: e.last_used)
+        if self.park_budget > 0 and victim.size_bytes <= self.park_budget:
+            return None  # it is parked, not dropped: its weights stay worth keeping
+        architecture = self.loader.architecture(path)
+        return victim if architecture and victim.architecture == architecture else None
+
+    def _swap_in(
+        self, name: str, path: Path, signature: tuple[int, int], incoming: int, progress: LoadProgress | None,
+        started: float,
+    ) -> Acquired | None:
+        """A cold load into the modules of the pipeline it would evict; None when there is none that fits."""
+        donor = self._donor(path, incoming)
+        if donor is None:
+            return None
+        prepared = self.loader.prepare_swap(donor.pipe, donor.architecture, path)
+        if prepared is None:
+            return None  # other shapes: a fresh build
+        pipe = donor.pipe
+        was_current = donor is self.current
+        # Out of the cache before its first tensor changes: never served half-swapped.
+        self._forget(donor)
+        strip_loras(pipe, donor.merged_loras, bool(donor.adapters))
+        resident = self.digests.known(donor.identity) if donor.identity else None
+        identity = _identity(path)
+        skip = shared_components(resident, self.digests.known(identity) if identity else None)
+        try:
+            bytes_read = self.loader.swap(pipe, prepared, skip, progress)
+        except Exception as exc:
+            traceback.clear_frames(exc.__traceback__)
+            if not self._swap_back(donor, pipe, was_current):
+                # Half swapped: dropped, and the current one loaded again as a failed cold load does.
+                donor.pipe = pipe = None
+                gc.collect()
+                empty_cache(self.device)
+                if was_current:
+                    self._restore(donor)
+            if is_out_of_memory(exc):
+                empty_cache(self.device)
+                raise OutOfMemory(f"out of memory loading {name}", metadata={"checkpoint": name}) from exc
+            raise
+        seconds = time.perf_counter() - started
+        entry = CachedCheckpoint(
+            name=name, path=path, signature=signature, pipe=pipe, size_bytes=pipeline_bytes(pipe),
+            load_seconds=seconds, scheduler_config=dict(pipe.scheduler.config), architecture=donor.architecture,
+            identity=identity,
+        )
+        donor.pipe = None
+        self.swaps += 1
+        self._entries[str(path.resolve())] = entry
+        self._touch(entry)
+        self._make_room(0, keep=entry)
+        log.info("checkpoint.swapped_in", checkpoint=name, replaced=donor.name, seconds=round(seconds, 3),
+                 bytes_read=bytes_read, skipped=sorted(skip))
+        self._start_digests(entry)
+        return Acquired(entry, "disk", seconds, in_place=True, bytes_read=bytes_read)
+
+    def _swap_back(self, donor: CachedCheckpoint, pipe: Any, was_current: bool) -> bool:
+        """After a failed swap: the donor's own file back into its modules; False when that failed too."""
+        try:
+            prepared = None
+            if _signature(donor.path) == donor.signature:
+                prepared = self.loader.prepare_swap(pipe, donor.architecture, donor.path)
+            if prepared is None:
+                log.warning("checkpoint.swap_back_impossible", checkpoint=donor.name)
+                return False
+            self.loader.swap(pipe, prepared)
+        except Exception as exc:
+            log.warning("checkpoint.swap_back_failed", checkpoint=donor.name, error=str(exc)[:200])
+            return False
+        donor.adapters = {}
+        donor.merged_loras = None
+        donor.scheduler_config = dict(pipe.scheduler.config)
+        self._entries[str(donor.path.resolve())] = donor
+        if was_current:
+            self.current = donor
+        log.info("checkpoint.swapped_back", checkpoint=donor.name)
+        return True
 
     def _restore(self, entry: CachedCheckpoint) -> None:
         """Load a pipeline dropped for a load that failed again; best effort, the failure is what counts."""
@@ -219,17 +352,24 @@ class CheckpointCache:
             self._drop(min(parked, key=lambda e: e.last_used))
 
     def _move(self, entry: CachedCheckpoint, location: str) -> None:
-        target = self.device.device if location == "device" else torch.device("cpu")
-        entry.pipe.to(target)
+        if self.device.is_cuda:
+            # Pinned host memory: the way back is one non-blocking copy at the link's speed.
+            (unpark_pinned(entry.pipe, self.device.device) if location == "device" else park_pinned(entry.pipe))
+        else:
+            target = self.device.device if location == "device" else torch.device("cpu")
+            entry.pipe.to(target)
         entry.location = location
         if location == "cpu":
             empty_cache(self.device)
         log.info("checkpoint.moved", checkpoint=entry.name, location=location)
 
-    def _drop(self, entry: CachedCheckpoint) -> None:
+    def _forget(self, entry: CachedCheckpoint) -> None:
         self._entries = {k: v for k, v in self._entries.items() if v is not entry}
         if self.current is entry:
             self.current = None
+
+    def _drop(self, entry: CachedCheckpoint) -> None:
+        self._forget(entry)
         entry.pipe = None
         gc.collect()
         empty_cache(self.device)

@@ -7,6 +7,10 @@ is fetched from the hub. The file's header is checked first, so a corrupt
 file, a non-SDXL checkpoint or a LoRA gets a clear error before any
 allocation, and so is one whose key tensors have other shapes than its config
 (see `inference_svc.checkpoint_shapes`).
+
+`prepare_swap` / `swap` load a file into an already built pipeline of the
+same architecture instead (`inference_svc.weight_swap`): the cache's in-place
+switch, with no module construction and no key conversion on the request path.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from inference_svc.assets import EMBEDDED_CONFIG_KEY, SDXL_CONFIG_DIR, materiali
 from inference_svc.checkpoint_shapes import check_shapes, component_configs
 from inference_svc.device import DeviceInfo, is_out_of_memory
 from inference_svc.errors import CheckpointLoadFailed, CheckpointNotFound, shown_path
+from inference_svc.weight_swap import StagingBuffers, SwapPlan, plan_for, swap_weights
 
 # Progress callback: (stage, fraction 0..1).
 LoadProgress = Callable[[str, float], None]
@@ -44,6 +49,17 @@ _MAX_HEADER_BYTES = 64 * 1024 * 1024
 
 
 _FLOAT_DTYPES = {"F16", "BF16", "F32", "F64", "F8_E4M3", "F8_E5M2"}
+
+
+@dataclass(frozen=True)
+class PreparedSwap:
+    """A file checked against a pipeline's plan: every tensor it must copy is there, in its shape."""
+
+    checkpoint: CheckpointFile
+    plan: SwapPlan
+    tensors: dict[str, Any]
+    header_len: int
+    config_dir: Path
 
 
 @dataclass(frozen=True)
@@ -68,6 +84,11 @@ def read_header(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """(tensor table, __metadata__) of a safetensors file; raises CheckpointLoadFailed when malformed."""
     tensors, metadata, _ = _read_header(path)
     return tensors, metadata
+
+
+def read_header_and_length(path: Path) -> tuple[dict[str, Any], dict[str, str], int]:
+    """read_header, plus the header's length in bytes (tensor data starts at 8 + length)."""
+    return _read_header(path)
 
 
 def _read_header(path: Path) -> tuple[dict[str, Any], dict[str, str], int]:
@@ -156,6 +177,9 @@ class CheckpointLoader:
         self.config_cache_dir = config_cache_dir
         # (path, mtime, size) -> what inspect_checkpoint said, for the last file inspected.
         self._inspected: tuple[tuple[str, int, int], CheckpointFile] | None = None
+        # Architecture (config folder) -> where each file tensor goes in its pipelines.
+        self._plans: dict[str, SwapPlan] = {}
+        self._staging = StagingBuffers(device.is_cuda)
 
     def inspect(self, path: Path) -> CheckpointFile:
         """inspect_checkpoint, remembered for the last file: the cache checks a file right before loading it."""
@@ -176,6 +200,61 @@ class CheckpointLoader:
             except ValueError as exc:
                 raise CheckpointLoadFailed(f"{checkpoint.path.name}: {exc}", metadata={"path": checkpoint.path}) from exc
         return self.sdxl_config_dir
+
+    def architecture(self, path: Path) -> str:
+        """What pipelines built from `path` have in common with others: their config folder.
+
+        The same folder means the same modules, tokenizers and scheduler config, so a file's weights
+        load into any pipeline of the same architecture. "" for a diffusers folder (never swapped).
+        """
+        if path.is_dir():
+            return ""
+        return str(self.config_dir_for(self.inspect(path)))
+
+    def prepare_swap(self, pipe: Any, architecture: str, path: Path) -> PreparedSwap | None:
+        """Check that `path` loads into `pipe` (built for `architecture`) in place; None, logged, when not."""
+        from service_kit import get_logger
+
+        checkpoint = self.inspect(path)
+        config_dir = self.config_dir_for(checkpoint)
+        if not architecture or str(config_dir) != architecture:
+            return None
+        plan = self._plans.get(architecture)
+        if plan is None:
+            plan = self._plans[architecture] = plan_for(pipe)
+        tensors, _, header_len = _read_header(path)
+        reason = plan.mismatch(tensors)
+        if reason is not None:
+            get_logger("inference_svc.checkpoint_loader").info(
+                "checkpoint.no_in_place_swap", path=shown_path(path), reason=reason[:300])
+            return None
+        return PreparedSwap(checkpoint, plan, tensors, header_len, config_dir)
+
+    def swap(self, pipe: Any, prepared: PreparedSwap, skip: frozenset[str] = frozenset(),
+             progress: LoadProgress | None = None) -> int:
+        """Load a prepared file's weights into `pipe` in place (but components in `skip`); the bytes read.
+
+        Raises CheckpointLoadFailed (a read that fails: truncated, I/O error) with `pipe` partly swapped.
+        """
+        report = progress or (lambda stage, fraction: None)
+        report("reading", 0.0)
+        path = prepared.checkpoint.path
+        try:
+            read = swap_weights(pipe, prepared.plan, path, prepared.tensors, prepared.header_len, self._staging,
+                                skip=skip, progress=report)
+        except (CheckpointLoadFailed, CheckpointNotFound):
+            raise
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise
+            raise CheckpointLoadFailed(
+                f"{path.name} could not be read into the pipeline: {type(exc).__name__}: {exc}"[:1000],
+                metadata={"path": shown_path(path), "detail": "load"},
+            ) from exc
+        pipe.scheduler = _scheduler_of(prepared.config_dir)
+        _apply_prediction_type(pipe, prepared.checkpoint)
+        report("moving_to_device", 1.0)
+        return read
 
     def estimate_bytes(self, path: Path) -> int:
         """Memory the loaded pipeline will take; also checks the file (raises like `load`)."""
@@ -262,6 +341,15 @@ def _tokenizer(config_dir: str, subfolder: str) -> Any:
     from transformers import CLIPTokenizer
 
     return CLIPTokenizer.from_pretrained(config_dir, subfolder=subfolder, local_files_only=True)
+
+
+def _scheduler_of(config_dir: Path) -> Any:
+    """The scheduler a pipeline built from `config_dir` starts with (what from_single_file makes)."""
+    import diffusers
+
+    index = json.loads((config_dir / "model_index.json").read_text(encoding="utf-8"))
+    cls = getattr(diffusers, index["scheduler"][1])
+    return cls.from_pretrained(str(config_dir), subfolder="scheduler", local_files_only=True)
 
 
 def _apply_prediction_type(pipe: Any, checkpoint: CheckpointFile) -> None:

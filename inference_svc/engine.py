@@ -25,7 +25,14 @@ from inference_svc.model_hashes import FileHashes, autov2
 from inference_svc.outputs import OutputLora, OutputParameters, OutputStore, SavedOutput
 from inference_svc.pipelines import GenerateParams, generate, scheduler_in_use
 from inference_svc.registry_client import RegistryClient, ResolvedCheckpoint
-from inference_svc.upscaler import ControlNetTile, UpscaleParams, upscale
+from inference_svc.upscaler import (
+    ControlNetTile,
+    UpscaleParams,
+    img2img_steps,
+    plan_tiles,
+    target_size,
+    upscale,
+)
 from modelmanager.v1 import model_pb2, registry_pb2
 from service_kit import get_logger
 
@@ -120,20 +127,22 @@ class InferenceEngine:
 
         return self.cache.acquire(checkpoint.name, checkpoint.path, report)
 
-    def _prepare_pipeline(self, ctx: JobContext, prepared: Prepared) -> tuple[Acquired, float]:
+    def _prepare_pipeline(self, ctx: JobContext, prepared: Prepared, steps: int) -> tuple[Acquired, float]:
+        """Switch to the checkpoint and apply the LoRA set, once per job (`steps`: the job's denoising steps,
+        every tile's for an upscale: what decides whether the set is merged)."""
         acquired = self._acquire(ctx, prepared.checkpoint, "loading_checkpoint")
         started = time.perf_counter()
         specs = prepared.loras
         if any(str(s.path) not in acquired.entry.adapters for s in specs):
             ctx.progress("loading_loras")
-        self.loras.apply(acquired.entry, specs)
+        self.loras.apply(acquired.entry, specs, steps)
         return acquired, time.perf_counter() - started
 
     def _generate(self, ctx: JobContext, prepared: Prepared, params: GenerateParams) -> ImageOutput:
         started = time.perf_counter()
         # A checkpoint is gigabytes: its hash (for the infotext) runs while the job loads and denoises.
         checkpoint_sha256 = self.hashes.start_sha256(prepared.checkpoint.path)
-        acquired, lora_seconds = self._prepare_pipeline(ctx, prepared)
+        acquired, lora_seconds = self._prepare_pipeline(ctx, prepared, params.steps)
 
         def on_step(step: int, total: int) -> None:
             ctx.progress("denoising", step=step, total_steps=total)
@@ -161,7 +170,10 @@ class InferenceEngine:
         started = time.perf_counter()
         checkpoint_sha256 = self.hashes.start_sha256(prepared.checkpoint.path)
         controlnet = self.controlnet.get()
-        acquired, lora_seconds = self._prepare_pipeline(ctx, prepared)
+        width, height = target_size(image.width, image.height, params.scale_factor)
+        tiles = len(plan_tiles(width, height, params.tile_size, params.tile_overlap))
+        acquired, lora_seconds = self._prepare_pipeline(
+            ctx, prepared, img2img_steps(params.steps, params.strength) * tiles)
 
         def on_step(step: int, total: int, tile: int, tiles: int) -> None:
             ctx.progress("upscaling", step=step, total_steps=total, tile=tile, total_tiles=tiles)

@@ -10,8 +10,10 @@ it works for any SDXL-shaped model, the tiny test ones included. Key prefixes:
     conditioner.embedders.0.transformer.* CLIP ViT-L text encoder (transformers names)
     conditioner.embedders.1.model.*       OpenCLIP bigG text encoder (open_clip names, fused qkv)
 
-Used by the tiny-model builder and the benchmarks; the service itself only
-reads this layout (through diffusers).
+Used by the tiny-model builder and the benchmarks, and by the service's
+in-place checkpoint swap (`inference_svc.weight_swap`), which plans from the
+key-level functions (`*_key_to_ldm`) where each file tensor goes in a built
+pipeline, once per architecture.
 """
 
 from __future__ import annotations
@@ -93,92 +95,116 @@ def unet_to_ldm(state_dict: dict[str, torch.Tensor], config: dict[str, Any]) -> 
     return {UNET_PREFIX + unet_key_to_ldm(k, prefix_map): v for k, v in state_dict.items()}
 
 
-def _vae_attention(rest: str, value: torch.Tensor) -> tuple[str, torch.Tensor]:
+def _vae_attention(rest: str) -> str:
     for d, ldm in (("group_norm.", "norm."), ("to_q.", "q."), ("to_k.", "k."), ("to_v.", "v."), ("to_out.0.", "proj_out.")):
         if rest.startswith(d):
-            rest = ldm + rest[len(d) :]
-            break
-    # LDM's VAE attention uses 1x1 convolutions where diffusers uses linear layers.
-    if rest.endswith(".weight") and not rest.startswith("norm.") and value.ndim == 2:
-        value = value[:, :, None, None]
-    return rest, value
+            return ldm + rest[len(d) :]
+    return rest
+
+
+def vae_key_to_ldm(key: str, n_blocks: int) -> tuple[str, bool]:
+    """One diffusers VAE key -> (its LDM name with the VAE prefix, whether LDM holds it as a 1x1 convolution)."""
+    part, _, rest = key.partition(".")  # encoder / decoder / quant_conv / post_quant_conv
+    new, conv = key, False
+    if part in ("encoder", "decoder"):
+        if rest.startswith("conv_norm_out."):
+            new = f"{part}.norm_out.{rest[len('conv_norm_out.') :]}"
+        elif rest.startswith(("down_blocks.", "up_blocks.")):
+            kind, i, sub, j, tail = rest.split(".", 4)
+            level = int(i) if kind == "down_blocks" else n_blocks - 1 - int(i)
+            ldm_kind = "down" if kind == "down_blocks" else "up"
+            if sub == "resnets":
+                new = f"{part}.{ldm_kind}.{level}.block.{j}.{tail.replace('conv_shortcut', 'nin_shortcut')}"
+            else:  # downsamplers.0.conv.* / upsamplers.0.conv.*
+                new = f"{part}.{ldm_kind}.{level}.{'downsample' if kind == 'down_blocks' else 'upsample'}.{tail}"
+        elif rest.startswith("mid_block.resnets."):
+            _, _, j, tail = rest.split(".", 3)
+            new = f"{part}.mid.block_{int(j) + 1}.{tail.replace('conv_shortcut', 'nin_shortcut')}"
+        elif rest.startswith("mid_block.attentions.0."):
+            tail = _vae_attention(rest[len("mid_block.attentions.0.") :])
+            new = f"{part}.mid.attn_1.{tail}"
+            # LDM's VAE attention uses 1x1 convolutions where diffusers uses linear layers.
+            conv = tail.endswith(".weight") and not tail.startswith("norm.")
+    return VAE_PREFIX + new, conv
 
 
 def vae_to_ldm(state_dict: dict[str, torch.Tensor], config: dict[str, Any]) -> dict[str, torch.Tensor]:
     n = len(config["block_out_channels"])
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
-        part, _, rest = key.partition(".")  # encoder / decoder / quant_conv / post_quant_conv
-        new = key
-        if part in ("encoder", "decoder"):
-            if rest.startswith("conv_norm_out."):
-                new = f"{part}.norm_out.{rest[len('conv_norm_out.') :]}"
-            elif rest.startswith(("down_blocks.", "up_blocks.")):
-                kind, i, sub, j, tail = rest.split(".", 4)
-                level = int(i) if kind == "down_blocks" else n - 1 - int(i)
-                ldm_kind = "down" if kind == "down_blocks" else "up"
-                if sub == "resnets":
-                    new = f"{part}.{ldm_kind}.{level}.block.{j}.{tail.replace('conv_shortcut', 'nin_shortcut')}"
-                else:  # downsamplers.0.conv.* / upsamplers.0.conv.*
-                    new = f"{part}.{ldm_kind}.{level}.{'downsample' if kind == 'down_blocks' else 'upsample'}.{tail}"
-            elif rest.startswith("mid_block.resnets."):
-                _, _, j, tail = rest.split(".", 3)
-                new = f"{part}.mid.block_{int(j) + 1}.{tail.replace('conv_shortcut', 'nin_shortcut')}"
-            elif rest.startswith("mid_block.attentions.0."):
-                tail, value = _vae_attention(rest[len("mid_block.attentions.0.") :], value)
-                new = f"{part}.mid.attn_1.{tail}"
-        out[VAE_PREFIX + new] = value
+        new, conv = vae_key_to_ldm(key, n)
+        out[new] = value[:, :, None, None] if conv and value.ndim == 2 else value
     return out
+
+
+def clip_key_to_ldm(key: str) -> str | None:
+    """One CLIPTextModel (ViT-L) key -> its LDM name; None for what the file does not hold (position ids)."""
+    if key.endswith("position_ids"):
+        return None
+    # transformers >= 5.6 flattened CLIPTextModel; the file keeps the classic `text_model.` names.
+    return TE1_PREFIX + (key if key.startswith("text_model.") else "text_model." + key)
 
 
 def clip_to_ldm(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """CLIPTextModel (ViT-L): transformers names under `conditioner.embedders.0.transformer.text_model.`."""
     out = {}
     for key, value in state_dict.items():
-        if key.endswith("position_ids"):
-            continue
-        # transformers >= 5.6 flattened CLIPTextModel; the file keeps the classic `text_model.` names.
-        name = key if key.startswith("text_model.") else "text_model." + key
-        out[TE1_PREFIX + name] = value
+        name = clip_key_to_ldm(key)
+        if name is not None:
+            out[name] = value
     return out
+
+
+_OPEN_CLIP_TOP = {
+    "text_model.embeddings.token_embedding.weight": "token_embedding.weight",
+    "text_model.embeddings.position_embedding.weight": "positional_embedding",
+    "text_model.final_layer_norm.weight": "ln_final.weight",
+    "text_model.final_layer_norm.bias": "ln_final.bias",
+}
+_QKV = ("q_proj", "k_proj", "v_proj")
+
+
+def open_clip_key_to_ldm(key: str) -> tuple[str, int | None, bool] | None:
+    """One CLIPTextModelWithProjection (bigG) key -> (LDM name, which third of a fused q/k/v tensor it is
+    or None, whether the file holds it transposed); None for what the file does not hold."""
+    if key.endswith("position_ids"):
+        return None
+    if key in _OPEN_CLIP_TOP:
+        return TE2_PREFIX + _OPEN_CLIP_TOP[key], None, False
+    if key == "text_projection.weight":
+        return TE2_PREFIX + "text_projection", None, True
+    if key.startswith("text_model.encoder.layers."):
+        layer, _, rest = key[len("text_model.encoder.layers.") :].partition(".")
+        base = f"transformer.resblocks.{layer}."
+        parts = rest.split(".")
+        if parts[0] == "self_attn" and parts[1] in _QKV:
+            return f"{TE2_PREFIX}{base}attn.in_proj_{parts[2]}", _QKV.index(parts[1]), False
+        rest = (
+            rest.replace("layer_norm1.", "ln_1.")
+            .replace("layer_norm2.", "ln_2.")
+            .replace("mlp.fc1.", "mlp.c_fc.")
+            .replace("mlp.fc2.", "mlp.c_proj.")
+            .replace("self_attn.out_proj.", "attn.out_proj.")
+        )
+        return TE2_PREFIX + base + rest, None, False
+    raise KeyError(f"no LDM name for text encoder 2 key {key!r}")
 
 
 def open_clip_to_ldm(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """CLIPTextModelWithProjection (bigG) -> open_clip names with fused q/k/v and a [hidden, proj] projection."""
     out: dict[str, torch.Tensor] = {}
-    fused: dict[str, dict[str, torch.Tensor]] = {}
-    top = {
-        "text_model.embeddings.token_embedding.weight": "token_embedding.weight",
-        "text_model.embeddings.position_embedding.weight": "positional_embedding",
-        "text_model.final_layer_norm.weight": "ln_final.weight",
-        "text_model.final_layer_norm.bias": "ln_final.bias",
-    }
+    fused: dict[str, dict[int, torch.Tensor]] = {}
     for key, value in state_dict.items():
-        if key.endswith("position_ids"):
+        mapped = open_clip_key_to_ldm(key)
+        if mapped is None:
             continue
-        if key in top:
-            out[TE2_PREFIX + top[key]] = value
-        elif key == "text_projection.weight":
-            out[TE2_PREFIX + "text_projection"] = value.T.contiguous()
-        elif key.startswith("text_model.encoder.layers."):
-            layer, _, rest = key[len("text_model.encoder.layers.") :].partition(".")
-            base = f"transformer.resblocks.{layer}."
-            if rest.startswith("self_attn.") and rest.split(".")[1] in ("q_proj", "k_proj", "v_proj"):
-                proj, kind = rest.split(".")[1:3]
-                fused.setdefault(f"{base}attn.in_proj_{kind}", {})[proj] = value
-                continue
-            rest = (
-                rest.replace("layer_norm1.", "ln_1.")
-                .replace("layer_norm2.", "ln_2.")
-                .replace("mlp.fc1.", "mlp.c_fc.")
-                .replace("mlp.fc2.", "mlp.c_proj.")
-                .replace("self_attn.out_proj.", "attn.out_proj.")
-            )
-            out[TE2_PREFIX + base + rest] = value
+        name, third, transposed = mapped
+        if third is not None:
+            fused.setdefault(name, {})[third] = value
         else:
-            raise KeyError(f"no LDM name for text encoder 2 key {key!r}")
+            out[name] = value.T.contiguous() if transposed else value
     for name, parts in fused.items():
-        out[TE2_PREFIX + name] = torch.cat([parts["q_proj"], parts["k_proj"], parts["v_proj"]], dim=0)
+        out[name] = torch.cat([parts[0], parts[1], parts[2]], dim=0)
     # open_clip checkpoints carry the (unused at inference) contrastive temperature.
     out[TE2_PREFIX + "logit_scale"] = torch.tensor(4.6052)
     return out
