@@ -8,8 +8,8 @@ is idle, so proxies keep the connection open.
 
 When the client disconnects, Starlette cancels the response body; the
 `finally` below cancels the upstream gRPC call. For a generate or upscale
-that stops the job; for a download watch it stops only the watch (the job
-lives in the CivitAI service, not in this stream).
+that stops the job; for a download or import watch it stops only the watch
+(the job lives in the CivitAI service or the registry, not in this stream).
 """
 
 from __future__ import annotations

@@ -23,3 +23,14 @@ def test_a_service_that_is_down_prints_as_the_grpc_error_naming_it():
 def test_an_unknown_model_type_is_a_usage_error():
     done = modelmgr("list", "--type", "vae")
     assert done.returncode == 2 and "invalid choice" in done.stderr
+
+
+def test_import_takes_one_of_copy_or_link():
+    done = modelmgr("import", "/library", "--copy", "--link")
+    assert done.returncode == 2 and "not allowed with argument" in done.stderr
+
+
+def test_import_of_a_registry_that_is_down_fails_naming_it():
+    done = modelmgr("--registry", "127.0.0.1:1", "import", "/library")
+    assert done.returncode == 1 and "REGISTRY_UNAVAILABLE" in done.stderr, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
