@@ -108,14 +108,24 @@ def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(d for d in shape if d != 1)
 
 
+def _bare_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict the model has without LoRA adapters (PEFT wraps a layer's weights as base_layer)."""
+    out = {}
+    for name, tensor in model.state_dict().items():
+        if ".lora_" in name:
+            continue
+        out[name.replace(".base_layer.", ".")] = tensor
+    return out
+
+
 def plan_for(pipe: Any) -> SwapPlan:
-    """The plan for `pipe`'s architecture (its bare modules: no LoRA adapters injected)."""
+    """The plan for `pipe`'s architecture, as its bare modules (LoRA adapters removed) are laid out."""
     targets: dict[str, list[Target]] = {}
     shapes: dict[str, tuple[int, ...]] = {}
     unet_map = _unet_prefix_map(dict(pipe.unet.config))
     vae_blocks = len(pipe.vae.config.block_out_channels)
     for component in COMPONENT_PREFIXES:
-        for name, tensor in getattr(pipe, component).state_dict().items():
+        for name, tensor in _bare_state(getattr(pipe, component)).items():
             third, transposed = None, False
             if component == "unet":
                 key: str | None = UNET_PREFIX + unet_key_to_ldm(name, unet_map)
