@@ -88,7 +88,8 @@ class StackConfig:
         if self.civitai_base_url:
             civitai += ["--base-url", self.civitai_base_url]
         return [
-            ("registry", [py, "-m", "metadata_svc", "--listen", self.registry, *vols]),
+            # The registry identifies imported files through the CivitAI service (wherever it listens here).
+            ("registry", [py, "-m", "metadata_svc", "--listen", self.registry, *vols, "--civitai", self.civitai]),
             ("civitai", civitai),
             ("inference", [py, "-m", "inference_svc", "--listen", self.inference, "--registry", self.registry,
                            *vols]),
