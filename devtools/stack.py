@@ -85,16 +85,18 @@ class StackConfig:
         vols = ["--user-models-dir", str(self.user_models_dir), "--models-dir", str(self.models_dir)]
         civitai = [py, "-m", "civitai_svc", "--listen", self.civitai, "--registry", self.registry,
                    "--user-models-dir", str(self.user_models_dir)]
+        gateway = [py, "-m", "gateway", "--listen", self.gateway, "--registry", self.registry,
+                   "--civitai", self.civitai, "--inference", self.inference]
         if self.civitai_base_url:
             civitai += ["--base-url", self.civitai_base_url]
+            gateway += ["--civitai-base-url", self.civitai_base_url]  # the image proxy fetches from it too
         return [
             # The registry identifies imported files through the CivitAI service (wherever it listens here).
             ("registry", [py, "-m", "metadata_svc", "--listen", self.registry, *vols, "--civitai", self.civitai]),
             ("civitai", civitai),
             ("inference", [py, "-m", "inference_svc", "--listen", self.inference, "--registry", self.registry,
                            *vols]),
-            ("gateway", [py, "-m", "gateway", "--listen", self.gateway, "--registry", self.registry,
-                         "--civitai", self.civitai, "--inference", self.inference]),
+            ("gateway", gateway),
         ]
 
     def env(self) -> dict[str, str]:

@@ -14,6 +14,7 @@ from gateway.api import public_router, router
 from gateway.api_library import router as library_router
 from gateway.clients import ServiceClients
 from gateway.config import GatewaySettings
+from gateway.image_proxy import router as image_router
 from gateway.security import AuthGuard, FailedAuthLimiter, RequestIdMiddleware
 from service_kit.logs import get_logger
 
@@ -57,6 +58,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(public_router)  # before `router`, whose last route catches every /api/v1 path
     app.include_router(library_router)
+    app.include_router(image_router)
     app.include_router(router)
     # Inside CORS (preflights carry no key; refusals still get CORS headers), outside everything that
     # reads a body. Middleware added later wraps the earlier ones.

@@ -40,6 +40,11 @@ class GatewaySettings(CliSettings):
     registry: str = registry_addr_setting()
     civitai: str = setting(DEFAULT_CIVITAI, help="CivitAI service address", env="MODELMGR_CIVITAI_ADDR")
     inference: str = setting(DEFAULT_INFERENCE, help="inference service address", env="MODELMGR_INFERENCE_ADDR")
+    # The CivitAI service's --base-url: the image proxy fetches from its origin too (a mirror, the demo's fake).
+    civitai_base_url: str = setting("https://civitai.com",
+                                    help="CivitAI base URL (images are fetched only from its origin and CivitAI's "
+                                         "image hosts)",
+                                    env="MODELMGR_CIVITAI_BASE_URL", aliases=("CIVITAI_BASE_URL",))
     # When set, every /api call and the web UI need it (x-api-key or Authorization: Bearer).
     # No flag on purpose: a flag shows up in `ps`. Environment only.
     api_key: str | None = setting(None, help="API key required of every API call and the UI",

@@ -26,6 +26,7 @@ import gradio as gr
 from fastapi import FastAPI
 
 from gateway.config import GatewaySettings
+from gateway.image_proxy import install_ui_image_route
 from gateway.security import key_matches
 from gateway.ui.guard import UiGuard
 from gateway.ui.handlers import Handlers
@@ -54,6 +55,7 @@ def mount_ui(app: FastAPI, settings: GatewaySettings) -> FastAPI:
             return key_matches(key, password)
 
     install_preview_route(app, settings)  # before the mount at "/", which answers every path
+    install_ui_image_route(app, settings)
     gr.mount_gradio_app(
         app, demo, path="/", auth=auth,
         auth_message="Sign in with any (non-empty) user name and the gateway's API key (MODELMGR_API_KEY) as password.",
