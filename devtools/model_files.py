@@ -173,11 +173,14 @@ KINDS = tuple(_KEY_SETS)
 # The padding tensor that makes a file `payload_bytes` long: a name of the kind's own family.
 _BULK = {
     "lora": "lora_unet_output_blocks_0_1_transformer_blocks_0_ff_net_2.lora_down.weight",
+    # SD 1.x kohya LoRAs use diffusers block names (SDXL ones the LDM names above): padding must not make
+    # an SD 1.5 LoRA look like an SDXL one.
+    "lora-sd15": "lora_unet_up_blocks_1_attentions_0_transformer_blocks_0_ff_net_2.lora_down.weight",
     "peft": "unet.up_blocks.0.attentions.0.transformer_blocks.0.ff.net.2.lora_A.weight",
     "checkpoint": "model.diffusion_model.output_blocks.0.0.in_layers.2.weight",
     "unknown": "some.other.tensor",
 }
-_FAMILY = {"lora": "lora", "kohya": "lora", "kohya-sd15": "lora", "loha": "lora", "locon": "lora", "peft": "peft",
+_FAMILY = {"lora": "lora", "kohya": "lora", "kohya-sd15": "lora-sd15", "loha": "lora", "locon": "lora", "peft": "peft",
            "checkpoint": "checkpoint", "sdxl-checkpoint": "checkpoint", "sd15-checkpoint": "checkpoint",
            "unknown": "unknown"}
 
