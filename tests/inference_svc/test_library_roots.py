@@ -260,3 +260,42 @@ async def test_generate_applies_a_lora_from_a_library_root_and_refuses_one_outsi
         info = errors.error_info_of(caught.value)
         assert info is not None and info.reason == "OUTSIDE_MODEL_ROOTS", caught.value.details()
         assert str(outside) not in caught.value.details() and str(library) not in caught.value.details()
+
+
+# ---------------------------------------------------------------- end to end: the real registry's library roots
+
+
+async def test_a_lora_imported_in_place_by_the_real_registry_applies_in_generate(library, volumes, channel_factory,
+                                                                                 tmp_path, tiny):
+    from metadata_svc.app import create_server as create_registry
+    from metadata_svc.config import RegistrySettings
+
+    user_models, models = volumes
+    lora = copy_into(tiny.lora_kohya, library / "Lora" / "styles")
+    checkpoint = copy_into(tiny.checkpoint_a, library / "Stable-diffusion")
+    registry = await create_registry(RegistrySettings(listen="127.0.0.1:0", user_models_dir=user_models,
+                                                      models_dir=models, library_root=[str(library)]))
+    await registry.start()
+    server = await create_server(InferenceSettings(
+        listen="127.0.0.1:0", registry=registry.address, models_dir=models, user_models_dir=user_models,
+        config_cache_dir=tmp_path / "configs"))
+    await server.start()
+    try:
+        reg = registry_pb2_grpc.ModelRegistryServiceStub(channel_factory(registry.address))
+        inference = inference_pb2_grpc.InferenceServiceStub(channel_factory(server.address))
+        (root,) = (await reg.ListLibraryRoots(registry_pb2.ListLibraryRootsRequest())).roots
+        job = (await reg.StartImport(registry_pb2.StartImportRequest(root_id=root.id, no_identify=True))).job
+        async for update in reg.WatchImport(registry_pb2.WatchImportRequest(id=job.id), timeout=120):
+            job = update.job
+        assert job.state == registry_pb2.IMPORT_STATE_SUCCEEDED, job.error
+        entry = (await reg.GetModel(registry_pb2.GetModelRequest(filename=lora.name))).model
+        assert Path(entry.path) == lora.resolve()  # indexed where it is, not copied into the volume
+        await reg.SetActiveCheckpoint(registry_pb2.SetActiveCheckpointRequest(checkpoint=checkpoint.name))
+        bare = await result(inference.Generate(generate()))
+        styled = await result(inference.Generate(generate(loras=[model_pb2.LoraSelection(name=lora.name)])))
+        assert np.abs(pixels(styled.png) - pixels(bare.png)).mean() > 1.0
+        assert [x.filename for x in styled.loras] == [lora.name]
+        assert not any((user_models / "loras").glob("*"))
+    finally:
+        await server.stop(0)
+        await registry.stop(0)
