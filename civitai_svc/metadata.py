@@ -111,6 +111,29 @@ def recommended_weight(*texts: str | None) -> float | None:
     return None
 
 
+def _count(value: Any) -> int:
+    """A count from CivitAI: a non-negative int64; anything else (missing, text, a bool, NaN) is 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return 0
+    return int(min(max(value, 0), 2**63 - 1))
+
+
+def stats_info(raw: Any) -> civitai_pb2.CivitaiStats:
+    """CivitAI's `stats` object (model or version); a count that is missing or not a number is 0."""
+    raw = raw if isinstance(raw, dict) else {}
+    rating = raw.get("rating")
+    return civitai_pb2.CivitaiStats(
+        download_count=_count(raw.get("downloadCount")),
+        thumbs_up_count=_count(raw.get("thumbsUpCount")),
+        thumbs_down_count=_count(raw.get("thumbsDownCount")),
+        favorite_count=_count(raw.get("favoriteCount")),
+        comment_count=_count(raw.get("commentCount")),
+        rating=float(rating) if not isinstance(rating, bool) and isinstance(rating, int | float) and 0 <= rating <= 5
+        else 0.0,
+        rating_count=_count(raw.get("ratingCount")),
+    )
+
+
 def file_info(raw: dict[str, Any]) -> civitai_pb2.CivitaiFile:
     meta = raw.get("metadata") or {}
     hashes = {str(k).upper(): _str(v) for k, v in (raw.get("hashes") or {}).items()}
@@ -268,6 +291,7 @@ def build_info(
         air=_str(version.get("air")) or (_air(model_id, version_id, civitai_type, base_model) if model_id else ""),
         supported=model_type_of(civitai_type) != model_pb2.MODEL_TYPE_UNSPECIFIED,
         mode=_str(model.get("mode") or nested.get("mode")),
+        stats=stats_info(model.get("stats") or version.get("stats")),
     )
     if chosen is not None:
         info.file.CopyFrom(chosen)

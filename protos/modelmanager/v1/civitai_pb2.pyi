@@ -93,7 +93,7 @@ class GetModelInfoResponse(_message.Message):
     def __init__(self, info: _Optional[_Union[CivitaiModelInfo, _Mapping]] = ...) -> None: ...
 
 class CivitaiModelInfo(_message.Message):
-    __slots__ = ("model_id", "version_id", "name", "version_name", "civitai_type", "model_type", "base_model", "trigger_words", "description", "tags", "creator", "nsfw", "file", "files", "versions", "images", "civitai_url", "air", "early_access_deadline", "supported", "recommended_weight", "installed_filename", "mode")
+    __slots__ = ("model_id", "version_id", "name", "version_name", "civitai_type", "model_type", "base_model", "trigger_words", "description", "tags", "creator", "nsfw", "file", "files", "versions", "images", "civitai_url", "air", "early_access_deadline", "supported", "recommended_weight", "installed_filename", "mode", "stats")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +117,7 @@ class CivitaiModelInfo(_message.Message):
     RECOMMENDED_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     INSTALLED_FILENAME_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
     model_id: int
     version_id: int
     name: str
@@ -140,7 +141,26 @@ class CivitaiModelInfo(_message.Message):
     recommended_weight: float
     installed_filename: str
     mode: str
-    def __init__(self, model_id: _Optional[int] = ..., version_id: _Optional[int] = ..., name: _Optional[str] = ..., version_name: _Optional[str] = ..., civitai_type: _Optional[str] = ..., model_type: _Optional[_Union[_model_pb2.ModelType, str]] = ..., base_model: _Optional[str] = ..., trigger_words: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., creator: _Optional[str] = ..., nsfw: _Optional[bool] = ..., file: _Optional[_Union[CivitaiFile, _Mapping]] = ..., files: _Optional[_Iterable[_Union[CivitaiFile, _Mapping]]] = ..., versions: _Optional[_Iterable[_Union[CivitaiVersion, _Mapping]]] = ..., images: _Optional[_Iterable[_Union[PreviewImage, _Mapping]]] = ..., civitai_url: _Optional[str] = ..., air: _Optional[str] = ..., early_access_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., supported: _Optional[bool] = ..., recommended_weight: _Optional[float] = ..., installed_filename: _Optional[str] = ..., mode: _Optional[str] = ...) -> None: ...
+    stats: CivitaiStats
+    def __init__(self, model_id: _Optional[int] = ..., version_id: _Optional[int] = ..., name: _Optional[str] = ..., version_name: _Optional[str] = ..., civitai_type: _Optional[str] = ..., model_type: _Optional[_Union[_model_pb2.ModelType, str]] = ..., base_model: _Optional[str] = ..., trigger_words: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., creator: _Optional[str] = ..., nsfw: _Optional[bool] = ..., file: _Optional[_Union[CivitaiFile, _Mapping]] = ..., files: _Optional[_Iterable[_Union[CivitaiFile, _Mapping]]] = ..., versions: _Optional[_Iterable[_Union[CivitaiVersion, _Mapping]]] = ..., images: _Optional[_Iterable[_Union[PreviewImage, _Mapping]]] = ..., civitai_url: _Optional[str] = ..., air: _Optional[str] = ..., early_access_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., supported: _Optional[bool] = ..., recommended_weight: _Optional[float] = ..., installed_filename: _Optional[str] = ..., mode: _Optional[str] = ..., stats: _Optional[_Union[CivitaiStats, _Mapping]] = ...) -> None: ...
+
+class CivitaiStats(_message.Message):
+    __slots__ = ("download_count", "thumbs_up_count", "thumbs_down_count", "favorite_count", "comment_count", "rating", "rating_count")
+    DOWNLOAD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    THUMBS_UP_COUNT_FIELD_NUMBER: _ClassVar[int]
+    THUMBS_DOWN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FAVORITE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    RATING_FIELD_NUMBER: _ClassVar[int]
+    RATING_COUNT_FIELD_NUMBER: _ClassVar[int]
+    download_count: int
+    thumbs_up_count: int
+    thumbs_down_count: int
+    favorite_count: int
+    comment_count: int
+    rating: float
+    rating_count: int
+    def __init__(self, download_count: _Optional[int] = ..., thumbs_up_count: _Optional[int] = ..., thumbs_down_count: _Optional[int] = ..., favorite_count: _Optional[int] = ..., comment_count: _Optional[int] = ..., rating: _Optional[float] = ..., rating_count: _Optional[int] = ...) -> None: ...
 
 class CivitaiFile(_message.Message):
     __slots__ = ("id", "name", "size_bytes", "type", "format", "fp", "size", "sha256", "primary", "download_url", "pickle_scan_result", "virus_scan_result")
