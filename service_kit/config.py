@@ -186,9 +186,27 @@ def settings_parser(cls: type, *, prog: str, description: str) -> argparse.Argum
         text = f"{spec.help} (env {names}; default: {_shown(default)})"
         if is_bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=text)
+        elif convert is _parse_list:
+            parser.add_argument(flag, dest=f.name, action=_ListAction, default=default, help=f"{text}; repeatable")
         else:
             parser.add_argument(flag, dest=f.name, type=convert, default=default, help=text)
     return parser
+
+
+class _ListAction(argparse.Action):
+    """A list flag, comma-separated and repeatable: `--root a --root b,c` is [a, b, c]. The flags given
+    replace the default (the variable's value or the field's), as a single flag would."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        given = getattr(namespace, self.dest, None)
+        items = given if isinstance(given, _Given) else _Given()
+        items.extend(_parse_list(str(values)))
+        setattr(namespace, self.dest, items)
+
+
+class _Given(list[str]):
+    """Items from this parse's flags, told apart from the default list they replace."""
 
 
 def _from_env(parser: argparse.ArgumentParser, spec: Setting, f: dataclasses.Field[Any], convert: Callable[[str], Any]) -> Any:

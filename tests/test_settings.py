@@ -140,3 +140,10 @@ def test_a_bad_variable_names_itself(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         InferenceSettings.from_args([])
     assert "MODELMGR_INFERENCE_MAX_QUEUE" in capsys.readouterr().err
+
+
+def test_a_list_flag_is_repeatable_and_replaces_the_variable(monkeypatch):
+    monkeypatch.setenv("MODELMGR_LIBRARY_ROOT", "/from/env")
+    assert RegistrySettings.from_args([]).library_root == ["/from/env"]
+    settings = RegistrySettings.from_args(["--library-root", "/a", "--library-root", "/b,/c"])
+    assert settings.library_root == ["/a", "/b", "/c"]
