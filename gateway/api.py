@@ -281,8 +281,23 @@ async def check_updates(clients: Clients, token: CivitaiToken = None,
     return proto_json(await clients.unary("civitai", clients.civitai.CheckUpdates, req, deadline=300))
 
 
+@router.post("/civitai/ignore-update", tags=["civitai"],
+             summary="'Ignore this version' of a model's update (IgnoreUpdate); body {model_id, version_id}")
+async def ignore_update(clients: Clients, body: JsonBody) -> JSONResponse:
+    req = parse(body, civitai_pb2.IgnoreUpdateRequest())
+    return proto_json(await clients.unary("civitai", clients.civitai.IgnoreUpdate, req))
+
+
+@router.post("/civitai/unignore-update", tags=["civitai"],
+             summary="Stop ignoring a version (UnignoreUpdate); body {model_id, version_id}")
+async def unignore_update(clients: Clients, body: JsonBody) -> JSONResponse:
+    req = parse(body, civitai_pb2.UnignoreUpdateRequest())
+    return proto_json(await clients.unary("civitai", clients.civitai.UnignoreUpdate, req))
+
+
 @router.post("/downloads", tags=["downloads"], status_code=201,
-             summary="Start a download job (StartDownload); body {reference, file_id?}")
+             summary="Start a download job (StartDownload); body {reference, file_id?, replaces?, "
+                     "delete_replaced?} (replaces: 'Download update' of that installed entry)")
 async def start_download(clients: Clients, body: JsonBody, token: CivitaiToken = None) -> JSONResponse:
     req = parse(body, civitai_pb2.StartDownloadRequest())
     if token:

@@ -28,6 +28,7 @@ from fastapi import FastAPI
 from gateway.config import GatewaySettings
 from gateway.image_proxy import install_ui_image_route
 from gateway.security import key_matches
+from gateway.ui.browser_rendering import BROWSER_CSS
 from gateway.ui.guard import UiGuard
 from gateway.ui.handlers import Handlers
 from gateway.ui.layout import build_blocks
@@ -59,7 +60,7 @@ def mount_ui(app: FastAPI, settings: GatewaySettings) -> FastAPI:
     gr.mount_gradio_app(
         app, demo, path="/", auth=auth,
         auth_message="Sign in with any (non-empty) user name and the gateway's API key (MODELMGR_API_KEY) as password.",
-        max_file_size=max_file_bytes, show_error=True, footer_links=["api"], css=CSS + LIBRARY_CSS,
+        max_file_size=max_file_bytes, show_error=True, footer_links=["api"], css=CSS + LIBRARY_CSS + BROWSER_CSS,
         ssr_mode=False,
     )
     # mount_gradio_app never marks the Blocks launched, and Gradio skips its own path check until it is.

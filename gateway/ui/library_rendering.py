@@ -115,7 +115,7 @@ def root_row(root: registry_pb2.LibraryRoot) -> list[str | int]:
 # ---------------------------------------------------------------- gallery cards
 
 
-def card_html(m: model_pb2.Model, mature: str, nsfw_max: int, selected: str = "") -> str:
+def card_html(m: model_pb2.Model, mature: str, nsfw_max: int, selected: str = "", extra_badges: str = "") -> str:
     """One card. `mature`: "blur", "hide" or "show" for previews rated R and above; previews above the
     gateway's limit (`nsfw_max`) get no <img> at all (the route would refuse them anyway)."""
     name = m.display_name or m.filename
@@ -129,7 +129,7 @@ def card_html(m: model_pb2.Model, mature: str, nsfw_max: int, selected: str = ""
     elif m.preview.sha256:
         thumb = '<div class="mm-thumb mm-nothumb">preview hidden (NSFW)</div>'
     triggers = ", ".join(m.trigger_words)
-    badges = "" if m.file_present else ' <span class="mm-badge">missing</span>'
+    badges = ("" if m.file_present else ' <span class="mm-badge">missing</span>') + extra_badges  # made escaped
     meta = " · ".join(x for x in (type_name(m.type), m.base_model or "?", human_size(m.file_size_bytes)))
     classes = "mm-card mm-selected" if m.filename == selected else "mm-card"
     return (f'<div class="{classes}" role="button" tabindex="0" data-filename="{html.escape(m.filename)}" '
@@ -139,7 +139,11 @@ def card_html(m: model_pb2.Model, mature: str, nsfw_max: int, selected: str = ""
             f'<div class="mm-card-triggers">{html.escape(triggers) or "&nbsp;"}</div></div></div>')
 
 
-def gallery_html(models: list[model_pb2.Model], mature: str, nsfw_max: int, selected: str = "") -> str:
+def gallery_html(models: list[model_pb2.Model], mature: str, nsfw_max: int, selected: str = "",
+                 badges: dict[str, str] | None = None) -> str:
+    """The cards; `badges`: HTML (already escaped, from browser_rendering) per filename, e.g. an update's."""
     if not models:
         return '<div class="mm-gallery-empty">No models match.</div>'
-    return '<div class="mm-gallery">' + "".join(card_html(m, mature, nsfw_max, selected) for m in models) + "</div>"
+    badges = badges or {}
+    return ('<div class="mm-gallery">' + "".join(card_html(m, mature, nsfw_max, selected, badges.get(m.filename, ""))
+                                                 for m in models) + "</div>")

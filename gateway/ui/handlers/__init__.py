@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.ui.handlers.browser import BrowserHandlers
 from gateway.ui.handlers.checkpoints import CheckpointHandlers
 from gateway.ui.handlers.civitai import CivitaiHandlers
 from gateway.ui.handlers.gallery import GalleryHandlers
@@ -18,6 +19,7 @@ from gateway.ui.handlers.generate import GenerateHandlers
 from gateway.ui.handlers.library import LibraryHandlers
 from gateway.ui.handlers.models import ModelHandlers
 from gateway.ui.handlers.outputs import OutputHandlers
+from gateway.ui.handlers.updates import KnownUpdates, UpdateHandlers
 from gateway.ui.services import UiServices
 
 
@@ -31,13 +33,17 @@ class Handlers:
     outputs: OutputHandlers
     library: LibraryHandlers
     gallery: GalleryHandlers
+    browser: BrowserHandlers
+    updates: UpdateHandlers
 
     @classmethod
     def of(cls, services: UiServices) -> Handlers:
-        models, library = ModelHandlers(services), LibraryHandlers(services)
-        return cls(services, CivitaiHandlers(services), models, CheckpointHandlers(services),
+        models, library, civitai = ModelHandlers(services), LibraryHandlers(services), CivitaiHandlers(services)
+        known = KnownUpdates()  # the last update check: the gallery's badges and filter
+        return cls(services, civitai, models, CheckpointHandlers(services),
                    GenerateHandlers(services), OutputHandlers(services), library,
-                   GalleryHandlers(services, models, library))
+                   GalleryHandlers(services, models, library, known), BrowserHandlers(civitai),
+                   UpdateHandlers(civitai, known))
 
     async def reload_all(self, type_filter: str, query: str) -> tuple[Any, ...]:
         """After anything that may change the installed models: the table, the checkpoint choices and
@@ -48,5 +54,5 @@ class Handlers:
         return table, status, checkpoints, active, loras, loras
 
 
-__all__ = ["CheckpointHandlers", "CivitaiHandlers", "GalleryHandlers", "GenerateHandlers", "Handlers", "LibraryHandlers",
-           "ModelHandlers", "OutputHandlers"]
+__all__ = ["BrowserHandlers", "CheckpointHandlers", "CivitaiHandlers", "GalleryHandlers", "GenerateHandlers", "Handlers", "LibraryHandlers",
+           "ModelHandlers", "OutputHandlers", "UpdateHandlers"]

@@ -7,10 +7,10 @@ from typing import Any
 
 import gradio as gr
 
+from gateway.ui.browser_rendering import civitai_preview_html
 from gateway.ui.error_display import NeedsInput, shows_errors
 from gateway.ui.rendering import (
     civitai_info_markdown,
-    civitai_preview_image,
     error_html,
     job_html,
     job_state,
@@ -48,19 +48,33 @@ class CivitaiHandlers:
                                          deadline=CIVITAI_DEADLINE)
         info = resp.info
         state = {"reference": reference, "version_id": info.version_id, "name": info.name}
-        return civitai_info_markdown(info), civitai_preview_image(info), gr.update(interactive=info.supported), state
+        # The image comes through the gateway's proxy: the page never loads anything from CivitAI itself.
+        preview = civitai_preview_html(info, self.services.settings.preview_nsfw_max)
+        return civitai_info_markdown(info), preview, gr.update(interactive=info.supported), state
+
+    async def jobs(self, request: civitai_pb2.StartDownloadRequest) -> AsyncIterator[civitai_pb2.DownloadJob]:
+        """Start a download and follow it: the job as started, then each state until it ends. The
+        callers (this download, the browser's, "Download update") render it and show its errors."""
+        started = await self.services.unary("civitai", "StartDownload", request, deadline=CIVITAI_DEADLINE)
+        yield started.job
+        async for msg in self.services.stream("civitai", "WatchDownload",
+                                              civitai_pb2.WatchDownloadRequest(job_id=started.job.id)):
+            yield msg.job
+
+    async def progress(self, request: civitai_pb2.StartDownloadRequest) -> AsyncIterator[str]:
+        """`jobs` as the progress HTML: "Queued", then the live bar."""
+        first = True
+        async for job in self.jobs(request):
+            yield progress_html(0, f"Queued: {job.name or request.reference}") if first else job_html(job)
+            first = False
 
     @shows_errors(error_html)
     async def download(self, info: dict[str, Any] | None, reference: str) -> AsyncIterator[str]:
         ref = (info or {}).get("reference") or (reference or "").strip()
         if not ref:
             raise NeedsInput("Fetch a model's info first.")
-        started = await self.services.unary("civitai", "StartDownload", civitai_pb2.StartDownloadRequest(reference=ref),
-                                            deadline=CIVITAI_DEADLINE)
-        yield progress_html(0, f"Queued: {started.job.name or ref}")
-        async for msg in self.services.stream("civitai", "WatchDownload",
-                                              civitai_pb2.WatchDownloadRequest(job_id=started.job.id)):
-            yield job_html(msg.job)
+        async for update in self.progress(civitai_pb2.StartDownloadRequest(reference=ref)):
+            yield update
 
     @shows_errors(_no_jobs)
     async def downloads_table(self) -> tuple[Any, Any]:

@@ -20,6 +20,7 @@ from gateway.text import type_name
 from gateway.ui.error_display import NeedsInput, shows_errors
 from gateway.ui.handlers.library import LibraryHandlers
 from gateway.ui.handlers.models import ModelHandlers
+from gateway.ui.handlers.updates import KnownUpdates
 from gateway.ui.library_rendering import NSFW_LEVELS, gallery_html
 from gateway.ui.rendering import error_html, md_link, md_text, model_facts, ok_html
 from gateway.ui.services import LIST_PAGE_SIZE, TYPE_FILTER, UiServices
@@ -61,10 +62,12 @@ def split_place(place: str) -> tuple[str, str]:
 
 
 class GalleryHandlers:
-    def __init__(self, services: UiServices, models: ModelHandlers, library: LibraryHandlers) -> None:
+    def __init__(self, services: UiServices, models: ModelHandlers, library: LibraryHandlers,
+                 updates: KnownUpdates | None = None) -> None:
         self.services = services
         self.models = models
         self.library = library
+        self.updates = updates or KnownUpdates()  # the last "Check for updates": badges, the filter
 
     async def _list(self, type_filter: str = ALL, base: str = "", place: str = "", query: str = "") -> list[Any]:
         root_id, folder = split_place(place)
@@ -75,9 +78,11 @@ class GalleryHandlers:
         return [m async for m in pages]
 
     async def shown(self, type_filter: str, base: str, place: str, tag: str, nsfw: str, sort: str,
-                    query: str) -> list[Any]:
+                    query: str, updates_only: bool = False) -> list[Any]:
         """Every model the filters let through, sorted."""
         models = await self._list(type_filter, "" if base in ("", ALL) else base, place, query)
+        if updates_only:
+            models = [m for m in models if self.updates.available(m.filename)]
         if tag and tag != ALL:
             wanted = tag.casefold()
             models = [m for m in models if any(t.casefold() == wanted for t in m.tags)]
@@ -89,14 +94,14 @@ class GalleryHandlers:
 
     @shows_errors(lambda message: (error_html(message), message, 1))
     async def cards(self, type_filter: str, base: str, place: str, tag: str, nsfw: str, sort: str, query: str,
-                    page: float | None, mature: str, selected: str) -> tuple[str, str, int]:
+                    page: float | None, mature: str, selected: str, updates_only: bool = False) -> tuple[str, str, int]:
         """One page of cards, the status line and the page number shown."""
-        models = await self.shown(type_filter, base, place, tag, nsfw, sort, query)
+        models = await self.shown(type_filter, base, place, tag, nsfw, sort, query, bool(updates_only))
         number, pages = page_of(len(models), page)
         first = (number - 1) * PAGE_SIZE
         limit = self.services.settings.preview_nsfw_max
         html = gallery_html(models[first:first + PAGE_SIZE], mature if mature in MATURE_CHOICES else "blur",
-                            limit, selected or "")
+                            limit, selected or "", self.updates.badges())
         status = (f"{len(models)} model(s) · page {number} of {pages}" if models else "0 model(s)")
         return html, status, number
 
@@ -187,8 +192,8 @@ class GalleryHandlers:
 
     @shows_errors(error_html)
     async def refresh_shown(self, type_filter: str, base: str, place: str, tag: str, nsfw: str, sort: str,
-                            query: str, force: bool) -> str:
-        models = await self.shown(type_filter, base, place, tag, nsfw, sort, query)
+                            query: str, force: bool, updates_only: bool = False) -> str:
+        models = await self.shown(type_filter, base, place, tag, nsfw, sort, query, bool(updates_only))
         return await self.library.refresh_from_civitai([m.filename for m in models], force)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from gateway.ui.handlers import Handlers
+from gateway.ui.layout.browser import browser_section, updates_section
 from gateway.ui.layout.checkpoints import checkpoint_section
 from gateway.ui.layout.civitai import civitai_section
 from gateway.ui.layout.gallery import gallery_section
@@ -29,6 +30,8 @@ def build_blocks(h: Handlers) -> gr.Blocks:
         with gr.Tabs() as tabs:
             with gr.Tab("Model Manager", id="manager"):
                 civitai = civitai_section(h.civitai)
+                browser = browser_section(h.browser)
+                updates = updates_section(h.updates)
                 library = library_section(h.library)
                 gallery = gallery_section(h.gallery)
                 models = models_section(h.models)
@@ -51,7 +54,11 @@ def build_blocks(h: Handlers) -> gr.Blocks:
         demo.load(h.generate.schedulers, None, generate.scheduler)
         demo.load(h.library.roots, None, library.roots)
         demo.load(h.gallery.facets, None, gallery.facet_outputs).then(h.gallery.cards, gallery.inputs, gallery.outputs)
-        for event in (*civitai.installs, *models.changes, uploaded, *library.changes, *gallery.changes):
+        # An update check (or ignoring one) changes the gallery's badges and its "update available" filter.
+        for event in updates.checked:
+            event.then(h.gallery.cards, gallery.inputs, gallery.outputs)
+        for event in (*civitai.installs, *browser.installs, *updates.installs, *models.changes, uploaded,
+                      *library.changes, *gallery.changes):
             event.then(h.reload_all, filters, listing)
             event.then(h.gallery.facets, None, gallery.facet_outputs).then(h.gallery.cards, gallery.inputs,
                                                                           gallery.outputs)

@@ -74,6 +74,7 @@ def gallery_section(h: GalleryHandlers) -> GallerySection:
         sort = gr.Radio(list(SORTS), value="name", label="Sort", scale=2, elem_id="gallery-sort")
         mature = gr.Radio(list(MATURE_CHOICES), value="blur", label="Mature previews (R and above)", scale=2,
                           elem_id="gallery-mature")
+        updates_only = gr.Checkbox(value=False, label="Update available", scale=1, elem_id="gallery-updates-only")
     with gr.Row():
         prev_btn = gr.Button("◀ Previous", size="sm", scale=0, elem_id="gallery-prev")
         page = gr.Number(value=1, precision=0, minimum=1, label="Page", scale=0, min_width=90, elem_id="gallery-page")
@@ -115,7 +116,7 @@ def gallery_section(h: GalleryHandlers) -> GallerySection:
         card_msg = gr.HTML(elem_id="card-msg")
 
     filters = [type_filter, base, place, tag, nsfw, sort, search]
-    inputs = [*filters, page, mature, filename]
+    inputs = [*filters, page, mature, filename, updates_only]  # cards(...)'s order
     outputs = [cards, status, page]
     facet_outputs = [base, place, tag, facet_msg]
 
@@ -141,6 +142,7 @@ def gallery_section(h: GalleryHandlers) -> GallerySection:
     search.submit(from_first, inputs, outputs)
     search.input(from_first, inputs, outputs, trigger_mode="always_last", show_progress="hidden")
     mature.change(h.cards, inputs, outputs, show_progress="hidden")
+    updates_only.change(from_first, inputs, outputs, show_progress="hidden")
     page.submit(h.cards, inputs, outputs)
     prev_btn.click(previous, inputs, outputs, show_progress="hidden")
     next_btn.click(following, inputs, outputs, show_progress="hidden")
@@ -156,7 +158,7 @@ def gallery_section(h: GalleryHandlers) -> GallerySection:
         lambda: (gr.update(visible=False), *NO_CARD), None, [confirm_row, *detail_outputs[:-1]])
     used = use_btn.click(h.use_in_generate, [filename, label, kind], card_msg, js=USE_IN_GENERATE_JS)
     refreshed_one = refresh_one.click(h.refresh_selected, [filename, force], card_msg)
-    refreshed_all = refresh_all.click(h.refresh_shown, [*filters, force], card_msg)
+    refreshed_all = refresh_all.click(h.refresh_shown, [*filters, force, updates_only], card_msg)
     return GallerySection(inputs, outputs, facet_outputs, changes=[saved, deleted, refreshed_one, refreshed_all],
                           checkpoint_changes=[used])
 
