@@ -27,7 +27,7 @@ LORA_COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
 def _lora_layers(pipe: Any) -> list[Any]:
     from peft.tuners.lora import LoraLayer
 
-    layers = []
+    layers: list[Any] = []
     for component in LORA_COMPONENTS:
         model = getattr(pipe, component, None)
         if isinstance(model, torch.nn.Module):
@@ -45,8 +45,10 @@ def _delta(layer: Any, name: str) -> torch.Tensor:
     """The adapter's change to the base weight, in float32, with its current scaling."""
     a, b = layer.lora_A[name], layer.lora_B[name]
     if isinstance(a, torch.nn.Linear) and isinstance(b, torch.nn.Linear) and not getattr(layer, "fan_in_fan_out", False):
-        return (b.weight.float() @ a.weight.float()) * layer.scaling[name]
-    return layer.get_delta_weight(name).float()  # convolutions and other layer kinds: PEFT's own formula
+        delta: torch.Tensor = (b.weight.float() @ a.weight.float()) * layer.scaling[name]
+        return delta
+    delta = layer.get_delta_weight(name).float()  # convolutions and other layer kinds: PEFT's own formula
+    return delta
 
 
 class MergedLoras:

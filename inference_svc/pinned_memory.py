@@ -28,7 +28,7 @@ def park_pinned(pipe: Any) -> None:
     """Every weight of `pipe` into pinned host memory (device memory is freed as the copies finish)."""
     with torch.no_grad():
         for module in _modules(pipe):
-            module._apply(_to_pinned)
+            module._apply(_to_pinned)  # type: ignore[no-untyped-call]  # what .to() uses
     torch.cuda.synchronize()
 
 
@@ -36,5 +36,5 @@ def unpark_pinned(pipe: Any, device: torch.device) -> None:
     """Every weight of a parked `pipe` back to `device`, the copies queued non-blocking, then awaited."""
     with torch.no_grad():
         for module in _modules(pipe):
-            module._apply(lambda t: t.to(device, non_blocking=True))
+            module._apply(lambda t: t.to(device, non_blocking=True))  # type: ignore[no-untyped-call]
     torch.cuda.synchronize()

@@ -183,7 +183,7 @@ class StagingBuffers:
     def copied(self) -> None:
         """Mark the buffer last taken as in use by the copy just queued."""
         if self.cuda:
-            event = torch.cuda.Event()
+            event = torch.cuda.Event()  # type: ignore[no-untyped-call]
             event.record()
             self._events[self._last] = event
 
