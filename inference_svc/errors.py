@@ -93,6 +93,18 @@ class RegistryUnavailable(errors.Unavailable):
     default_reason = "REGISTRY_UNAVAILABLE"
 
 
+class WorkerLost(errors.Unavailable):
+    """A fleet worker died (or its node went away) while it held the job; another serves the next one."""
+
+    default_reason = "WORKER_LOST"
+
+
+class NoWorkers(errors.Unavailable):
+    """The fleet has no worker that can take the job (none started yet, or all gone)."""
+
+    default_reason = "NO_WORKERS"
+
+
 class InvalidOutputId(InvalidRequest):
     """An output id this service could not have made (a path, a wildcard...): refused before any file is touched."""
 

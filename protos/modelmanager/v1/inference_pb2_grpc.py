@@ -41,7 +41,10 @@ class InferenceServiceStub:
     followed, is outside the user-models and models volumes and every library
     root the registry lists: never read);
     RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL; UNAVAILABLE /
-    REGISTRY_UNAVAILABLE; CANCELLED / CANCELLED when the client went away.
+    REGISTRY_UNAVAILABLE, WORKER_LOST (behind the fleet front: the worker
+    holding the job died; the next request goes to another), NO_WORKERS (the
+    fleet has none that can take it); CANCELLED / CANCELLED when the client
+    went away.
 
     Every Generate and Upscale result is also saved in the outputs folder
     (--outputs-dir) with its parameters, and the PNG's `parameters` text chunk
@@ -114,7 +117,10 @@ class InferenceServiceServicer:
     followed, is outside the user-models and models volumes and every library
     root the registry lists: never read);
     RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL; UNAVAILABLE /
-    REGISTRY_UNAVAILABLE; CANCELLED / CANCELLED when the client went away.
+    REGISTRY_UNAVAILABLE, WORKER_LOST (behind the fleet front: the worker
+    holding the job died; the next request goes to another), NO_WORKERS (the
+    fleet has none that can take it); CANCELLED / CANCELLED when the client
+    went away.
 
     Every Generate and Upscale result is also saved in the outputs folder
     (--outputs-dir) with its parameters, and the PNG's `parameters` text chunk
@@ -254,7 +260,10 @@ class InferenceService:
     followed, is outside the user-models and models volumes and every library
     root the registry lists: never read);
     RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL; UNAVAILABLE /
-    REGISTRY_UNAVAILABLE; CANCELLED / CANCELLED when the client went away.
+    REGISTRY_UNAVAILABLE, WORKER_LOST (behind the fleet front: the worker
+    holding the job died; the next request goes to another), NO_WORKERS (the
+    fleet has none that can take it); CANCELLED / CANCELLED when the client
+    went away.
 
     Every Generate and Upscale result is also saved in the outputs folder
     (--outputs-dir) with its parameters, and the PNG's `parameters` text chunk
