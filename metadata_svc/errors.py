@@ -115,6 +115,12 @@ class TooManyItems(errors.InvalidArgument):
     default_reason = "TOO_MANY_ITEMS"
 
 
+class MissingTags(errors.InvalidArgument):
+    """BatchUpdateTags names no tag to add or remove."""
+
+    default_reason = "MISSING_TAGS"
+
+
 class ModelNotFound(errors.NotFound):
     default_reason = "MODEL_NOT_FOUND"
 

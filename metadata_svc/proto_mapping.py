@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from google.protobuf import timestamp_pb2
 
+from metadata_svc.disk_usage import DiskUsage
+from metadata_svc.duplicates import DuplicateReport
 from metadata_svc.import_jobs import ImportJob, ImportMode, ImportState
 from metadata_svc.library import RootView
 from metadata_svc.models import (
@@ -220,3 +223,28 @@ def _timestamp(iso: str) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     ts.FromDatetime(moment)
     return ts
+
+
+def duplicates_message(report: DuplicateReport,
+                       model: Callable[[ModelEntry], model_pb2.Model]) -> registry_pb2.ListDuplicatesResponse:
+    return registry_pb2.ListDuplicatesResponse(
+        groups=[registry_pb2.DuplicateGroup(
+            sha256=g.sha256, size_bytes=g.size_bytes, reclaimable_bytes=g.reclaimable_bytes,
+            entries=[registry_pb2.DuplicateEntry(model=model(e), file_number=n) for e, n in g.entries],
+        ) for g in report.groups],
+        reclaimable_bytes=report.reclaimable_bytes, unhashed=report.unhashed,
+    )
+
+
+def disk_usage_message(usage: DiskUsage,
+                       model: Callable[[ModelEntry], model_pb2.Model]) -> registry_pb2.GetDiskUsageResponse:
+    return registry_pb2.GetDiskUsageResponse(
+        by_type=[registry_pb2.TypeDiskUsage(type=TYPE_TO_PROTO[kind], bytes=u.bytes, model_count=u.model_count)
+                 for kind, u in usage.by_type.items() if kind in TYPE_TO_PROTO],
+        by_root=[registry_pb2.RootDiskUsage(root_id=r.root_id, path=r.path, bytes=r.usage.bytes,
+                                            model_count=r.usage.model_count, free_bytes=r.free_bytes,
+                                            filesystem_bytes=r.filesystem_bytes) for r in usage.by_root],
+        biggest=[model(e) for e in usage.biggest],
+        total_bytes=usage.total.bytes, model_count=usage.total.model_count, missing_count=usage.missing_count,
+        volume_free_bytes=usage.volume_free_bytes, volume_total_bytes=usage.volume_total_bytes,
+    )

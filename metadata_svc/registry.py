@@ -14,9 +14,11 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from metadata_svc import addressing, entries, limits, prompt
+from metadata_svc import addressing, bulk_tags, entries, limits, prompt
 from metadata_svc.catalog import Catalog
 from metadata_svc.config import RegistrySettings
+from metadata_svc.disk_usage import DiskUsage, biggest_count, disk_usage
+from metadata_svc.duplicates import DuplicateReport, find_duplicates
 from metadata_svc.errors import (
     ActiveCheckpoint,
     CheckpointNotFound,
@@ -192,6 +194,19 @@ class Registry:
         await self.catalog.commit(lambda: self.catalog.restore(filename, None, last))
         log.info("model.deleted", filename=filename, kept_file=keep_file)
         return entry
+
+    async def update_tags(self, filenames: Sequence[str], add: Sequence[str],
+                          remove: Sequence[str]) -> list[ModelEntry]:
+        return await bulk_tags.update_tags(self.catalog, self._get_for_change, filenames, add, remove)
+
+    # ------------------------------------------------------------------ library health (duplicates.py, disk_usage.py)
+
+    async def duplicates(self) -> DuplicateReport:
+        return await asyncio.to_thread(find_duplicates, self.volume, list(self.catalog.entries()))
+
+    async def disk_usage(self, biggest: int) -> DiskUsage:
+        count = biggest_count(biggest)
+        return await asyncio.to_thread(disk_usage, self.volume, self.roots, list(self.catalog.entries()), count)
 
     # ------------------------------------------------------------------ active checkpoint
 

@@ -160,6 +160,22 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
                                                        nsfw_level=request.nsfw_level, source=request.source)
         return registry_pb2.SetPreviewResponse(preview=pm.preview_message(info))
 
+    # ------------------------------------------------------------------ library health and bulk edits
+
+    async def ListDuplicates(self, request: registry_pb2.ListDuplicatesRequest,
+                             context: grpc.aio.ServicerContext) -> registry_pb2.ListDuplicatesResponse:
+        return pm.duplicates_message(await self.registry.duplicates(), self._model)
+
+    async def GetDiskUsage(self, request: registry_pb2.GetDiskUsageRequest,
+                           context: grpc.aio.ServicerContext) -> registry_pb2.GetDiskUsageResponse:
+        return pm.disk_usage_message(await self.registry.disk_usage(request.biggest), self._model)
+
+    async def BatchUpdateTags(self, request: registry_pb2.BatchUpdateTagsRequest,
+                              context: grpc.aio.ServicerContext) -> registry_pb2.BatchUpdateTagsResponse:
+        changed = await self.registry.update_tags(list(request.filenames), list(request.add_tags),
+                                                  list(request.remove_tags))
+        return registry_pb2.BatchUpdateTagsResponse(models=[self._model(e) for e in changed])
+
     def _model(self, entry: ModelEntry) -> model_pb2.Model:
         volume = self.registry.volume
         path = volume.path_of(entry)

@@ -469,3 +469,105 @@ class SetPreviewResponse(_message.Message):
     PREVIEW_FIELD_NUMBER: _ClassVar[int]
     preview: _model_pb2.ModelPreview
     def __init__(self, preview: _Optional[_Union[_model_pb2.ModelPreview, _Mapping]] = ...) -> None: ...
+
+class ListDuplicatesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListDuplicatesResponse(_message.Message):
+    __slots__ = ("groups", "reclaimable_bytes", "unhashed")
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    RECLAIMABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    UNHASHED_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[DuplicateGroup]
+    reclaimable_bytes: int
+    unhashed: int
+    def __init__(self, groups: _Optional[_Iterable[_Union[DuplicateGroup, _Mapping]]] = ..., reclaimable_bytes: _Optional[int] = ..., unhashed: _Optional[int] = ...) -> None: ...
+
+class DuplicateGroup(_message.Message):
+    __slots__ = ("sha256", "size_bytes", "entries", "reclaimable_bytes")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    RECLAIMABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    size_bytes: int
+    entries: _containers.RepeatedCompositeFieldContainer[DuplicateEntry]
+    reclaimable_bytes: int
+    def __init__(self, sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[DuplicateEntry, _Mapping]]] = ..., reclaimable_bytes: _Optional[int] = ...) -> None: ...
+
+class DuplicateEntry(_message.Message):
+    __slots__ = ("model", "file_number")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    FILE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    model: _model_pb2.Model
+    file_number: int
+    def __init__(self, model: _Optional[_Union[_model_pb2.Model, _Mapping]] = ..., file_number: _Optional[int] = ...) -> None: ...
+
+class GetDiskUsageRequest(_message.Message):
+    __slots__ = ("biggest",)
+    BIGGEST_FIELD_NUMBER: _ClassVar[int]
+    biggest: int
+    def __init__(self, biggest: _Optional[int] = ...) -> None: ...
+
+class GetDiskUsageResponse(_message.Message):
+    __slots__ = ("by_type", "by_root", "biggest", "total_bytes", "model_count", "volume_free_bytes", "volume_total_bytes", "missing_count")
+    BY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    BY_ROOT_FIELD_NUMBER: _ClassVar[int]
+    BIGGEST_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MISSING_COUNT_FIELD_NUMBER: _ClassVar[int]
+    by_type: _containers.RepeatedCompositeFieldContainer[TypeDiskUsage]
+    by_root: _containers.RepeatedCompositeFieldContainer[RootDiskUsage]
+    biggest: _containers.RepeatedCompositeFieldContainer[_model_pb2.Model]
+    total_bytes: int
+    model_count: int
+    volume_free_bytes: int
+    volume_total_bytes: int
+    missing_count: int
+    def __init__(self, by_type: _Optional[_Iterable[_Union[TypeDiskUsage, _Mapping]]] = ..., by_root: _Optional[_Iterable[_Union[RootDiskUsage, _Mapping]]] = ..., biggest: _Optional[_Iterable[_Union[_model_pb2.Model, _Mapping]]] = ..., total_bytes: _Optional[int] = ..., model_count: _Optional[int] = ..., volume_free_bytes: _Optional[int] = ..., volume_total_bytes: _Optional[int] = ..., missing_count: _Optional[int] = ...) -> None: ...
+
+class TypeDiskUsage(_message.Message):
+    __slots__ = ("type", "bytes", "model_count")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    type: _model_pb2.ModelType
+    bytes: int
+    model_count: int
+    def __init__(self, type: _Optional[_Union[_model_pb2.ModelType, str]] = ..., bytes: _Optional[int] = ..., model_count: _Optional[int] = ...) -> None: ...
+
+class RootDiskUsage(_message.Message):
+    __slots__ = ("root_id", "path", "bytes", "model_count", "free_bytes", "filesystem_bytes")
+    ROOT_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FILESYSTEM_BYTES_FIELD_NUMBER: _ClassVar[int]
+    root_id: str
+    path: str
+    bytes: int
+    model_count: int
+    free_bytes: int
+    filesystem_bytes: int
+    def __init__(self, root_id: _Optional[str] = ..., path: _Optional[str] = ..., bytes: _Optional[int] = ..., model_count: _Optional[int] = ..., free_bytes: _Optional[int] = ..., filesystem_bytes: _Optional[int] = ...) -> None: ...
+
+class BatchUpdateTagsRequest(_message.Message):
+    __slots__ = ("filenames", "add_tags", "remove_tags")
+    FILENAMES_FIELD_NUMBER: _ClassVar[int]
+    ADD_TAGS_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_TAGS_FIELD_NUMBER: _ClassVar[int]
+    filenames: _containers.RepeatedScalarFieldContainer[str]
+    add_tags: _containers.RepeatedScalarFieldContainer[str]
+    remove_tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, filenames: _Optional[_Iterable[str]] = ..., add_tags: _Optional[_Iterable[str]] = ..., remove_tags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BatchUpdateTagsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[_model_pb2.Model]
+    def __init__(self, models: _Optional[_Iterable[_Union[_model_pb2.Model, _Mapping]]] = ...) -> None: ...

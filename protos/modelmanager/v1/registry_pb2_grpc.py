@@ -158,6 +158,21 @@ class ModelRegistryServiceStub:
                 request_serializer=modelmanager_dot_v1_dot_registry__pb2.SetPreviewRequest.SerializeToString,
                 response_deserializer=modelmanager_dot_v1_dot_registry__pb2.SetPreviewResponse.FromString,
                 _registered_method=True)
+        self.ListDuplicates = channel.unary_unary(
+                '/modelmanager.v1.ModelRegistryService/ListDuplicates',
+                request_serializer=modelmanager_dot_v1_dot_registry__pb2.ListDuplicatesRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_registry__pb2.ListDuplicatesResponse.FromString,
+                _registered_method=True)
+        self.GetDiskUsage = channel.unary_unary(
+                '/modelmanager.v1.ModelRegistryService/GetDiskUsage',
+                request_serializer=modelmanager_dot_v1_dot_registry__pb2.GetDiskUsageRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_registry__pb2.GetDiskUsageResponse.FromString,
+                _registered_method=True)
+        self.BatchUpdateTags = channel.unary_unary(
+                '/modelmanager.v1.ModelRegistryService/BatchUpdateTags',
+                request_serializer=modelmanager_dot_v1_dot_registry__pb2.BatchUpdateTagsRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_registry__pb2.BatchUpdateTagsResponse.FromString,
+                _registered_method=True)
 
 
 class ModelRegistryServiceServicer:
@@ -444,6 +459,41 @@ class ModelRegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDuplicates(self, request, context):
+        """Lists groups of entries whose files have the same sha256 (one file under
+        several names or roots), and entries that are the same file on disk (one
+        inode under two names, e.g. hard links) even before they are hashed.
+        Entries without a sha256 yet are compared by inode only (unhashed counts
+        them). Groups are ordered by reclaimable bytes, largest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDiskUsage(self, request, context):
+        """Reports the bytes of present files per model type and per library root
+        (and the volume), the free space of each one's filesystem, and the
+        biggest files.
+        Errors: INVALID_ARGUMENT / INVALID_PAGE_SIZE (biggest over 1,000 or
+        negative).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchUpdateTags(self, request, context):
+        """Adds and removes tags on several entries in one change, made durable in
+        one index write; all or nothing. The entries' tags count as edited by
+        the user from then on (see Model.user_edited_fields).
+        Errors: NOT_FOUND / MODEL_NOT_FOUND (nothing changed); INVALID_ARGUMENT /
+        TOO_MANY_ITEMS (over 1,000 filenames, or an entry over 100 tags),
+        FIELD_TOO_LONG (a tag over 100 characters), MISSING_TAGS (no tag to add
+        or remove); ABORTED / MODEL_BUSY (an entry is being deleted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelRegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -551,6 +601,21 @@ def add_ModelRegistryServiceServicer_to_server(servicer, server):
                     servicer.SetPreview,
                     request_deserializer=modelmanager_dot_v1_dot_registry__pb2.SetPreviewRequest.FromString,
                     response_serializer=modelmanager_dot_v1_dot_registry__pb2.SetPreviewResponse.SerializeToString,
+            ),
+            'ListDuplicates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDuplicates,
+                    request_deserializer=modelmanager_dot_v1_dot_registry__pb2.ListDuplicatesRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_registry__pb2.ListDuplicatesResponse.SerializeToString,
+            ),
+            'GetDiskUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDiskUsage,
+                    request_deserializer=modelmanager_dot_v1_dot_registry__pb2.GetDiskUsageRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_registry__pb2.GetDiskUsageResponse.SerializeToString,
+            ),
+            'BatchUpdateTags': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchUpdateTags,
+                    request_deserializer=modelmanager_dot_v1_dot_registry__pb2.BatchUpdateTagsRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_registry__pb2.BatchUpdateTagsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1139,6 +1204,87 @@ class ModelRegistryService:
             '/modelmanager.v1.ModelRegistryService/SetPreview',
             modelmanager_dot_v1_dot_registry__pb2.SetPreviewRequest.SerializeToString,
             modelmanager_dot_v1_dot_registry__pb2.SetPreviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDuplicates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelmanager.v1.ModelRegistryService/ListDuplicates',
+            modelmanager_dot_v1_dot_registry__pb2.ListDuplicatesRequest.SerializeToString,
+            modelmanager_dot_v1_dot_registry__pb2.ListDuplicatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDiskUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelmanager.v1.ModelRegistryService/GetDiskUsage',
+            modelmanager_dot_v1_dot_registry__pb2.GetDiskUsageRequest.SerializeToString,
+            modelmanager_dot_v1_dot_registry__pb2.GetDiskUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchUpdateTags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelmanager.v1.ModelRegistryService/BatchUpdateTags',
+            modelmanager_dot_v1_dot_registry__pb2.BatchUpdateTagsRequest.SerializeToString,
+            modelmanager_dot_v1_dot_registry__pb2.BatchUpdateTagsResponse.FromString,
             options,
             channel_credentials,
             insecure,
