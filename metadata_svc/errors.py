@@ -33,6 +33,20 @@ class TypeMismatch(errors.InvalidArgument):
     default_reason = "TYPE_MISMATCH"
 
 
+class UnsafePickle(errors.InvalidArgument):
+    """A pickle that torch's weights-only unpickler refuses: it holds more than tensors and plain data."""
+
+    default_reason = "UNSAFE_PICKLE"
+
+
+class NotAVae(errors.InvalidArgument):
+    default_reason = "NOT_A_VAE"
+
+
+class VaeNotFound(errors.NotFound):
+    default_reason = "VAE_NOT_FOUND"
+
+
 class MissingType(errors.InvalidArgument):
     default_reason = "MISSING_TYPE"
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmodelmanager/v1/model.proto\x12\x0fmodelmanager.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x06\n\x05Model\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12(\n\x04type\x18\x02 \x01(\x0e\x32\x1a.modelmanager.v1.ModelType\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x12\n\nshort_name\x18\x04 \x01(\t\x12,\n\x06source\x18\x05 \x01(\x0e\x32\x1c.modelmanager.v1.ModelSource\x12\x15\n\rtrigger_words\x18\x06 \x03(\t\x12\x1a\n\x12recommended_weight\x18\x07 \x01(\x01\x12\x12\n\nbase_model\x18\x08 \x01(\t\x12\x0c\n\x04tags\x18\t \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\n \x01(\t\x12\x17\n\x0f\x66ile_size_bytes\x18\x0b \x01(\x03\x12,\n\x08\x61\x64\x64\x65\x64_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x63ivitai_model_id\x18\r \x01(\x03\x12\x1a\n\x12\x63ivitai_version_id\x18\x0e \x01(\x03\x12\x13\n\x0b\x63ivitai_url\x18\x0f \x01(\t\x12\x0e\n\x06sha256\x18\x10 \x01(\t\x12\x0c\n\x04path\x18\x11 \x01(\t\x12\x33\n\ninspection\x18\x12 \x01(\x0b\x32\x1f.modelmanager.v1.FileInspection\x12\x14\n\x0c\x66ile_present\x18\x13 \x01(\x08\x12\x0f\n\x07root_id\x18\x14 \x01(\t\x12\x0e\n\x06\x66older\x18\x15 \x01(\t\x12\x11\n\tfile_name\x18\x16 \x01(\t\x12.\n\x07preview\x18\x17 \x01(\x0b\x32\x1d.modelmanager.v1.ModelPreview\x12\x12\n\nnsfw_level\x18\x18 \x01(\x05\x12\x0e\n\x06\x61utov2\x18\x19 \x01(\t\x12\x0e\n\x06\x61utov3\x18\x1a \x01(\t\x12\x1a\n\x12user_edited_fields\x18\x1b \x03(\t\x12\x1c\n\x14\x63ivitai_version_name\x18\x1c \x01(\t\x12\x36\n\x0e\x63ivitai_lookup\x18\x1d \x01(\x0b\x32\x1e.modelmanager.v1.CivitaiLookup\x12\r\n\x05notes\x18\x1e \x01(\t\"s\n\rCivitaiLookup\x12\x32\n\x05state\x18\x01 \x01(\x0e\x32#.modelmanager.v1.CivitaiLookupState\x12.\n\nchecked_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"w\n\x0cModelPreview\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x12\n\nnsfw_level\x18\x05 \x01(\x05\x12\x0e\n\x06source\x18\x06 \x01(\t\"\xfd\x01\n\x0e\x46ileInspection\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x15\n\rdetected_type\x18\x02 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\x12\x13\n\x0blora_format\x18\x04 \x01(\t\x12\x14\n\x0ctensor_count\x18\x05 \x01(\x03\x12L\n\x0fheader_metadata\x18\x06 \x03(\x0b\x32\x33.modelmanager.v1.FileInspection.HeaderMetadataEntry\x1a\x35\n\x13HeaderMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\rLoraSelection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x06weight\x18\x02 \x01(\x01H\x00\x88\x01\x01\x42\t\n\x07_weight\"\x8f\x01\n\x0cResolvedLora\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x01\x12\x15\n\rtrigger_words\x18\x04 \x03(\t\x12\x14\n\x0c\x64isplay_name\x18\x05 \x01(\t\x12\x12\n\nbase_model\x18\x06 \x01(\t\x12\x0e\n\x06sha256\x18\x07 \x01(\t*W\n\tModelType\x12\x1a\n\x16MODEL_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0fMODEL_TYPE_LORA\x10\x01\x12\x19\n\x15MODEL_TYPE_CHECKPOINT\x10\x02*\x90\x01\n\x0bModelSource\x12\x1c\n\x18MODEL_SOURCE_UNSPECIFIED\x10\x00\x12\x16\n\x12MODEL_SOURCE_LOCAL\x10\x01\x12\x18\n\x14MODEL_SOURCE_CIVITAI\x10\x02\x12\x17\n\x13MODEL_SOURCE_UPLOAD\x10\x03\x12\x18\n\x14MODEL_SOURCE_BUILTIN\x10\x04*\xc1\x01\n\x12\x43ivitaiLookupState\x12$\n CIVITAI_LOOKUP_STATE_UNSPECIFIED\x10\x00\x12 \n\x1c\x43IVITAI_LOOKUP_STATE_PENDING\x10\x01\x12\x1e\n\x1a\x43IVITAI_LOOKUP_STATE_FOUND\x10\x02\x12\"\n\x1e\x43IVITAI_LOOKUP_STATE_NOT_FOUND\x10\x03\x12\x1f\n\x1b\x43IVITAI_LOOKUP_STATE_FAILED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmodelmanager/v1/model.proto\x12\x0fmodelmanager.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x06\n\x05Model\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12(\n\x04type\x18\x02 \x01(\x0e\x32\x1a.modelmanager.v1.ModelType\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x12\n\nshort_name\x18\x04 \x01(\t\x12,\n\x06source\x18\x05 \x01(\x0e\x32\x1c.modelmanager.v1.ModelSource\x12\x15\n\rtrigger_words\x18\x06 \x03(\t\x12\x1a\n\x12recommended_weight\x18\x07 \x01(\x01\x12\x12\n\nbase_model\x18\x08 \x01(\t\x12\x0c\n\x04tags\x18\t \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\n \x01(\t\x12\x17\n\x0f\x66ile_size_bytes\x18\x0b \x01(\x03\x12,\n\x08\x61\x64\x64\x65\x64_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x63ivitai_model_id\x18\r \x01(\x03\x12\x1a\n\x12\x63ivitai_version_id\x18\x0e \x01(\x03\x12\x13\n\x0b\x63ivitai_url\x18\x0f \x01(\t\x12\x0e\n\x06sha256\x18\x10 \x01(\t\x12\x0c\n\x04path\x18\x11 \x01(\t\x12\x33\n\ninspection\x18\x12 \x01(\x0b\x32\x1f.modelmanager.v1.FileInspection\x12\x14\n\x0c\x66ile_present\x18\x13 \x01(\x08\x12\x0f\n\x07root_id\x18\x14 \x01(\t\x12\x0e\n\x06\x66older\x18\x15 \x01(\t\x12\x11\n\tfile_name\x18\x16 \x01(\t\x12.\n\x07preview\x18\x17 \x01(\x0b\x32\x1d.modelmanager.v1.ModelPreview\x12\x12\n\nnsfw_level\x18\x18 \x01(\x05\x12\x0e\n\x06\x61utov2\x18\x19 \x01(\t\x12\x0e\n\x06\x61utov3\x18\x1a \x01(\t\x12\x1a\n\x12user_edited_fields\x18\x1b \x03(\t\x12\x1c\n\x14\x63ivitai_version_name\x18\x1c \x01(\t\x12\x36\n\x0e\x63ivitai_lookup\x18\x1d \x01(\x0b\x32\x1e.modelmanager.v1.CivitaiLookup\x12\r\n\x05notes\x18\x1e \x01(\t\x12\x13\n\x0b\x64\x65\x66\x61ult_vae\x18\x1f \x01(\t\x12\x17\n\x0f\x65mbedding_token\x18  \x01(\t\x12\x1a\n\x12negative_embedding\x18! \x01(\x08\"s\n\rCivitaiLookup\x12\x32\n\x05state\x18\x01 \x01(\x0e\x32#.modelmanager.v1.CivitaiLookupState\x12.\n\nchecked_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"w\n\x0cModelPreview\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x12\n\nnsfw_level\x18\x05 \x01(\x05\x12\x0e\n\x06source\x18\x06 \x01(\t\"\xfd\x01\n\x0e\x46ileInspection\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x15\n\rdetected_type\x18\x02 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\x12\x13\n\x0blora_format\x18\x04 \x01(\t\x12\x14\n\x0ctensor_count\x18\x05 \x01(\x03\x12L\n\x0fheader_metadata\x18\x06 \x03(\x0b\x32\x33.modelmanager.v1.FileInspection.HeaderMetadataEntry\x1a\x35\n\x13HeaderMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\rLoraSelection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x06weight\x18\x02 \x01(\x01H\x00\x88\x01\x01\x42\t\n\x07_weight\"\x8f\x01\n\x0cResolvedLora\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x01\x12\x15\n\rtrigger_words\x18\x04 \x03(\t\x12\x14\n\x0c\x64isplay_name\x18\x05 \x01(\t\x12\x12\n\nbase_model\x18\x06 \x01(\t\x12\x0e\n\x06sha256\x18\x07 \x01(\t*\x9e\x01\n\tModelType\x12\x1a\n\x16MODEL_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0fMODEL_TYPE_LORA\x10\x01\x12\x19\n\x15MODEL_TYPE_CHECKPOINT\x10\x02\x12\x18\n\x14MODEL_TYPE_EMBEDDING\x10\x03\x12\x12\n\x0eMODEL_TYPE_VAE\x10\x04\x12\x17\n\x13MODEL_TYPE_UPSCALER\x10\x05*\x90\x01\n\x0bModelSource\x12\x1c\n\x18MODEL_SOURCE_UNSPECIFIED\x10\x00\x12\x16\n\x12MODEL_SOURCE_LOCAL\x10\x01\x12\x18\n\x14MODEL_SOURCE_CIVITAI\x10\x02\x12\x17\n\x13MODEL_SOURCE_UPLOAD\x10\x03\x12\x18\n\x14MODEL_SOURCE_BUILTIN\x10\x04*\xc1\x01\n\x12\x43ivitaiLookupState\x12$\n CIVITAI_LOOKUP_STATE_UNSPECIFIED\x10\x00\x12 \n\x1c\x43IVITAI_LOOKUP_STATE_PENDING\x10\x01\x12\x1e\n\x1a\x43IVITAI_LOOKUP_STATE_FOUND\x10\x02\x12\"\n\x1e\x43IVITAI_LOOKUP_STATE_NOT_FOUND\x10\x03\x12\x1f\n\x1b\x43IVITAI_LOOKUP_STATE_FAILED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,24 +34,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FILEINSPECTION_HEADERMETADATAENTRY']._loaded_options = None
   _globals['_FILEINSPECTION_HEADERMETADATAENTRY']._serialized_options = b'8\001'
-  _globals['_MODELTYPE']._serialized_start=1580
-  _globals['_MODELTYPE']._serialized_end=1667
-  _globals['_MODELSOURCE']._serialized_start=1670
-  _globals['_MODELSOURCE']._serialized_end=1814
-  _globals['_CIVITAILOOKUPSTATE']._serialized_start=1817
-  _globals['_CIVITAILOOKUPSTATE']._serialized_end=2010
+  _globals['_MODELTYPE']._serialized_start=1655
+  _globals['_MODELTYPE']._serialized_end=1813
+  _globals['_MODELSOURCE']._serialized_start=1816
+  _globals['_MODELSOURCE']._serialized_end=1960
+  _globals['_CIVITAILOOKUPSTATE']._serialized_start=1963
+  _globals['_CIVITAILOOKUPSTATE']._serialized_end=2156
   _globals['_MODEL']._serialized_start=82
-  _globals['_MODEL']._serialized_end=875
-  _globals['_CIVITAILOOKUP']._serialized_start=877
-  _globals['_CIVITAILOOKUP']._serialized_end=992
-  _globals['_MODELPREVIEW']._serialized_start=994
-  _globals['_MODELPREVIEW']._serialized_end=1113
-  _globals['_FILEINSPECTION']._serialized_start=1116
-  _globals['_FILEINSPECTION']._serialized_end=1369
-  _globals['_FILEINSPECTION_HEADERMETADATAENTRY']._serialized_start=1316
-  _globals['_FILEINSPECTION_HEADERMETADATAENTRY']._serialized_end=1369
-  _globals['_LORASELECTION']._serialized_start=1371
-  _globals['_LORASELECTION']._serialized_end=1432
-  _globals['_RESOLVEDLORA']._serialized_start=1435
-  _globals['_RESOLVEDLORA']._serialized_end=1578
+  _globals['_MODEL']._serialized_end=949
+  _globals['_CIVITAILOOKUP']._serialized_start=951
+  _globals['_CIVITAILOOKUP']._serialized_end=1066
+  _globals['_MODELPREVIEW']._serialized_start=1068
+  _globals['_MODELPREVIEW']._serialized_end=1187
+  _globals['_FILEINSPECTION']._serialized_start=1190
+  _globals['_FILEINSPECTION']._serialized_end=1443
+  _globals['_FILEINSPECTION_HEADERMETADATAENTRY']._serialized_start=1390
+  _globals['_FILEINSPECTION_HEADERMETADATAENTRY']._serialized_end=1443
+  _globals['_LORASELECTION']._serialized_start=1445
+  _globals['_LORASELECTION']._serialized_end=1506
+  _globals['_RESOLVEDLORA']._serialized_start=1509
+  _globals['_RESOLVEDLORA']._serialized_end=1652
 # @@protoc_insertion_point(module_scope)

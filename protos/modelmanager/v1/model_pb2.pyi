@@ -15,6 +15,9 @@ class ModelType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_TYPE_UNSPECIFIED: _ClassVar[ModelType]
     MODEL_TYPE_LORA: _ClassVar[ModelType]
     MODEL_TYPE_CHECKPOINT: _ClassVar[ModelType]
+    MODEL_TYPE_EMBEDDING: _ClassVar[ModelType]
+    MODEL_TYPE_VAE: _ClassVar[ModelType]
+    MODEL_TYPE_UPSCALER: _ClassVar[ModelType]
 
 class ModelSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -34,6 +37,9 @@ class CivitaiLookupState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 MODEL_TYPE_UNSPECIFIED: ModelType
 MODEL_TYPE_LORA: ModelType
 MODEL_TYPE_CHECKPOINT: ModelType
+MODEL_TYPE_EMBEDDING: ModelType
+MODEL_TYPE_VAE: ModelType
+MODEL_TYPE_UPSCALER: ModelType
 MODEL_SOURCE_UNSPECIFIED: ModelSource
 MODEL_SOURCE_LOCAL: ModelSource
 MODEL_SOURCE_CIVITAI: ModelSource
@@ -46,7 +52,7 @@ CIVITAI_LOOKUP_STATE_NOT_FOUND: CivitaiLookupState
 CIVITAI_LOOKUP_STATE_FAILED: CivitaiLookupState
 
 class Model(_message.Message):
-    __slots__ = ("filename", "type", "display_name", "short_name", "source", "trigger_words", "recommended_weight", "base_model", "tags", "description", "file_size_bytes", "added_at", "civitai_model_id", "civitai_version_id", "civitai_url", "sha256", "path", "inspection", "file_present", "root_id", "folder", "file_name", "preview", "nsfw_level", "autov2", "autov3", "user_edited_fields", "civitai_version_name", "civitai_lookup", "notes")
+    __slots__ = ("filename", "type", "display_name", "short_name", "source", "trigger_words", "recommended_weight", "base_model", "tags", "description", "file_size_bytes", "added_at", "civitai_model_id", "civitai_version_id", "civitai_url", "sha256", "path", "inspection", "file_present", "root_id", "folder", "file_name", "preview", "nsfw_level", "autov2", "autov3", "user_edited_fields", "civitai_version_name", "civitai_lookup", "notes", "default_vae", "embedding_token", "negative_embedding")
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +83,9 @@ class Model(_message.Message):
     CIVITAI_VERSION_NAME_FIELD_NUMBER: _ClassVar[int]
     CIVITAI_LOOKUP_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_VAE_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     filename: str
     type: ModelType
     display_name: str
@@ -107,7 +116,10 @@ class Model(_message.Message):
     civitai_version_name: str
     civitai_lookup: CivitaiLookup
     notes: str
-    def __init__(self, filename: _Optional[str] = ..., type: _Optional[_Union[ModelType, str]] = ..., display_name: _Optional[str] = ..., short_name: _Optional[str] = ..., source: _Optional[_Union[ModelSource, str]] = ..., trigger_words: _Optional[_Iterable[str]] = ..., recommended_weight: _Optional[float] = ..., base_model: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., file_size_bytes: _Optional[int] = ..., added_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., civitai_model_id: _Optional[int] = ..., civitai_version_id: _Optional[int] = ..., civitai_url: _Optional[str] = ..., sha256: _Optional[str] = ..., path: _Optional[str] = ..., inspection: _Optional[_Union[FileInspection, _Mapping]] = ..., file_present: _Optional[bool] = ..., root_id: _Optional[str] = ..., folder: _Optional[str] = ..., file_name: _Optional[str] = ..., preview: _Optional[_Union[ModelPreview, _Mapping]] = ..., nsfw_level: _Optional[int] = ..., autov2: _Optional[str] = ..., autov3: _Optional[str] = ..., user_edited_fields: _Optional[_Iterable[str]] = ..., civitai_version_name: _Optional[str] = ..., civitai_lookup: _Optional[_Union[CivitaiLookup, _Mapping]] = ..., notes: _Optional[str] = ...) -> None: ...
+    default_vae: str
+    embedding_token: str
+    negative_embedding: bool
+    def __init__(self, filename: _Optional[str] = ..., type: _Optional[_Union[ModelType, str]] = ..., display_name: _Optional[str] = ..., short_name: _Optional[str] = ..., source: _Optional[_Union[ModelSource, str]] = ..., trigger_words: _Optional[_Iterable[str]] = ..., recommended_weight: _Optional[float] = ..., base_model: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., file_size_bytes: _Optional[int] = ..., added_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., civitai_model_id: _Optional[int] = ..., civitai_version_id: _Optional[int] = ..., civitai_url: _Optional[str] = ..., sha256: _Optional[str] = ..., path: _Optional[str] = ..., inspection: _Optional[_Union[FileInspection, _Mapping]] = ..., file_present: _Optional[bool] = ..., root_id: _Optional[str] = ..., folder: _Optional[str] = ..., file_name: _Optional[str] = ..., preview: _Optional[_Union[ModelPreview, _Mapping]] = ..., nsfw_level: _Optional[int] = ..., autov2: _Optional[str] = ..., autov3: _Optional[str] = ..., user_edited_fields: _Optional[_Iterable[str]] = ..., civitai_version_name: _Optional[str] = ..., civitai_lookup: _Optional[_Union[CivitaiLookup, _Mapping]] = ..., notes: _Optional[str] = ..., default_vae: _Optional[str] = ..., embedding_token: _Optional[str] = ..., negative_embedding: _Optional[bool] = ...) -> None: ...
 
 class CivitaiLookup(_message.Message):
     __slots__ = ("state", "checked_at")
