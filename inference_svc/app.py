@@ -17,9 +17,9 @@ from inference_svc.servicer import InferenceServicer
 from inference_svc.upscaler import ControlNetTile
 from modelmanager.v1 import inference_pb2, inference_pb2_grpc
 from service_kit import GrpcServer, ServiceBinding, get_logger
+from service_kit.server import ShutdownHook
 
 log = get_logger("inference_svc")
-
 
 
 def quiet_libraries() -> None:
@@ -45,8 +45,9 @@ def quiet_libraries() -> None:
     diffusers_logging.disable_progress_bar()
 
 
-async def create_server(settings: InferenceSettings) -> GrpcServer:
-    """The inference server, not started. Nothing is loaded until a request needs it."""
+def create_engine(settings: InferenceSettings) -> tuple[InferenceEngine, ShutdownHook]:
+    """The engine and what closes it: one per process (`create_server`) or per fleet worker
+    (inference_svc.fleet.deployment). Nothing is loaded until a request needs it."""
     quiet_libraries()
     device = resolve_device(settings.device)
     device_budget, park_budget = default_budgets(device, settings.device_cache_bytes, settings.cpu_park_bytes)
@@ -68,6 +69,28 @@ async def create_server(settings: InferenceSettings) -> GrpcServer:
         outputs=OutputStore(settings.outputs_path),
         hashes=hashes,
     )
+
+    async def shutdown() -> None:
+        await queue.close()
+        await registry.close()
+        hashes.close()
+        cache.clear()
+
+    log.info(
+        "inference.configured",
+        device=str(device.device),
+        dtype=device.dtype_name,
+        attention=device.attention,
+        device_budget_bytes=device_budget,
+        park_budget_bytes=park_budget,
+        outputs_dir=str(settings.outputs_path),
+    )
+    return engine, shutdown
+
+
+async def create_server(settings: InferenceSettings) -> GrpcServer:
+    """The inference server, not started. Nothing is loaded until a request needs it."""
+    engine, shutdown = create_engine(settings)
     server = GrpcServer(
         name="inference",
         listen=settings.listen,
@@ -80,21 +103,5 @@ async def create_server(settings: InferenceSettings) -> GrpcServer:
         ],
         error_domain=DOMAIN,
     )
-
-    async def shutdown() -> None:
-        await queue.close()
-        await registry.close()
-        hashes.close()
-        cache.clear()
-
     server.on_shutdown.append(shutdown)
-    log.info(
-        "inference.configured",
-        device=str(device.device),
-        dtype=device.dtype_name,
-        attention=device.attention,
-        device_budget_bytes=device_budget,
-        park_budget_bytes=park_budget,
-        outputs_dir=str(settings.outputs_path),
-    )
     return server
