@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from gw_helpers import stack_stop_problems
@@ -60,7 +61,7 @@ if (_reason := _skip_reason()) is not None:
         pytest.fail(f"browser tests cannot run in CI: {_reason}", pytrace=False)
     pytest.skip(_reason, allow_module_level=True)
 
-from playwright.sync_api import Locator, Page, Route, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Locator, Page, expect, sync_playwright  # noqa: E402
 
 from devtools.fake_civitai.images import CDN_KEY, PREVIEW_SIZE  # noqa: E402
 
@@ -213,15 +214,10 @@ def download_via_ui(page: Page, reference: str, expect_name: str) -> None:
 
 def test_whole_flow_in_the_browser(stack: DemoStack, page: Page, shots: Path) -> None:
     assert f"  CivitAI:   {stack.fake.base_url}" in stack.lines  # the stack uses the CivitAI it was given
-    # The browser loads the preview image from CivitAI's image host itself; the demo's fake CivitAI serves
-    # it (a real JPEG, on 127.0.0.1, in the CDN's path shape). The route only records the request.
-    image_requests: list[dict[str, str]] = []
-
-    def image_host(route: Route) -> None:
-        image_requests.append({"url": route.request.url, **route.request.headers})
-        route.continue_()
-
-    page.route(f"{stack.fake.base_url}/{CDN_KEY}/**", image_host)
+    # The preview image comes through the gateway's image proxy (which fetches the demo's fake CivitAI's real
+    # JPEG, on 127.0.0.1 in the CDN's path shape): the browser itself asks nothing of any other origin.
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
 
     # A download that stalls at a quarter: live progress, then the running-downloads list and Cancel.
     tab(page, "Model Manager")
@@ -266,11 +262,11 @@ def test_whole_flow_in_the_browser(stack: DemoStack, page: Page, shots: Path) ->
     expect(preview).to_contain_text("LORA")
     expect(preview).to_contain_text("Recommended weight: 0.7")
     preview_image = page.locator("#civitai-image img")
-    expect(preview_image).to_have_attribute("src", re.compile(rf"^{re.escape(stack.fake.base_url)}/{CDN_KEY}/"))
+    proxied = re.escape("ui-civitai-images?url=" + quote(f"{stack.fake.base_url}/{CDN_KEY}/", safe=""))
+    expect(preview_image).to_have_attribute("src", re.compile(rf"^{proxied}"))
     expect(preview_image).to_have_js_property("complete", True)
-    assert natural_size(preview_image) == list(PREVIEW_SIZE)
-    seen = [r for r in image_requests if r["url"] == preview_image.get_attribute("src")]
-    assert seen and all("referer" not in r for r in seen), image_requests  # referrerpolicy="no-referrer"
+    assert natural_size(preview_image) == list(PREVIEW_SIZE)  # decoded, re-encoded, never enlarged
+    assert any("/ui-civitai-images?url=" in url for url in requested), requested
     # Download with progress → installed → in the table.
     page.locator("#download").click()
     expect(page.locator("#download-status")).to_contain_text("installed as soft_watercolor_illu_v1.safetensors")
@@ -373,6 +369,8 @@ def test_whole_flow_in_the_browser(stack: DemoStack, page: Page, shots: Path) ->
     shot(page, shots, "upscale")
     tab(page, "Model Manager")
     shot(page, shots, "model-manager-after")
+    outside = [url for url in requested if not url.startswith((stack.url, "data:", "blob:"))]
+    assert requested and outside == [], outside  # nothing but the gateway: CivitAI's images come through it
 
 
 def test_api_docs_render_without_internet(stack: DemoStack, page: Page, shots: Path) -> None:
