@@ -36,6 +36,7 @@ from civitai_svc.previews import PreviewFetcher
 from civitai_svc.registry_client import RegistryClient
 from metadata_svc.limits import clip_model
 from modelmanager.v1 import civitai_pb2, model_pb2
+from service_kit.display import human_size
 from service_kit.logs import get_logger
 
 if TYPE_CHECKING:
@@ -166,12 +167,16 @@ class Installer:
         return folder
 
     def check_space(self, folder: Path, needed: int) -> None:
+        """Refuse a file that would not fit (with the reserve kept free), saying how much is missing."""
         free = shutil.disk_usage(folder).free
-        if needed + self.disk_reserve_bytes > free:
+        missing = needed + self.disk_reserve_bytes - free
+        if missing > 0:
             raise E.InsufficientDiskSpace(
-                f"not enough free disk space in {folder.name}/: the file needs {needed} bytes "
-                f"(+{self.disk_reserve_bytes} kept free), {free} bytes are free",
-                metadata={"needed_bytes": needed, "free_bytes": free, "reserve_bytes": self.disk_reserve_bytes},
+                f"not enough free disk space in {folder.name}/: {human_size(missing)} missing; the file needs "
+                f"{human_size(needed)} (+{human_size(self.disk_reserve_bytes)} kept free), "
+                f"{human_size(free)} are free",
+                metadata={"needed_bytes": needed, "free_bytes": free, "reserve_bytes": self.disk_reserve_bytes,
+                          "missing_bytes": missing},
             )
 
     async def _taken(self, path: Path) -> bool:
