@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 from gateway import errors
 from gateway.api import public_router, router
 from gateway.api_library import router as library_router
+from gateway.api_maintenance import router as maintenance_router
 from gateway.clients import ServiceClients
 from gateway.config import GatewaySettings
 from gateway.image_proxy import router as image_router
@@ -58,6 +59,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(public_router)  # before `router`, whose last route catches every /api/v1 path
     app.include_router(library_router)
+    app.include_router(maintenance_router)
     app.include_router(image_router)
     app.include_router(router)
     # Inside CORS (preflights carry no key; refusals still get CORS headers), outside everything that
