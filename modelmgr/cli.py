@@ -11,6 +11,7 @@
     modelmgr refresh NAME... [--force]
     modelmgr outputs [--limit N] | modelmgr outputs get ID -o FILE | modelmgr outputs delete ID
     modelmgr updates [--download [--delete-old]] [--all]
+    modelmgr duplicates | modelmgr du [--biggest N]
 
 Addresses come from flags or the same `MODELMGR_*_ADDR` variables as the gateway.
 """
@@ -28,7 +29,7 @@ from typing import Any
 from rich.markup import escape
 
 from modelmanager.v1 import civitai_pb2, inference_pb2, model_pb2, registry_pb2
-from modelmgr import outputs, updates
+from modelmgr import maintenance, outputs, updates
 from modelmgr.output import (
     console,
     downloads_table,
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     outputs.add_parser(sub)
     updates.add_parser(sub)
+    maintenance.add_parsers(sub)
     return parser
 
 
@@ -349,6 +351,7 @@ COMMANDS: dict[str, Callable[[Services, argparse.Namespace], Awaitable[int]]] = 
     "generate": cmd_generate, "downloads": cmd_downloads, "cancel": cmd_cancel, "import": cmd_import,
     "roots": cmd_roots, "imports": cmd_imports, "cancel-import": cmd_cancel_import, "refresh": cmd_refresh,
     "outputs": outputs.cmd_outputs, "updates": updates.cmd_updates,
+    "duplicates": maintenance.cmd_duplicates, "du": maintenance.cmd_du,
 }
 
 
