@@ -127,3 +127,41 @@ class JobCancelled(errors.Cancelled):
     """Raised inside a running job (from the step callback) when its client went away."""
 
     default_reason = "CANCELLED"
+
+
+class InvalidRegion(InvalidRequest):
+    """An upscale region that is empty, lies outside the image, or one too many."""
+
+    default_reason = "INVALID_REGION"
+
+
+class VaeNotFound(errors.NotFound):
+    default_reason = "VAE_NOT_FOUND"
+
+
+class UpscalerNotFound(errors.NotFound):
+    default_reason = "UPSCALER_NOT_FOUND"
+
+
+class VaeLoadFailed(errors.FailedPrecondition):
+    """Unreadable, or not a VAE the checkpoint's decoder takes (other tensors, other shapes)."""
+
+    default_reason = "VAE_LOAD_FAILED"
+
+
+class UpscalerLoadFailed(errors.FailedPrecondition):
+    """Unreadable, an architecture spandrel does not recognise, or a pickle the weights-only unpickler refuses."""
+
+    default_reason = "UPSCALER_LOAD_FAILED"
+
+
+class EmbeddingLoadFailed(errors.FailedPrecondition):
+    """Unreadable, or without the `clip_l` and `clip_g` tensors of an SDXL embedding."""
+
+    default_reason = "EMBEDDING_LOAD_FAILED"
+
+
+class EmbeddingIncompatible(errors.FailedPrecondition):
+    """Vectors whose widths are not the checkpoint's text encoders'."""
+
+    default_reason = "EMBEDDING_INCOMPATIBLE"

@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from modelmanager.v1 import model_pb2 as _model_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -10,8 +11,17 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SeamsFix(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SEAMS_FIX_UNSPECIFIED: _ClassVar[SeamsFix]
+    SEAMS_FIX_BAND_PASS: _ClassVar[SeamsFix]
+    SEAMS_FIX_HALF_TILE: _ClassVar[SeamsFix]
+SEAMS_FIX_UNSPECIFIED: SeamsFix
+SEAMS_FIX_BAND_PASS: SeamsFix
+SEAMS_FIX_HALF_TILE: SeamsFix
+
 class GenerateRequest(_message.Message):
-    __slots__ = ("prompt", "negative_prompt", "loras", "width", "height", "steps", "guidance_scale", "seed", "scheduler", "checkpoint")
+    __slots__ = ("prompt", "negative_prompt", "loras", "width", "height", "steps", "guidance_scale", "seed", "scheduler", "checkpoint", "vae")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_PROMPT_FIELD_NUMBER: _ClassVar[int]
     LORAS_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +32,7 @@ class GenerateRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     SCHEDULER_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    VAE_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     negative_prompt: str
     loras: _containers.RepeatedCompositeFieldContainer[_model_pb2.LoraSelection]
@@ -32,7 +43,8 @@ class GenerateRequest(_message.Message):
     seed: int
     scheduler: str
     checkpoint: str
-    def __init__(self, prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., loras: _Optional[_Iterable[_Union[_model_pb2.LoraSelection, _Mapping]]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., seed: _Optional[int] = ..., scheduler: _Optional[str] = ..., checkpoint: _Optional[str] = ...) -> None: ...
+    vae: str
+    def __init__(self, prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., loras: _Optional[_Iterable[_Union[_model_pb2.LoraSelection, _Mapping]]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., seed: _Optional[int] = ..., scheduler: _Optional[str] = ..., checkpoint: _Optional[str] = ..., vae: _Optional[str] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("queued", "progress", "result")
@@ -45,7 +57,7 @@ class GenerateResponse(_message.Message):
     def __init__(self, queued: _Optional[_Union[JobQueued, _Mapping]] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ..., result: _Optional[_Union[ImageResult, _Mapping]] = ...) -> None: ...
 
 class UpscaleRequest(_message.Message):
-    __slots__ = ("image", "prompt", "negative_prompt", "loras", "scale_factor", "steps", "strength", "guidance_scale", "seed", "scheduler", "tile_size", "tile_overlap", "checkpoint")
+    __slots__ = ("image", "prompt", "negative_prompt", "loras", "scale_factor", "steps", "strength", "guidance_scale", "seed", "scheduler", "tile_size", "tile_overlap", "checkpoint", "vae", "upscaler", "tile_padding", "mask_blur", "seams_fix", "seams_fix_width", "seams_fix_strength", "seams_fix_mask_blur", "seams_fix_padding", "regions")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +71,16 @@ class UpscaleRequest(_message.Message):
     TILE_SIZE_FIELD_NUMBER: _ClassVar[int]
     TILE_OVERLAP_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    VAE_FIELD_NUMBER: _ClassVar[int]
+    UPSCALER_FIELD_NUMBER: _ClassVar[int]
+    TILE_PADDING_FIELD_NUMBER: _ClassVar[int]
+    MASK_BLUR_FIELD_NUMBER: _ClassVar[int]
+    SEAMS_FIX_FIELD_NUMBER: _ClassVar[int]
+    SEAMS_FIX_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    SEAMS_FIX_STRENGTH_FIELD_NUMBER: _ClassVar[int]
+    SEAMS_FIX_MASK_BLUR_FIELD_NUMBER: _ClassVar[int]
+    SEAMS_FIX_PADDING_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     prompt: str
     negative_prompt: str
@@ -72,7 +94,33 @@ class UpscaleRequest(_message.Message):
     tile_size: int
     tile_overlap: int
     checkpoint: str
-    def __init__(self, image: _Optional[bytes] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., loras: _Optional[_Iterable[_Union[_model_pb2.LoraSelection, _Mapping]]] = ..., scale_factor: _Optional[float] = ..., steps: _Optional[int] = ..., strength: _Optional[float] = ..., guidance_scale: _Optional[float] = ..., seed: _Optional[int] = ..., scheduler: _Optional[str] = ..., tile_size: _Optional[int] = ..., tile_overlap: _Optional[int] = ..., checkpoint: _Optional[str] = ...) -> None: ...
+    vae: str
+    upscaler: str
+    tile_padding: int
+    mask_blur: int
+    seams_fix: SeamsFix
+    seams_fix_width: int
+    seams_fix_strength: float
+    seams_fix_mask_blur: int
+    seams_fix_padding: int
+    regions: _containers.RepeatedCompositeFieldContainer[UpscaleRegion]
+    def __init__(self, image: _Optional[bytes] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., loras: _Optional[_Iterable[_Union[_model_pb2.LoraSelection, _Mapping]]] = ..., scale_factor: _Optional[float] = ..., steps: _Optional[int] = ..., strength: _Optional[float] = ..., guidance_scale: _Optional[float] = ..., seed: _Optional[int] = ..., scheduler: _Optional[str] = ..., tile_size: _Optional[int] = ..., tile_overlap: _Optional[int] = ..., checkpoint: _Optional[str] = ..., vae: _Optional[str] = ..., upscaler: _Optional[str] = ..., tile_padding: _Optional[int] = ..., mask_blur: _Optional[int] = ..., seams_fix: _Optional[_Union[SeamsFix, str]] = ..., seams_fix_width: _Optional[int] = ..., seams_fix_strength: _Optional[float] = ..., seams_fix_mask_blur: _Optional[int] = ..., seams_fix_padding: _Optional[int] = ..., regions: _Optional[_Iterable[_Union[UpscaleRegion, _Mapping]]] = ...) -> None: ...
+
+class UpscaleRegion(_message.Message):
+    __slots__ = ("x", "y", "width", "height", "prompt", "loras")
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    LORAS_FIELD_NUMBER: _ClassVar[int]
+    x: int
+    y: int
+    width: int
+    height: int
+    prompt: str
+    loras: _containers.RepeatedCompositeFieldContainer[_model_pb2.LoraSelection]
+    def __init__(self, x: _Optional[int] = ..., y: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., prompt: _Optional[str] = ..., loras: _Optional[_Iterable[_Union[_model_pb2.LoraSelection, _Mapping]]] = ...) -> None: ...
 
 class UpscaleResponse(_message.Message):
     __slots__ = ("queued", "progress", "result")
@@ -109,7 +157,7 @@ class JobProgress(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., stage: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., tile: _Optional[int] = ..., total_tiles: _Optional[int] = ...) -> None: ...
 
 class ImageResult(_message.Message):
-    __slots__ = ("job_id", "png", "width", "height", "seed", "final_prompt", "injected_trigger_words", "loras", "checkpoint", "timings", "output_id")
+    __slots__ = ("job_id", "png", "width", "height", "seed", "final_prompt", "injected_trigger_words", "loras", "checkpoint", "timings", "output_id", "vae", "embeddings", "upscaler")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     PNG_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +169,9 @@ class ImageResult(_message.Message):
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_ID_FIELD_NUMBER: _ClassVar[int]
+    VAE_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    UPSCALER_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     png: bytes
     width: int
@@ -132,7 +183,10 @@ class ImageResult(_message.Message):
     checkpoint: str
     timings: Timings
     output_id: str
-    def __init__(self, job_id: _Optional[str] = ..., png: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., seed: _Optional[int] = ..., final_prompt: _Optional[str] = ..., injected_trigger_words: _Optional[_Iterable[str]] = ..., loras: _Optional[_Iterable[_Union[_model_pb2.ResolvedLora, _Mapping]]] = ..., checkpoint: _Optional[str] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., output_id: _Optional[str] = ...) -> None: ...
+    vae: str
+    embeddings: _containers.RepeatedScalarFieldContainer[str]
+    upscaler: str
+    def __init__(self, job_id: _Optional[str] = ..., png: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., seed: _Optional[int] = ..., final_prompt: _Optional[str] = ..., injected_trigger_words: _Optional[_Iterable[str]] = ..., loras: _Optional[_Iterable[_Union[_model_pb2.ResolvedLora, _Mapping]]] = ..., checkpoint: _Optional[str] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., output_id: _Optional[str] = ..., vae: _Optional[str] = ..., embeddings: _Optional[_Iterable[str]] = ..., upscaler: _Optional[str] = ...) -> None: ...
 
 class Timings(_message.Message):
     __slots__ = ("queued_seconds", "load_seconds", "lora_seconds", "inference_seconds", "total_seconds")
@@ -189,7 +243,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("device", "dtype", "current_checkpoint", "checkpoints", "memory_allocated_bytes", "memory_budget_bytes", "queue_depth", "busy", "attention")
+    __slots__ = ("device", "dtype", "current_checkpoint", "checkpoints", "memory_allocated_bytes", "memory_budget_bytes", "queue_depth", "busy", "attention", "vaes", "upscalers")
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     CURRENT_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
@@ -199,6 +253,8 @@ class GetStatusResponse(_message.Message):
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     BUSY_FIELD_NUMBER: _ClassVar[int]
     ATTENTION_FIELD_NUMBER: _ClassVar[int]
+    VAES_FIELD_NUMBER: _ClassVar[int]
+    UPSCALERS_FIELD_NUMBER: _ClassVar[int]
     device: str
     dtype: str
     current_checkpoint: str
@@ -208,23 +264,27 @@ class GetStatusResponse(_message.Message):
     queue_depth: int
     busy: bool
     attention: str
-    def __init__(self, device: _Optional[str] = ..., dtype: _Optional[str] = ..., current_checkpoint: _Optional[str] = ..., checkpoints: _Optional[_Iterable[_Union[LoadedCheckpoint, _Mapping]]] = ..., memory_allocated_bytes: _Optional[int] = ..., memory_budget_bytes: _Optional[int] = ..., queue_depth: _Optional[int] = ..., busy: _Optional[bool] = ..., attention: _Optional[str] = ...) -> None: ...
+    vaes: _containers.RepeatedScalarFieldContainer[str]
+    upscalers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, device: _Optional[str] = ..., dtype: _Optional[str] = ..., current_checkpoint: _Optional[str] = ..., checkpoints: _Optional[_Iterable[_Union[LoadedCheckpoint, _Mapping]]] = ..., memory_allocated_bytes: _Optional[int] = ..., memory_budget_bytes: _Optional[int] = ..., queue_depth: _Optional[int] = ..., busy: _Optional[bool] = ..., attention: _Optional[str] = ..., vaes: _Optional[_Iterable[str]] = ..., upscalers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LoadedCheckpoint(_message.Message):
-    __slots__ = ("checkpoint", "path", "location", "size_bytes", "adapters", "load_seconds")
+    __slots__ = ("checkpoint", "path", "location", "size_bytes", "adapters", "load_seconds", "embeddings")
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     LOCATION_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     ADAPTERS_FIELD_NUMBER: _ClassVar[int]
     LOAD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     checkpoint: str
     path: str
     location: str
     size_bytes: int
     adapters: _containers.RepeatedScalarFieldContainer[str]
     load_seconds: float
-    def __init__(self, checkpoint: _Optional[str] = ..., path: _Optional[str] = ..., location: _Optional[str] = ..., size_bytes: _Optional[int] = ..., adapters: _Optional[_Iterable[str]] = ..., load_seconds: _Optional[float] = ...) -> None: ...
+    embeddings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, checkpoint: _Optional[str] = ..., path: _Optional[str] = ..., location: _Optional[str] = ..., size_bytes: _Optional[int] = ..., adapters: _Optional[_Iterable[str]] = ..., load_seconds: _Optional[float] = ..., embeddings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListSchedulersRequest(_message.Message):
     __slots__ = ()

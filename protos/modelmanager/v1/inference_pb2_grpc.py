@@ -46,6 +46,21 @@ class InferenceServiceStub:
     fleet has none that can take it); CANCELLED / CANCELLED when the client
     went away.
 
+    Embeddings, VAEs and upscaler models come from the registry too (types
+    EMBEDDING, VAE, UPSCALER). An embedding is used when its token
+    (Model.embedding_token) is written in the prompt or negative prompt: its
+    `clip_l` vectors go to the first text encoder, `clip_g` to the second, for
+    that job only (a prompt without any token runs exactly as it would without
+    embeddings). Their errors: INVALID_ARGUMENT / INVALID_REGION (an upscale
+    region empty, outside the image, or more than 16 of them); NOT_FOUND /
+    VAE_NOT_FOUND, UPSCALER_NOT_FOUND (no registry entry of that type and
+    name); FAILED_PRECONDITION / VAE_LOAD_FAILED (unreadable, or not a VAE
+    this checkpoint's decoder takes), UPSCALER_LOAD_FAILED (unreadable, an
+    architecture spandrel does not know, a pickle the weights-only unpickler
+    refuses), EMBEDDING_LOAD_FAILED (unreadable, no `clip_l` and `clip_g`),
+    EMBEDDING_INCOMPATIBLE (vector widths other than this checkpoint's text
+    encoders').
+
     Every Generate and Upscale result is also saved in the outputs folder
     (--outputs-dir) with its parameters, and the PNG's `parameters` text chunk
     holds them in A1111's infotext format (what A1111's PNG Info and CivitAI
@@ -121,6 +136,21 @@ class InferenceServiceServicer:
     holding the job died; the next request goes to another), NO_WORKERS (the
     fleet has none that can take it); CANCELLED / CANCELLED when the client
     went away.
+
+    Embeddings, VAEs and upscaler models come from the registry too (types
+    EMBEDDING, VAE, UPSCALER). An embedding is used when its token
+    (Model.embedding_token) is written in the prompt or negative prompt: its
+    `clip_l` vectors go to the first text encoder, `clip_g` to the second, for
+    that job only (a prompt without any token runs exactly as it would without
+    embeddings). Their errors: INVALID_ARGUMENT / INVALID_REGION (an upscale
+    region empty, outside the image, or more than 16 of them); NOT_FOUND /
+    VAE_NOT_FOUND, UPSCALER_NOT_FOUND (no registry entry of that type and
+    name); FAILED_PRECONDITION / VAE_LOAD_FAILED (unreadable, or not a VAE
+    this checkpoint's decoder takes), UPSCALER_LOAD_FAILED (unreadable, an
+    architecture spandrel does not know, a pickle the weights-only unpickler
+    refuses), EMBEDDING_LOAD_FAILED (unreadable, no `clip_l` and `clip_g`),
+    EMBEDDING_INCOMPATIBLE (vector widths other than this checkpoint's text
+    encoders').
 
     Every Generate and Upscale result is also saved in the outputs folder
     (--outputs-dir) with its parameters, and the PNG's `parameters` text chunk
@@ -264,6 +294,21 @@ class InferenceService:
     holding the job died; the next request goes to another), NO_WORKERS (the
     fleet has none that can take it); CANCELLED / CANCELLED when the client
     went away.
+
+    Embeddings, VAEs and upscaler models come from the registry too (types
+    EMBEDDING, VAE, UPSCALER). An embedding is used when its token
+    (Model.embedding_token) is written in the prompt or negative prompt: its
+    `clip_l` vectors go to the first text encoder, `clip_g` to the second, for
+    that job only (a prompt without any token runs exactly as it would without
+    embeddings). Their errors: INVALID_ARGUMENT / INVALID_REGION (an upscale
+    region empty, outside the image, or more than 16 of them); NOT_FOUND /
+    VAE_NOT_FOUND, UPSCALER_NOT_FOUND (no registry entry of that type and
+    name); FAILED_PRECONDITION / VAE_LOAD_FAILED (unreadable, or not a VAE
+    this checkpoint's decoder takes), UPSCALER_LOAD_FAILED (unreadable, an
+    architecture spandrel does not know, a pickle the weights-only unpickler
+    refuses), EMBEDDING_LOAD_FAILED (unreadable, no `clip_l` and `clip_g`),
+    EMBEDDING_INCOMPATIBLE (vector widths other than this checkpoint's text
+    encoders').
 
     Every Generate and Upscale result is also saved in the outputs folder
     (--outputs-dir) with its parameters, and the PNG's `parameters` text chunk
