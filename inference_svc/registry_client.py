@@ -110,3 +110,53 @@ class RegistryClient:
         except errors.Unimplemented:
             return []
         return [root.path for root in reply.roots]
+
+    # ---- embeddings, VAEs, upscalers (issue 14) -----------------------------------------------
+
+    async def embeddings(self) -> list[EmbeddingEntry]:
+        """Every embedding the registry lists, with its token; paths confined like the LoRAs'."""
+        found: list[EmbeddingEntry] = []
+        token = ""
+        while True:
+            reply = await self._call(self.stub.ListModels, registry_pb2.ListModelsRequest(
+                type=model_pb2.MODEL_TYPE_EMBEDDING, page_size=1000, page_token=token))
+            for model in reply.models:
+                word = model.embedding_token or (model.trigger_words[0] if model.trigger_words else "")
+                word = word or Path(model.filename).stem
+                found.append(EmbeddingEntry(model.filename, word, Path(model.path)))
+            token = reply.next_page_token
+            if not token:
+                break
+        return found
+
+    async def confine_embedding(self, entry: EmbeddingEntry) -> EmbeddingEntry:
+        return EmbeddingEntry(entry.filename, entry.token,
+                              await self.roots.confine(entry.path, f"embedding {entry.filename}"))
+
+    async def model_file(self, filename: str, kind: int, missing: type[errors.ServiceError], what: str) -> Path:
+        """The confined path of the registry entry `filename` of type `kind`; `missing` when there is none."""
+        try:
+            reply = await self._call(self.stub.GetModel, registry_pb2.GetModelRequest(filename=filename))
+        except errors.NotFound as exc:
+            raise missing(f"no {what} {filename!r} in the registry", metadata={what: filename}) from exc
+        if reply.model.type != kind:
+            raise missing(f"{filename!r} is not a {what}", metadata={what: filename})
+        return await self.roots.confine(Path(reply.model.path), f"{what} {filename}")
+
+    async def default_vae(self, checkpoint: str) -> str:
+        """The checkpoint's default VAE filename (Model.default_vae); "" for none, or for the default
+        checkpoint, which the registry does not index."""
+        if checkpoint == DEFAULT_CHECKPOINT:
+            return ""
+        try:
+            reply = await self._call(self.stub.GetModel, registry_pb2.GetModelRequest(filename=checkpoint))
+        except errors.NotFound:
+            return ""
+        return reply.model.default_vae
+
+
+@dataclass(frozen=True)
+class EmbeddingEntry:
+    filename: str
+    token: str
+    path: Path
