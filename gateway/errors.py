@@ -64,6 +64,8 @@ _CODE_BY_HTTP = {
     429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     499: grpc.StatusCode.CANCELLED,
     501: grpc.StatusCode.UNIMPLEMENTED,
+    # An upstream (the image proxy's CivitAI CDN) answered badly: gRPC's HTTP mapping reads 502 as UNAVAILABLE.
+    502: grpc.StatusCode.UNAVAILABLE,
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }

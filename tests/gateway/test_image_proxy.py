@@ -153,6 +153,7 @@ async def test_upstream_errors(env: dict) -> None:
     fake.fail("image", 500)
     resp = await http.get(ROUTE, params={"url": urls[4]})
     assert resp.status_code == 502 and reason(resp) == "IMAGE_UPSTREAM_FAILED"
+    assert resp.json()["error"]["status"] == "UNAVAILABLE"  # gRPC's reading of 502, not UNKNOWN
     gone = await http.get(ROUTE, params={"url": f"{fake.base_url}/{quote('no/such/image.jpeg')}"})
     assert gone.status_code in (404, 502)
 
