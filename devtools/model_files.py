@@ -18,6 +18,15 @@ Key sets (`KINDS`; name -> TensorSpec)
                           `conditioner.embedders.0.transformer.*`, `conditioner.embedders.1.model.*`, `first_stage_model.*`.
 ``"sd15-checkpoint"``     SD 1.5 LDM single file: `model.diffusion_model.*`, `cond_stage_model.transformer.*`.
 ``"unknown"``             one tensor with a name no tool recognises.
+``"sdxl-embedding"``      SDXL textual inversion: `clip_l` (n×768) and `clip_g` (n×1280), n = `vectors=` (2).
+``"sd15-embedding"``      SD 1.x textual inversion: `emb_params` (n×768) alone.
+``"vae"``                 diffusers-named VAE: `encoder.*`, `decoder.*`, `quant_conv`, `post_quant_conv`
+                          (SDXL and SD 1.x VAEs share it; `modelspec.architecture` says which when set).
+``"vae-ldm"``             LDM-named VAE as extracted from a checkpoint: `first_stage_model.encoder.*`, ...
+``"sd15-vae"``            the "vae" key set with SD 1.x modelspec metadata.
+``"esrgan"``              an ESRGAN (old-arch RRDBNet) upscaler that spandrel recognises: `model.0.*`,
+                          `model.1.sub.0.RDB1..3.conv1..5.0.*`, ...; 4 filters, 1 block, 2× (about 390 KB:
+                          the growth width of 32 channels is fixed by the architecture).
 
 Writing
 -------
@@ -27,6 +36,11 @@ Writing
     kind's usual `__metadata__` (`default_metadata(kind)`); `{}`: none. `keys`: your own key set.
 ``save_tensors(path, state, metadata=None) -> Path``
     Real torch (or numpy) tensors through the safetensors library (tiny_models' real models).
+``write_torch_pickle(path, kind="esrgan", *, wrap=None, extra=None) -> Path``
+    A kind's tensors as a `.pt`/`.pth` file by torch.save (A1111 embeddings: `wrap="string_to_param"`;
+    BasicSR upscalers: `wrap="params_ema"`): plain tensors and dicts, loadable with weights_only.
+``write_malicious_pickle(path, marker, *, torch_zip=True) -> Path``
+    A pickle that creates the file `marker` when fully unpickled (a torch zip by default, else raw).
 ``kohya_metadata(...)``, ``modelspec_metadata(...)``: the `ss_*` and `modelspec.*` header metadata.
 
 Broken files
@@ -50,7 +64,8 @@ from typing import Any
 __all__ = [
     "KINDS", "TensorSpec", "bad_header_length_bytes", "default_metadata", "frame_header", "header_bytes",
     "key_set", "kohya_metadata", "make_safetensors", "modelspec_metadata", "non_json_header_bytes",
-    "not_an_object_header_bytes", "save_tensors", "too_short_bytes", "truncated", "write_safetensors",
+    "not_an_object_header_bytes", "save_tensors", "too_short_bytes", "truncated", "write_malicious_pickle",
+    "write_safetensors", "write_torch_pickle",
 ]
 
 _BLOCK = 8 * 1024 * 1024
@@ -163,10 +178,50 @@ def _unknown() -> KeySet:
     return {"some.random.tensor": TensorSpec((4, 4))}
 
 
+def _sdxl_embedding(vectors: int = 2) -> KeySet:
+    return {"clip_l": TensorSpec((vectors, 768)), "clip_g": TensorSpec((vectors, 1280))}
+
+
+def _sd15_embedding(vectors: int = 2) -> KeySet:
+    return {"emb_params": TensorSpec((vectors, 768))}
+
+
+def _vae(prefix: str = "", ldm: bool = False) -> KeySet:
+    down, up = ("down.0.block.0", "up.0.block.0") if ldm else ("down_blocks.0.resnets.0", "up_blocks.0.resnets.0")
+    return {f"{prefix}{name}": spec for name, spec in {
+        "encoder.conv_in.weight": TensorSpec((8, 3, 3, 3)),
+        f"encoder.{down}.conv1.weight": TensorSpec((8, 8, 3, 3)),
+        "encoder.conv_out.weight": TensorSpec((8, 8, 3, 3)),
+        "quant_conv.weight": TensorSpec((8, 8, 1, 1)),
+        "post_quant_conv.weight": TensorSpec((4, 4, 1, 1)),
+        "decoder.conv_in.weight": TensorSpec((8, 4, 3, 3)),
+        f"decoder.{up}.conv1.weight": TensorSpec((8, 8, 3, 3)),
+        "decoder.conv_out.weight": TensorSpec((3, 8, 3, 3)),
+    }.items()}
+
+
+def _esrgan(filters: int = 4, growth: int = 32) -> KeySet:
+    """Old-arch RRDBNet, one RRDB block, 2x: the layout spandrel's ESRGAN architecture reads."""
+    keys: KeySet = {"model.0.weight": TensorSpec((filters, 3, 3, 3)), "model.0.bias": TensorSpec((filters,))}
+    for rdb in (1, 2, 3):
+        for conv in range(1, 6):
+            out = filters if conv == 5 else growth
+            keys[f"model.1.sub.0.RDB{rdb}.conv{conv}.0.weight"] = TensorSpec((out, filters + (conv - 1) * growth, 3, 3))
+            keys[f"model.1.sub.0.RDB{rdb}.conv{conv}.0.bias"] = TensorSpec((out,))
+    keys["model.1.sub.1.weight"] = TensorSpec((filters, filters, 3, 3))
+    keys["model.1.sub.1.bias"] = TensorSpec((filters,))
+    for index, out in ((3, filters), (5, filters), (7, 3)):  # upconv, HR conv, last conv
+        keys[f"model.{index}.weight"] = TensorSpec((out, filters, 3, 3))
+        keys[f"model.{index}.bias"] = TensorSpec((out,))
+    return keys
+
+
 _KEY_SETS = {
     "lora": _kohya_sdxl, "kohya": _kohya_sdxl, "kohya-sd15": _kohya_sd15, "peft": _peft, "loha": _loha,
     "locon": _locon, "checkpoint": _sdxl_checkpoint, "sdxl-checkpoint": _sdxl_checkpoint,
     "sd15-checkpoint": _sd15_checkpoint, "unknown": _unknown,
+    "sdxl-embedding": _sdxl_embedding, "sd15-embedding": _sd15_embedding, "vae": _vae,
+    "vae-ldm": lambda: _vae("first_stage_model.", ldm=True), "sd15-vae": _vae, "esrgan": _esrgan,
 }
 KINDS = tuple(_KEY_SETS)
 
@@ -179,10 +234,13 @@ _BULK = {
     "peft": "unet.up_blocks.0.attentions.0.transformer_blocks.0.ff.net.2.lora_A.weight",
     "checkpoint": "model.diffusion_model.output_blocks.0.0.in_layers.2.weight",
     "unknown": "some.other.tensor",
+    "vae": "decoder.mid_block.resnets.0.conv2.weight",
+    "vae-ldm": "first_stage_model.decoder.mid.block_1.conv2.weight",
 }
 _FAMILY = {"lora": "lora", "kohya": "lora", "kohya-sd15": "lora-sd15", "loha": "lora", "locon": "lora", "peft": "peft",
            "checkpoint": "checkpoint", "sdxl-checkpoint": "checkpoint", "sd15-checkpoint": "checkpoint",
-           "unknown": "unknown"}
+           "unknown": "unknown", "vae": "vae", "sd15-vae": "vae", "vae-ldm": "vae-ldm",
+           "sdxl-embedding": "exact", "sd15-embedding": "exact", "esrgan": "exact"}
 
 
 def key_set(kind: str, **shape: int) -> KeySet:
@@ -228,6 +286,8 @@ def default_metadata(kind: str) -> dict[str, str]:
         return modelspec_metadata()
     if kind == "sd15-checkpoint":
         return modelspec_metadata(architecture="stable-diffusion-v1")
+    if kind == "sd15-vae":
+        return modelspec_metadata(architecture="stable-diffusion-v1/vae")
     key_set(kind)  # raises for an unknown kind
     return {}
 
@@ -243,10 +303,11 @@ def frame_header(raw: bytes, tail: bytes = b"") -> bytes:
 def _layout(kind: str, payload_bytes: int, keys: KeySet | None) -> KeySet:
     layout = dict(keys if keys is not None else key_set(kind))
     used = sum(spec.nbytes for spec in layout.values())
-    if payload_bytes > used:
+    family = _FAMILY.get(kind, "unknown")
+    if payload_bytes > used and family in _BULK:  # embeddings and upscalers: exactly their tensors
         bulk = payload_bytes - used
         bulk += bulk % 2  # whole float16 values
-        layout[_BULK[_FAMILY.get(kind, "unknown")]] = TensorSpec((bulk // 2,))
+        layout[_BULK[family]] = TensorSpec((bulk // 2,))
     return layout
 
 
@@ -319,6 +380,56 @@ def save_tensors(path: str | Path, state: Mapping[str, Any], metadata: Mapping[s
         from safetensors.torch import save_file as save_torch
 
         save_torch(dict(state), str(path), metadata=meta)
+    return path
+
+
+def write_torch_pickle(path: str | Path, kind: str = "esrgan", *, wrap: str | None = None,
+                       extra: Mapping[str, Any] | None = None, seed: int = 0) -> Path:
+    """`kind`'s tensors saved by torch.save (a `.pt`/`.pth` as trainers and upscaler repos ship them):
+    under `wrap` when given (A1111 embeddings: "string_to_param" holds {"*": tensor}; BasicSR:
+    "params_ema"), plus `extra` plain values (an embedding's "name", "step"). Only tensors, dicts, str
+    and int: torch.load(weights_only=True) reads it."""
+    import torch
+    from safetensors.torch import load as load_bytes
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = load_bytes(make_safetensors(kind, payload_bytes=0, seed=seed, metadata={}))
+    state: dict[str, Any]
+    if wrap == "string_to_param":
+        state = {"string_to_param": {"*": next(iter(tensors.values()))}}
+    elif wrap:
+        state = {wrap: tensors}
+    else:
+        state = dict(tensors)
+    state.update(extra or {})
+    torch.save(state, path)
+    return path
+
+
+class _Exploit:
+    """Unpickled in full, it runs exec: creates the marker file. The weights-only unpickler refuses it."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (exec, (f"open({self.marker!r}, 'w').close()",))
+
+
+def write_malicious_pickle(path: str | Path, marker: str | Path, *, torch_zip: bool = True) -> Path:
+    """A `.pt`/`.pth` that creates `marker` if anyone fully unpickles it (torch.save's zip, or a raw pickle)."""
+    import pickle
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"model.0.weight": _Exploit(str(marker))}
+    if torch_zip:
+        import torch
+
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=2))
     return path
 
 

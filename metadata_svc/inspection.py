@@ -1,5 +1,6 @@
-"""Reads a safetensors header and says what the file is: a LoRA (kohya, PEFT or LyCORIS) or a checkpoint
-(SDXL or not); for a library scan, also whether we load it, and if not, why.
+"""Reads a safetensors header and says what the file is: a LoRA (kohya, PEFT or LyCORIS), a checkpoint
+(SDXL or not), an embedding or a VAE (see model_types.py), or, from the tensors of a small file, an
+upscaler spandrel recognises; for a library scan, also whether we load it, and if not, why.
 
 Detection is by tensor names (and a few shapes), never by file size: tests use
 tiny SDXL-shaped models with real key names and small dimensions.
@@ -11,27 +12,38 @@ Two entry points:
 - `read_header` / `inspect_file` / `check_claim`: the registry's checks of a file a client names or
   uploads; a bad file is an InvalidSafetensors / TypeMismatch error for that client.
 - `examine_file` / `examine_stream`: a library scan's verdict on any file, which never raises for
-  the file's content: what we do not load is a `Verdict` with a `SkipReason`. Pickle formats
-  (.ckpt, .pt, .pth, .bin) are decided by name and are never opened; a `.safetensors` name whose first
-  bytes are a pickle or a PyTorch zip is refused by those magic bytes alone.
+  the file's content: what we do not load is a `Verdict` with a `SkipReason`. `.ckpt` and `.bin` are
+  decided by name and never opened; `.pt`/`.pth` are read only by torch's weights-only unpickler (an
+  embedding, VAE or upscaler is loaded; anything else stays a PICKLE skip); a `.safetensors` name whose
+  first bytes are a pickle or a PyTorch zip is refused by those magic bytes alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import stat
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from metadata_svc.errors import InvalidSafetensors, TypeMismatch
+from metadata_svc import model_types
+from metadata_svc.errors import InvalidSafetensors, TypeMismatch, UnsafePickle
 from metadata_svc.file_hashes import header_tensor_sha256
-from metadata_svc.models import CHECKPOINT, LORA, Inspection
+from metadata_svc.models import (
+    CHECKPOINT,
+    EMBEDDING,
+    LORA,
+    UPSCALER,
+    VAE,
+    WEIGHTS_ONLY_PICKLE_TYPES,
+    Inspection,
+)
 
 # The safetensors library refuses headers over 100 MB; real ones are a few MB at most.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -51,11 +63,15 @@ MAX_METADATA_KEYS = 24
 # Keys the registry itself adds to header_metadata (facts derived from tensors, not from __metadata__).
 LORA_ALGORITHM_KEY = "registry.lora_algorithm"
 UNET_IN_CHANNELS_KEY = "registry.unet_in_channels"
+UPSCALER_SCALE_KEY = "registry.upscaler_scale"
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
 # Pickle-based formats: unpickling runs code, so these are never opened, not even to look inside.
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 MODEL_SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
+# The pickle names embeddings and upscalers ship as: a library scan reads these with the weights-only
+# unpickler (model_types.load_pickle); .ckpt/.bin (checkpoints, diffusers parts) stay unopened.
+WEIGHTS_ONLY_SUFFIXES = (".pt", ".pth")
 
 _KOHYA_PREFIXES = ("lora_unet_", "lora_te1_", "lora_te2_", "lora_te_", "lora_transformer_")
 # LyCORIS's own wrapper (not kohya's) names modules `lycoris_<module>`.
@@ -244,6 +260,9 @@ def classify(header: Mapping[str, Any]) -> Inspection:
         conv_in = header.get("model.diffusion_model.input_blocks.0.0.weight")
         if isinstance(conv_in, dict) and len(conv_in.get("shape", [])) == 4 and conv_in["shape"][1] not in (4,):
             derived[UNET_IN_CHANNELS_KEY] = str(conv_in["shape"][1])
+    elif (other := model_types.classify_keys(keys, {k: _shape(header, k) for k in keys}, metadata)) is not None:
+        detected, arch, facts = other  # an embedding or a VAE
+        derived.update(facts)
     kept = {
         str(k): str(v)
         for k, v in metadata.items()
@@ -346,20 +365,67 @@ def inspect_file(path: Path, name: str | None = None) -> Inspection:
 
 
 def check_claim(inspection: Inspection, claimed: str, filename: str) -> None:
-    """Refuse a file whose header contradicts the claimed type, or a checkpoint that is not SDXL."""
+    """Refuse a file whose tensors contradict the claimed type, or a model that is not for SDXL."""
     meta = {"filename": filename, "claimed_type": claimed, "detected_type": inspection.detected_type,
             "architecture": inspection.architecture}
-    if inspection.format != "safetensors":
-        return  # pickle files are never opened, so there is nothing to check
-    if inspection.detected_type == "unknown":
-        raise TypeMismatch(f"{filename}: the safetensors header shows neither LoRA nor checkpoint tensors "
-                           f"(claimed {claimed})", metadata=meta)
-    if inspection.detected_type != claimed:
-        raise TypeMismatch(f"{filename}: claimed to be a {claimed} but its header is a {inspection.detected_type}'s",
-                           metadata=meta)
-    if claimed == CHECKPOINT and inspection.architecture != "sdxl":
-        raise TypeMismatch(f"{filename}: a {inspection.architecture} checkpoint, not SDXL "
+    if inspection.format != "safetensors" and claimed not in WEIGHTS_ONLY_PICKLE_TYPES:
+        return  # LoRA and checkpoint pickles are never opened, so there is nothing to check
+    detected, arch = inspection.detected_type, inspection.architecture
+    if detected == "unknown":
+        raise TypeMismatch(f"{filename}: its tensors are none of a LoRA's, checkpoint's, embedding's, VAE's or "
+                           f"an upscaler's that spandrel knows (claimed {claimed})", metadata=meta)
+    if detected != claimed:
+        raise TypeMismatch(f"{filename}: claimed to be {model_types.article(claimed)} but its tensors are "
+                           f"{model_types.what_it_is(detected, arch)}'s", metadata=meta)
+    if claimed == CHECKPOINT and arch != "sdxl":
+        raise TypeMismatch(f"{filename}: a {arch} checkpoint, not SDXL "
                            "(no second text encoder, conditioner.embedders.1.*)", metadata=meta)
+    if claimed == EMBEDDING and arch != "sdxl":
+        raise TypeMismatch(f"{filename}: {model_types.what_it_is(EMBEDDING, arch)} (one vector set"
+                           f"{', 768 wide' if arch == 'sd15' else ''}), not SDXL (clip_l and clip_g)", metadata=meta)
+    if claimed == VAE and arch in ("sd15", "sd2"):
+        raise TypeMismatch(f"{filename}: {model_types.what_it_is(VAE, arch)} (so its header metadata says), "
+                           "not SDXL", metadata=meta)
+
+
+def inspect_claimed(path: Path, fmt: str, claimed: str, name: str | None = None) -> Inspection:
+    """The registry's inspection of a new file (Create, Upload, rescan) checked against the claimed type.
+    Pickles of embeddings, VAEs and upscalers are read weights-only; other pickles are not opened."""
+    name = name or path.name
+    if fmt == "safetensors":
+        found = inspect_file(path, name)
+        if found.detected_type == "unknown" and path.stat().st_size <= model_types.MAX_UPSCALER_BYTES:
+            found = _as_upscaler(found, lambda: model_types.safetensors_state(path.read_bytes()))
+    elif claimed in WEIGHTS_ONLY_PICKLE_TYPES:
+        if path.stat().st_size > model_types.MAX_PICKLE_BYTES:
+            raise UnsafePickle(f"{name}: a pickle over {model_types.MAX_PICKLE_BYTES >> 20} MiB is not read; "
+                               "use a .safetensors file", metadata={"filename": name})
+        found = inspect_pickle(model_types.load_pickle(path, name))
+    else:
+        found = pickle_inspection()
+    check_claim(found, claimed, name)
+    return found
+
+
+def inspect_pickle(obj: Any) -> Inspection:
+    """What a weights-only loaded pickle holds (its tensors classified like a safetensors header)."""
+    state = model_types.state_dict_of(obj)
+    found = dataclasses.replace(classify(model_types.pseudo_header(state)), format="pickle")
+    if found.detected_type == "unknown":
+        found = _as_upscaler(found, lambda: state)
+    return found
+
+
+def _as_upscaler(found: Inspection, state: Callable[[], Mapping[str, Any]]) -> Inspection:
+    """`found` as an upscaler when spandrel recognises the tensors, else unchanged."""
+    if found.tensor_count == 0:
+        return found
+    upscaler = model_types.upscaler_of(state())
+    if upscaler is None:
+        return found
+    arch, scale = upscaler
+    return dataclasses.replace(found, detected_type=UPSCALER, architecture=arch.lower(),
+                               header_metadata={**found.header_metadata, UPSCALER_SCALE_KEY: str(scale)})
 
 
 def pickle_inspection() -> Inspection:
@@ -386,9 +452,10 @@ def examine_file(path: Path, name: str | None = None, *, max_header_bytes: int =
     """The verdict on the file at `path`, decided by its name and header; never raises for the file's content
     or for the file going away. The caller confines `path` (see library_scan)."""
     name = name or path.name
-    if is_pickle_name(name):
+    weights_only = is_weights_only_name(name)
+    if is_pickle_name(name) and not weights_only:
         return pickle_verdict(name)  # decided before anything is opened
-    if not is_safetensors_name(name):
+    if not (is_safetensors_name(name) or weights_only):
         return skipped(SkipReason.NOT_A_MODEL, f"{name}: not a model file (.safetensors)")
     try:
         # O_NONBLOCK: a FIFO under a model's name must not hang the scan; fstat below refuses it.
@@ -402,6 +469,8 @@ def examine_file(path: Path, name: str | None = None, *, max_header_bytes: int =
         os.close(fd)
         return skipped(SkipReason.NOT_A_REGULAR_FILE, f"{name}: not a regular file")
     with os.fdopen(fd, "rb") as fh:
+        if weights_only:
+            return examine_pickle_stream(fh, st.st_size, name)
         return examine_stream(fh, st.st_size, name, max_header_bytes=max_header_bytes)
 
 
@@ -415,11 +484,43 @@ def examine_stream(fh: BinaryIO, size: int, name: str, *, max_header_bytes: int 
         if magic is not None:
             return magic
         header, length = _read_header(fh, size, name, max_header_bytes)
+        verdict = verdict_of(header, name, data_offset=8 + length)
+        if verdict.skip == SkipReason.UNKNOWN_TENSORS and size <= model_types.MAX_UPSCALER_BYTES:
+            # An upscaler is told by spandrel from the tensors themselves (small files: read whole).
+            fh.seek(0)
+            data = fh.read()
+            assert verdict.inspection is not None
+            found = _as_upscaler(verdict.inspection, lambda: model_types.safetensors_state(data))
+            if found.detected_type == UPSCALER:
+                return Verdict(kind=UPSCALER, inspection=found, data_offset=verdict.data_offset,
+                               header_tensor_sha256=verdict.header_tensor_sha256)
     except _HeaderProblem as problem:
         return skipped(problem.reason, problem.message)
     except OSError as exc:
         return skipped(SkipReason.UNREADABLE, f"{name}: read failed ({exc.strerror or exc})")
-    return verdict_of(header, name, data_offset=8 + length)
+    except Exception as exc:  # the safetensors library's own errors on a header we accepted
+        return skipped(SkipReason.MALFORMED_HEADER, f"{name}: tensors unreadable ({exc})")
+    return verdict
+
+
+def is_weights_only_name(name: str) -> bool:
+    return name.lower().endswith(WEIGHTS_ONLY_SUFFIXES)
+
+
+def examine_pickle_stream(fh: BinaryIO, size: int, name: str) -> Verdict:
+    """A library scan's verdict on an open `.pt`/`.pth`: read with the weights-only unpickler only. An
+    embedding, VAE or upscaler is loaded; a LoRA or checkpoint pickle stays skipped as before (PICKLE)."""
+    if size > model_types.MAX_PICKLE_BYTES:
+        return pickle_verdict(name)
+    try:
+        found = inspect_pickle(model_types.load_pickle(fh, name))
+    except UnsafePickle as exc:
+        return skipped(SkipReason.PICKLE, exc.message, inspection=pickle_inspection())
+    except OSError as exc:
+        return skipped(SkipReason.UNREADABLE, f"{name}: read failed ({exc.strerror or exc})")
+    if found.detected_type not in WEIGHTS_ONLY_PICKLE_TYPES:
+        return pickle_verdict(name)
+    return _new_type_verdict(found, name, {"inspection": found})
 
 
 def _magic_problem(head: bytes, name: str) -> Verdict | None:
@@ -458,8 +559,19 @@ def verdict_of(header: Mapping[str, Any], name: str, *, data_offset: int = 0) ->
         what = "of unknown architecture (no text encoder in the file?)" if arch == "unknown" else \
             f"for {_ARCH_NAMES.get(arch, arch)}"
         return skipped(_arch_reason(arch), f"{name}: a checkpoint {what}, not SDXL", **common)
+    if found.detected_type in WEIGHTS_ONLY_PICKLE_TYPES:
+        return _new_type_verdict(found, name, common)
     return skipped(SkipReason.UNKNOWN_TENSORS, f"{name}: neither LoRA nor checkpoint tensors"
                    f"{_unknown_hint(header)}", **common)
+
+
+def _new_type_verdict(found: Inspection, name: str, common: dict[str, Any]) -> Verdict:
+    """An embedding, VAE or upscaler: loaded unless it is for SD 1.x/2.x (as check_claim refuses)."""
+    try:
+        check_claim(found, found.detected_type, name)
+    except TypeMismatch as exc:
+        return skipped(_arch_reason(found.architecture), exc.message, **common)
+    return Verdict(kind=found.detected_type, **common)
 
 
 _ARCH_NAMES = {"sd15": "SD 1.x", "sd2": "SD 2.x", "sdxl-refiner": "the SDXL refiner", "flux": "Flux", "sd3": "SD3",

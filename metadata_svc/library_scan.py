@@ -9,8 +9,13 @@ Rules:
   duplicates; a linked file inside the root is reported under its own name, with its target's
   (dev, inode), like a hard link. Nothing outside the root is opened: the target of every opened file
   is checked again after the open (through /proc/self/fd), so a link swapped in mid-scan reads nothing.
-- Content read: only `.safetensors` headers, bounded (inspection.SCAN_MAX_HEADER_BYTES). Pickle
-  formats are decided by name and never opened. Everything else is decided by name and stat.
+- Content read: `.safetensors` headers, bounded (inspection.SCAN_MAX_HEADER_BYTES), and the tensors of
+  small files whose header is no LoRA's, checkpoint's, embedding's or VAE's (spandrel tells upscalers).
+  `.pt`/`.pth` (how embeddings and upscalers ship) are read with torch's weights-only unpickler only;
+  `.ckpt`/`.bin` are decided by name and never opened. Everything else is decided by name and stat.
+  The folders of other tools (A1111 `embeddings/`, `models/VAE`, `models/ESRGAN`; ComfyUI
+  `models/embeddings`, `models/vae`, `models/upscale_models`) are walked like any other: a file's type
+  comes from its content, never from its folder or name.
 - A file that vanishes, cannot be read, or is odd (FIFO, undecodable name) is a skip reason on that
   file; the walk goes on. Only a root that is not a readable folder fails the scan.
 - A `<stem>.json`, `.civitai.info`, `.cm-info.json`, `.metadata.json` or preview image is a sidecar
@@ -33,9 +38,11 @@ from metadata_svc.inspection import (
     SCAN_MAX_HEADER_BYTES,
     SkipReason,
     Verdict,
+    examine_pickle_stream,
     examine_stream,
     is_pickle_name,
     is_safetensors_name,
+    is_weights_only_name,
     pickle_verdict,
 )
 from metadata_svc.sidecars import SidecarKind, sidecar_of, stem_of
@@ -46,7 +53,7 @@ _PROC_FD = Path("/proc/self/fd")
 
 
 class EntryKind(StrEnum):
-    MODEL = "model"  # verdict.kind is LORA or CHECKPOINT
+    MODEL = "model"  # verdict.kind is one of models.TYPES
     SKIPPED = "skipped"  # skip says why (a model file we do not load, or not a model at all)
     SIDECAR = "sidecar"
     PREVIEW = "preview"
@@ -194,6 +201,9 @@ def _scan_folder(real_root: Path, folder_path: Path, folder: str, depth: int, vi
         if not stat.S_ISREG(st.st_mode):
             yield entry(name, skip=SkipReason.NOT_A_REGULAR_FILE, detail=f"{name}: not a regular file")
             continue
+        if is_weights_only_name(name):  # .pt/.pth: embeddings and upscalers ship so; weights-only
+            yield _model_entry(entry, name, real, real_root, max_header_bytes)
+            continue
         if is_pickle_name(name):
             verdict = pickle_verdict(name)  # by name: never opened
             yield entry(name, verdict=verdict, skip=verdict.skip, detail=verdict.detail, location=real, **stats)
@@ -237,7 +247,10 @@ def _model_entry(entry: Callable[..., ScannedFile], name: str, real: str, real_r
             return entry(name, skip=SkipReason.NOT_A_REGULAR_FILE, detail=f"{name}: not a regular file")
         stats: dict[str, Any] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "dev": st.st_dev, "inode": st.st_ino}
         with os.fdopen(fd, "rb", closefd=False) as fh:
-            verdict = examine_stream(fh, st.st_size, name, max_header_bytes=max_header_bytes)
+            if is_weights_only_name(name):
+                verdict = examine_pickle_stream(fh, st.st_size, name)
+            else:
+                verdict = examine_stream(fh, st.st_size, name, max_header_bytes=max_header_bytes)
     finally:
         os.close(fd)
     kind = EntryKind.MODEL if verdict.loadable else EntryKind.SKIPPED

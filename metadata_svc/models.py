@@ -20,8 +20,14 @@ from typing import Any, TypeVar, cast
 
 LORA = "lora"
 CHECKPOINT = "checkpoint"
-TYPES = (LORA, CHECKPOINT)
-FOLDER_OF_TYPE = {LORA: "loras", CHECKPOINT: "checkpoints"}
+EMBEDDING = "embedding"  # textual inversion (issue 14)
+VAE = "vae"
+UPSCALER = "upscaler"
+TYPES = (LORA, CHECKPOINT, EMBEDDING, VAE, UPSCALER)
+FOLDER_OF_TYPE = {LORA: "loras", CHECKPOINT: "checkpoints", EMBEDDING: "embeddings", VAE: "vaes",
+                  UPSCALER: "upscalers"}
+# Types whose pickle files (.pt/.pth, as many ship) are read with torch's weights-only unpickler.
+WEIGHTS_ONLY_PICKLE_TYPES = (EMBEDDING, VAE, UPSCALER)
 
 T = TypeVar("T")
 
@@ -116,6 +122,8 @@ class ModelEntry:
     civitai_lookup: str = ""  # a LOOKUP_* state
     civitai_checked_at: str = ""
     notes: str = ""
+    default_vae: str = ""  # checkpoints: a VAE entry's filename
+    negative_embedding: bool = False
     # Keys of the stored JSON this version does not know; written back unchanged.
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -123,6 +131,13 @@ class ModelEntry:
     def disk_name(self) -> str:
         """The file's own name on disk."""
         return self.file_name or self.filename
+
+    @property
+    def embedding_token(self) -> str:
+        """An embedding's prompt token: its trigger word (the first), by default the file's stem."""
+        if self.type != EMBEDDING:
+            return ""
+        return self.trigger_words[0] if self.trigger_words else Path(self.disk_name).stem
 
     @property
     def rel_path(self) -> str:
@@ -184,7 +199,7 @@ class ModelEntry:
 
     def sort_key(self) -> tuple[int, str, str]:
         """List's stable order: type, then display name, then filename."""
-        return (0 if self.type == LORA else 1, self.display_name.lower(), self.filename)
+        return (TYPES.index(self.type), self.display_name.lower(), self.filename)
 
     @classmethod
     def from_json(cls, key: str, data: Any) -> ModelEntry:
@@ -196,7 +211,7 @@ class ModelEntry:
             raise ValueError(f"entry {key!r} has filename {filename!r}")
         kind = data.get("type")
         if kind not in TYPES:
-            raise ValueError(f"entry {key!r} has type {kind!r}, expected 'lora' or 'checkpoint'")
+            raise ValueError(f"entry {key!r} has type {kind!r}, expected one of {', '.join(TYPES)}")
         known = {f.name for f in dataclasses.fields(cls)}
         extra = {k: v for k, v in data.items() if k not in known}
         try:
@@ -232,6 +247,8 @@ class ModelEntry:
                 civitai_lookup=str(data.get("civitai_lookup") or ""),
                 civitai_checked_at=str(data.get("civitai_checked_at") or ""),
                 notes=str(data.get("notes") or ""),
+                default_vae=str(data.get("default_vae") or ""),
+                negative_embedding=bool(data.get("negative_embedding")),
                 extra=extra,
             )
         except (TypeError, ValueError) as exc:
@@ -241,7 +258,7 @@ class ModelEntry:
 # Written only when set (see ModelEntry.to_json).
 _ADDED_FIELDS = ("root_id", "folder", "file_name", "file_key", "preview", "nsfw_level", "autov3",
                  "user_edited_fields", "sidecar_fields", "civitai_version_name", "civitai_lookup",
-                 "civitai_checked_at", "notes")
+                 "civitai_checked_at", "notes", "default_vae", "negative_embedding")
 
 
 def _or(value: Any, default: Any) -> Any:
@@ -281,6 +298,8 @@ class ModelFields:
     civitai_model_id: int = 0
     civitai_version_id: int = 0
     civitai_url: str = ""
+    default_vae: str = ""
+    negative_embedding: bool = False
 
     def is_set(self, name: str) -> bool:
         value = getattr(self, name)
@@ -292,7 +311,7 @@ class NewModel:
     """A model to register (Create, Upload): its name, what the client says of it."""
 
     filename: str
-    type: str  # LORA or CHECKPOINT; "" when the client gave none (refused)
+    type: str  # one of TYPES; "" when the client gave none (refused)
     fields: ModelFields = ModelFields()
     source: str = "local"
     sha256: str = ""  # Create's claim, as the client sent it; checked against the bytes

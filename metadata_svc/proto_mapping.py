@@ -14,11 +14,14 @@ from metadata_svc.import_jobs import ImportJob, ImportMode, ImportState
 from metadata_svc.library import RootView
 from metadata_svc.models import (
     CHECKPOINT,
+    EMBEDDING,
     LOOKUP_FAILED,
     LOOKUP_FOUND,
     LOOKUP_NOT_FOUND,
     LOOKUP_PENDING,
     LORA,
+    UPSCALER,
+    VAE,
     Inspection,
     ModelEntry,
     ModelFields,
@@ -28,7 +31,9 @@ from metadata_svc.models import (
 )
 from modelmanager.v1 import model_pb2, registry_pb2
 
-TYPE_TO_PROTO = {LORA: model_pb2.MODEL_TYPE_LORA, CHECKPOINT: model_pb2.MODEL_TYPE_CHECKPOINT}
+TYPE_TO_PROTO = {LORA: model_pb2.MODEL_TYPE_LORA, CHECKPOINT: model_pb2.MODEL_TYPE_CHECKPOINT,
+                 EMBEDDING: model_pb2.MODEL_TYPE_EMBEDDING, VAE: model_pb2.MODEL_TYPE_VAE,
+                 UPSCALER: model_pb2.MODEL_TYPE_UPSCALER}
 PROTO_TO_TYPE = {v: k for k, v in TYPE_TO_PROTO.items()}
 SOURCES = {
     "local": model_pb2.MODEL_SOURCE_LOCAL,
@@ -83,6 +88,9 @@ def model_fields(message: model_pb2.Model | registry_pb2.UploadModelHeader) -> M
         civitai_model_id=message.civitai_model_id,
         civitai_version_id=message.civitai_version_id,
         civitai_url=message.civitai_url,
+        # Model only (an upload's header has neither).
+        default_vae=getattr(message, "default_vae", ""),
+        negative_embedding=getattr(message, "negative_embedding", False),
     )
 
 
@@ -200,6 +208,9 @@ def _build_message(entry: ModelEntry, path: Path) -> model_pb2.Model:
         user_edited_fields=entry.user_edited_fields,
         civitai_version_name=entry.civitai_version_name,
         notes=entry.notes,
+        default_vae=entry.default_vae,
+        embedding_token=entry.embedding_token,
+        negative_embedding=entry.negative_embedding,
     )
     if entry.preview is not None:
         model.preview.CopyFrom(preview_message(entry.preview))

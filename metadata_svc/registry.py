@@ -27,8 +27,10 @@ from metadata_svc.errors import (
     ModelAlreadyExists,
     ModelBusy,
     NotACheckpoint,
+    NotAVae,
     Sha256Mismatch,
     UploadInProgress,
+    VaeNotFound,
 )
 from metadata_svc.filenames import check_extension, validate_filename
 from metadata_svc.index_store import INDEX_NAME, IndexState, VolumeLock
@@ -38,6 +40,8 @@ from metadata_svc.listing import Listing
 from metadata_svc.models import (
     CHECKPOINT,
     TYPES,
+    VAE,
+    WEIGHTS_ONLY_PICKLE_TYPES,
     ActiveCheckpointState,
     Claim,
     ComposedPrompt,
@@ -106,9 +110,10 @@ class Registry:
         it while its file is examined or uploaded, so two callers cannot both create it."""
         validate_filename(filename)
         if kind not in TYPES:
-            raise MissingType(f"{filename}: type is required (MODEL_TYPE_LORA or MODEL_TYPE_CHECKPOINT)",
-                              metadata={"filename": filename})
-        fmt = check_extension(filename, allow_pickle=self.settings.allow_pickle)
+            raise MissingType(f"{filename}: type is required (MODEL_TYPE_LORA, _CHECKPOINT, _EMBEDDING, _VAE or "
+                              "_UPSCALER)", metadata={"filename": filename})
+        # Embedding, VAE and upscaler pickles are read weights-only (never a full unpickle): accepted.
+        fmt = check_extension(filename, allow_pickle=self.settings.allow_pickle or kind in WEIGHTS_ONLY_PICKLE_TYPES)
         if filename in self.catalog:
             raise ModelAlreadyExists(f"a model named {filename!r} already exists; nothing was overwritten",
                                      metadata={"filename": filename})
@@ -169,9 +174,20 @@ class Registry:
     async def update(self, filename: str, fields: ModelFields, mask: Sequence[str]) -> ModelEntry:
         current = self._get_for_change(filename)
         changed = entries.updated(current, fields, mask)
+        if changed.default_vae and changed.default_vae != current.default_vae:
+            self._check_vae(changed.default_vae)
         self.catalog.put(changed)  # no await since get(): nothing else changed the entry meanwhile
         await self.catalog.commit(lambda: self.catalog.restore(filename, changed, current))
         return changed
+
+    def _check_vae(self, name: str) -> None:
+        """A checkpoint's default VAE names a VAE entry (by its key)."""
+        vae = self.catalog.get(name)
+        if vae is None:
+            raise VaeNotFound(f"no VAE {name!r}: default_vae is a VAE entry's filename",
+                              metadata={"default_vae": name})
+        if vae.type != VAE:
+            raise NotAVae(f"{name} is a {vae.type}, not a VAE", metadata={"default_vae": name})
 
     async def delete(self, filename: str, keep_file: bool, delete_file: bool = False) -> ModelEntry:
         """An entry of a library root keeps its file unless `delete_file` (the library is the user's)."""

@@ -11,7 +11,16 @@ from metadata_svc.catalog import Catalog
 from metadata_svc.entries import new_entry
 from metadata_svc.filenames import check_extension, looks_like_model_file, validate_filename
 from metadata_svc.migration import builtin_entry, builtin_spec
-from metadata_svc.models import CHECKPOINT, LORA, ModelEntry, NewModel, RescanReport, ScanResult, SkippedFile
+from metadata_svc.models import (
+    LORA,
+    TYPES,
+    WEIGHTS_ONLY_PICKLE_TYPES,
+    ModelEntry,
+    NewModel,
+    RescanReport,
+    ScanResult,
+    SkippedFile,
+)
 from metadata_svc.volume import Volume, sha256_of
 from service_kit import errors, get_logger
 
@@ -32,7 +41,7 @@ class Rescanner:
         catalog, volume = self._catalog, self._volume
         added: list[ModelEntry] = []
         skipped: list[SkippedFile] = []
-        for kind in (LORA, CHECKPOINT):
+        for kind in TYPES:
             folder = volume.folder(kind)
             if not folder.is_dir():
                 continue
@@ -53,7 +62,7 @@ class Rescanner:
                     continue
                 try:
                     validate_filename(name)
-                    fmt = check_extension(name, allow_pickle=self._allow_pickle)
+                    fmt = check_extension(name, allow_pickle=self._allow_pickle or kind in WEIGHTS_ONLY_PICKLE_TYPES)
                     facts = volume.examine(path, fmt, kind, want_hash=False)
                 except errors.ServiceError as exc:
                     skipped.append(SkippedFile(volume.relative(path), f"{exc.reason}: {exc.message}"))

@@ -193,11 +193,8 @@ async def _finalize(registry: Registry, new: NewModel, claim: Claim, part: PartF
     linked = False
     with holding:  # the claim, released when this ends
         try:
-            if claim.format == "safetensors":
-                found = await asyncio.to_thread(insp.inspect_file, part.path, filename)  # not the .part's name
-                insp.check_claim(found, claim.type, filename)
-            else:
-                found = insp.pickle_inspection()
+            # Named as the user's file, not the .part's.
+            found = await asyncio.to_thread(insp.inspect_claimed, part.path, claim.format, claim.type, filename)
             try:
                 # link, not rename: it fails if the name exists, so nothing is ever overwritten.
                 await asyncio.to_thread(os.link, part.path, dest)

@@ -13,7 +13,7 @@ from pathlib import Path
 from metadata_svc import inspection as insp
 from metadata_svc.errors import FileNotFound, OutsideVolume
 from metadata_svc.library_roots import LibraryRoots
-from metadata_svc.models import CHECKPOINT, FOLDER_OF_TYPE, LORA, FileFacts, ModelEntry
+from metadata_svc.models import FOLDER_OF_TYPE, TYPES, FileFacts, ModelEntry
 from service_kit import get_logger
 from service_kit.config import DEFAULT_CHECKPOINT_FILE
 from service_kit.files import real_path, resolves_inside
@@ -32,7 +32,8 @@ def sha256_of(path: Path) -> str:
 
 
 class Volume:
-    """The user-models volume (`loras/`, `checkpoints/`) and the models dir (the default checkpoint)."""
+    """The user-models volume (`loras/`, `checkpoints/`, `embeddings/`, `vaes/`, `upscalers/`) and the models
+    dir (the default checkpoint)."""
 
     def __init__(self, user_models_dir: Path, models_dir: Path, roots: LibraryRoots | None = None) -> None:
         self.root = user_models_dir.absolute()
@@ -40,6 +41,9 @@ class Volume:
         self._real_root = real_path(self.root)
         self._real_models_dir = real_path(self.models_dir)
         self.roots = roots
+        if self.root.is_dir():  # the registry made it; its older folders come from migration.py
+            for kind in TYPES:
+                self.folder(kind).mkdir(exist_ok=True)
 
     def folder(self, kind: str) -> Path:
         return self.root / FOLDER_OF_TYPE[kind]
@@ -95,16 +99,13 @@ class Volume:
         try:
             size = path.stat().st_size
         except FileNotFoundError:
-            other = self.folder(CHECKPOINT if kind == LORA else LORA) / path.name
-            hint = f"; there is one in {other.parent.name}/ (wrong type?)" if other.is_file() else ""
+            others = [self.folder(k) / path.name for k in TYPES if k != kind]
+            other = next((o for o in others if o.is_file()), None)
+            hint = f"; there is one in {other.parent.name}/ (wrong type?)" if other is not None else ""
             raise FileNotFound(f"no file {name!r} on the volume{hint}",
                                metadata={"filename": path.name, "path": name}) from None
         if not path.is_file():
             raise FileNotFound(f"{name} is not a regular file", metadata={"filename": path.name, "path": name})
         self.check_on_volume(path)
-        if fmt == "safetensors":
-            found = insp.inspect_file(path)
-            insp.check_claim(found, kind, path.name)
-        else:
-            found = insp.pickle_inspection()
+        found = insp.inspect_claimed(path, fmt, kind)
         return FileFacts(size, found, sha256_of(path) if want_hash else "")

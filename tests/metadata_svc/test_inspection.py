@@ -147,10 +147,14 @@ def test_checkpoints_that_are_not_sdxl_base_are_skipped(tmp_path):
 
 
 def test_unknown_tensors_get_a_hint_of_what_they_are(tmp_path):
+    # VAEs and SDXL embeddings were unknown tensors with a hint; since issue 14 they are model types.
     vae = {"encoder.conv_in.weight": TensorSpec((8, 3, 3, 3)), "decoder.conv_out.weight": TensorSpec((3, 8, 3, 3))}
     embedding = {"clip_l": TensorSpec((2, 8)), "clip_g": TensorSpec((2, 16))}
-    assert "VAE" in _verdict(tmp_path, "unknown", "v.safetensors", keys=vae).detail
-    assert "embedding" in _verdict(tmp_path, "unknown", "e.safetensors", keys=embedding).detail
+    assert _verdict(tmp_path, "unknown", "v.safetensors", keys=vae).kind == "vae"
+    assert _verdict(tmp_path, "unknown", "e.safetensors", keys=embedding).kind == "embedding"
+    dit = {"double_blocks.0.img_attn.qkv.weight": TensorSpec((8, 8))}
+    unknown = _verdict(tmp_path, "unknown", "d.safetensors", keys=dit)
+    assert unknown.skip == SkipReason.UNKNOWN_TENSORS and "diffusion transformer" in unknown.detail
 
 
 @pytest.mark.parametrize(("data", "reason"), [
@@ -202,7 +206,7 @@ def test_pickles_under_a_safetensors_name_are_told_by_their_magic_bytes(tmp_path
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("name", ["model.ckpt", "model.pt", "model.pth", "pytorch_model.bin", "LOUD.CKPT"])
+@pytest.mark.parametrize("name", ["model.ckpt", "pytorch_model.bin", "LOUD.CKPT"])
 def test_pickle_formats_are_decided_by_name_and_never_opened(tmp_path, name):
     marker = tmp_path / "exploded"
     path = write_bytes(tmp_path / name, exploding_pickle(marker))
@@ -210,6 +214,17 @@ def test_pickle_formats_are_decided_by_name_and_never_opened(tmp_path, name):
         v = examine_file(path)
     assert v.skip == SkipReason.PICKLE and v.inspection.format == "pickle"
     assert str(path) not in opened and not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["model.pt", "model.pth", "LOUD.PTH"])
+def test_pt_and_pth_are_read_weights_only_and_never_unpickled(tmp_path, name):
+    """Since issue 14 (embeddings and upscalers ship as .pt/.pth) these are opened, but only by torch's
+    weights-only unpickler: the exploding pickle is refused (PICKLE) and never runs."""
+    marker = tmp_path / "exploded"
+    path = write_bytes(tmp_path / name, exploding_pickle(marker))
+    v = examine_file(path)
+    assert v.skip == SkipReason.PICKLE and v.inspection.format == "pickle"
+    assert "weights-only" in v.detail and not marker.exists()
 
 
 def test_the_exploding_pickle_really_explodes(tmp_path):
