@@ -7,12 +7,19 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install proto lint test test-fast run demo bench browser clean
 
-$(STAMP): pyproject.toml
+# SPANDREL: upscaler architectures (registry and inference), installed --no-deps after torch: it declares
+# torchvision, which would replace the pinned CPU torch with a multi-GB CUDA build; only its LaMa and
+# RestoreFormer archs use torchvision (service_kit/spandrel_loader.py stands in for it). einops is its
+# one other dependency not already ours.
+SPANDREL := 'spandrel==0.4.2' 'einops>=0.8'
+
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: the CPU wheel lies on disk here; an unpinned torch pulls GBs of CUDA wheels.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps $(SPANDREL)
 	touch $(STAMP)
 
 install: $(STAMP)
