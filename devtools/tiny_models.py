@@ -29,6 +29,9 @@ API
     float16 file holds them exactly): the reference for round-trip tests.
 ``tiny_config_files(variant="default") -> dict[str, str]``
     Relative path -> text of the tiny component configs and tokenizers.
+``write_tiny_embedding(path, seed=0, *, vectors=2)``, ``write_tiny_vae(path, seed=0, *, prefix="")``,
+``write_tiny_esrgan(path, seed=0, *, scale=2, arch="compact")``
+    An SDXL embedding pair, a standalone VAE and a few-kilobyte ESRGAN for the tiny models (issue 14).
 ``TINY_SIZE = 64``: a good width/height for tiny generations (multiple of 8).
 
 Variants: "default"; "wide" (other channel widths; loading a "wide" LoRA into
@@ -264,6 +267,58 @@ def write_incompatible_lora(path: str | Path, seed: int = 0) -> Path:
     """A kohya LoRA whose layer widths do not match a default tiny checkpoint."""
     return write_tiny_lora(path, seed, format="kohya", variant="wide")
 
+
+# ---- embeddings, VAEs and upscalers (issue 14) -------------------------------------------------
+
+
+def write_tiny_embedding(path: str | Path, seed: int = 0, *, vectors: int = 2, variant: Variant = "default") -> Path:
+    """An SDXL textual-inversion embedding for the tiny text encoders: `clip_l` (vectors, first encoder's
+    width) and `clip_g` (vectors, second encoder's width), as CivitAI serves them; strong enough to see."""
+    te1, te2 = _WIDTHS[variant]["text"]
+    generator = torch.Generator().manual_seed(20_000 + seed)
+    state = {
+        "clip_l": (torch.randn(vectors, te1, generator=generator) * 0.5).half(),
+        "clip_g": (torch.randn(vectors, te2, generator=generator) * 0.5).half(),
+    }
+    return save_tensors(Path(path), state, {})
+
+
+def write_tiny_vae(path: str | Path, seed: int = 0, *, variant: Variant = "default", prefix: str = "") -> Path:
+    """A standalone VAE for the tiny checkpoint: the VAE of the tiny model of `seed`, in the LDM naming VAE
+    files use (`encoder.*`, `decoder.*`, `quant_conv.*`; `prefix="first_stage_model."` for the checkpoint
+    naming some ship with)."""
+    state = pipeline_to_ldm(build_tiny_pipeline(seed, variant=variant))
+    vae = {prefix + k.removeprefix("first_stage_model."): v.half()
+           for k, v in state.items() if k.startswith("first_stage_model.")}
+    return save_tensors(Path(path), vae, {})
+
+
+def write_tiny_esrgan(path: str | Path, seed: int = 0, *, scale: int = 2, arch: Literal["compact", "rrdb"] = "compact") -> Path:
+    """An ESRGAN-family upscaler that spandrel recognises, from spandrel's own modules' state dicts.
+
+    `arch="compact"`: Real-ESRGAN's SRVGGNetCompact (`body.N.weight`, as realesr-general-x4v3 ships) with 8
+    features and 2 convolutions: about 4 KB in float16. `arch="rrdb"`: the old-arch RRDBNet of ESRGAN and
+    4x-UltraSharp (`model.0.weight`...), one block of 4 filters; its growth channels are fixed at 32, so
+    it is ~390 KB. `.pth` / `.pt` paths are written as a plain (weights-only loadable) pickle of tensors.
+    """
+    from service_kit.spandrel_loader import load_descriptor  # noqa: F401  (torchvision stand-in first)
+
+    torch.manual_seed(30_000 + seed)
+    if arch == "compact":
+        from spandrel.architectures.Compact import Compact
+
+        model: torch.nn.Module = Compact(num_feat=8, num_conv=2, upscale=scale)
+    else:
+        from spandrel.architectures.ESRGAN import ESRGAN
+
+        model = ESRGAN(in_nc=3, out_nc=3, num_filters=4, num_blocks=1, scale=scale)
+    state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix in (".pth", ".pt"):
+        torch.save(state, path)
+        return path
+    return save_tensors(path, state, {})
 
 if __name__ == "__main__":
     import sys
