@@ -8,7 +8,7 @@ from pathlib import Path
 
 from metadata_svc.config import RegistrySettings
 from metadata_svc.errors import DOMAIN
-from metadata_svc.index_store import INDEX_NAME, IndexState, VolumeLock, load_index
+from metadata_svc.index_store import INDEX_NAME, IndexState, VolumeLock, open_index
 from metadata_svc.migration import migrate
 from metadata_svc.proto_mapping import wire_size
 from metadata_svc.registry import Registry
@@ -48,12 +48,14 @@ async def open_registry(settings: RegistrySettings) -> Registry:
 
 
 async def _open(settings: RegistrySettings, root: Path, index_path: Path) -> Registry:
-    loaded = await asyncio.to_thread(load_index, index_path)
+    loaded = await asyncio.to_thread(open_index, index_path)  # a crash's journals compacted first
     state = loaded or IndexState()
     steps = await asyncio.to_thread(migrate, root, state)
     await asyncio.to_thread(remove_leftovers, root)
     # Renders 10,000 JSON lines: off the loop.
     registry = await asyncio.to_thread(Registry, settings, state, wire_size)
+    registry.store.configure(journal_from_bytes=settings.index_journal_from_bytes,
+                             compact_idle=settings.index_compact_idle)
     found = await asyncio.to_thread(registry.rescanner.scan)
     registry.rescanner.apply(found)
     for skip in found.skipped:
@@ -94,6 +96,7 @@ async def create_server(settings: RegistrySettings) -> GrpcServer:
             await hasher
         await registry.library.close()
         await civitai.close()
+        await registry.store.close()  # the journal compacted: the file complete after a clean stop
         if registry.volume_lock is not None:
             registry.volume_lock.release()
 

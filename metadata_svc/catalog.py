@@ -26,11 +26,21 @@ class Catalog:
         self._models: dict[str, ModelEntry] = state.models
         # Each entry's line of the index file, kept beside the entry so a rewrite is one C-level join.
         self._lines: dict[str, bytes] = {name: entry.json_line() for name, entry in self._models.items()}
-        self.active = state.active_checkpoint
+        self._active = state.active_checkpoint
         self._reserved: set[str] = set()  # filenames being created, uploaded or deleted right now
         self._listeners: list[Listener] = []
         self.version = 0  # bumped by every change: a caller can tell whether it has anything to commit
-        self.store = IndexStore(index_path, self.snapshot)
+        # The store journals just the names changed (put/pop/active tell it which) once the index is large.
+        self.store = IndexStore(index_path, self.snapshot, self._lines, lambda: self._active)
+
+    @property
+    def active(self) -> str:
+        return self._active
+
+    @active.setter
+    def active(self, name: str) -> None:
+        self._active = name
+        self.store.active_changed()
 
     def snapshot(self) -> tuple[str, list[bytes]]:
         return self.active, list(self._lines.values())
@@ -56,6 +66,7 @@ class Catalog:
         old = self._models.get(entry.filename)
         self._models[entry.filename] = entry
         self._lines[entry.filename] = entry.json_line()
+        self.store.changed(entry.filename)
         self.version += 1
         for listener in self._listeners:
             listener(old, entry)
@@ -63,6 +74,7 @@ class Catalog:
     def pop(self, filename: str) -> ModelEntry:
         entry = self._models.pop(filename)
         del self._lines[filename]
+        self.store.changed(filename)
         self.version += 1
         for listener in self._listeners:
             listener(entry, None)

@@ -55,5 +55,14 @@ class RegistrySettings(CliSettings):
     civitai: str = setting(DEFAULT_CIVITAI, help="CivitAI service address, HOST:PORT", env="MODELMGR_CIVITAI_ADDR")
     hash_workers: int = setting(DEFAULT_WORKERS, help="files hashed at once by an import (1 for a spinning disk)",
                                 env="MODELMGR_HASH_WORKERS", positive=True)
+    # The index's store (index_store.py): an index this large takes writes through the journal, smaller ones
+    # are rewritten whole (0: always the journal; a huge value: always whole rewrites, the old store).
+    index_journal_from_bytes: int = setting(
+        1024 * 1024, help="index size from which changes go to the journal instead of a whole rewrite",
+        env="MODELMGR_INDEX_JOURNAL_FROM_BYTES", minimum=0)
+    # How far .metadata.json may lag the journal when writes stop: compacted this long after the last one.
+    index_compact_idle: float = setting(
+        5.0, help="compact the journal into .metadata.json this many seconds after the last write",
+        env="MODELMGR_INDEX_COMPACT_IDLE", positive=True)
     log_level: str = log_level_setting()
     log_format: str = log_format_setting()
