@@ -1,0 +1,58 @@
+"""Settings of the fleet front: every inference setting (the workers get them) plus how the fleet runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import ClassVar
+
+from inference_svc.config import InferenceSettings
+from service_kit.config import setting
+
+
+@dataclass
+class FleetSettings(InferenceSettings):
+    CLI_PROG: ClassVar[str] = "python -m inference_svc.fleet"
+    CLI_DESCRIPTION: ClassVar[str] = "SDXL inference as a fleet of Ray Serve workers behind one gRPC front"
+
+    # "" starts a Ray cluster on this machine (127.0.0.1, `workers` CPU slots); "auto" or ray://host:port
+    # joins an existing one (KubeRay's head service, `ray start --head`).
+    ray_address: str = setting("", help="Ray cluster to join ('' starts a local one; 'auto', ray://host:10001)",
+                               env="MODELMGR_FLEET_RAY_ADDRESS")
+    # Fixed number of workers; with max_workers > workers, Ray Serve autoscales between the two.
+    workers: int = setting(2, help="inference workers (Ray Serve replicas); the minimum when autoscaling",
+                           env="MODELMGR_FLEET_WORKERS", positive=True)
+    max_workers: int = setting(0, help="autoscale up to this many workers (0: no autoscaling)",
+                               env="MODELMGR_FLEET_MAX_WORKERS", minimum=0)
+    # Per worker: its Ray resources. One GPU per worker on GPU nodes; CPUs only for the demo.
+    worker_cpus: float = setting(1.0, help="CPUs reserved per worker", env="MODELMGR_FLEET_WORKER_CPUS", minimum=0)
+    worker_gpus: float = setting(0.0, help="GPUs per worker (1 on GPU nodes)", env="MODELMGR_FLEET_WORKER_GPUS",
+                                 minimum=0)
+    # The checkpoints a worker is routed for at once (Ray's multiplexed-model LRU): match what its device
+    # budget holds, so routing and the worker's own cache agree on what is warm.
+    checkpoints_per_worker: int = setting(1, help="checkpoints each worker is routed for at once",
+                                          env="MODELMGR_FLEET_CHECKPOINTS_PER_WORKER", positive=True)
+    # "checkpoint": Ray Serve model multiplexing keyed by the resolved checkpoint; "any": the least loaded
+    # worker whatever it holds (the baseline the bench compares against).
+    routing: str = setting("checkpoint", help="checkpoint (affinity by model multiplexing) or any",
+                           env="MODELMGR_FLEET_ROUTING")
+    # Where workers without the shared volume keep model files fetched from the registry by sha256.
+    node_cache_dir: Path | None = setting(None, help="node-local cache of model files fetched by sha256 "
+                                          "(default: none: the workers read the shared volume)",
+                                          env="MODELMGR_FLEET_NODE_CACHE_DIR")
+    node_cache_bytes: int = setting(64 * 1024**3, help="bytes the node-local model cache may hold",
+                                    env="MODELMGR_FLEET_NODE_CACHE_BYTES", positive=True)
+    app_name: str = setting("inference", help="Ray Serve application name", env="MODELMGR_FLEET_APP")
+
+    def __post_init__(self) -> None:
+        if self.routing not in ("checkpoint", "any"):
+            raise ValueError(f"routing: {self.routing!r} is neither 'checkpoint' nor 'any'")
+
+    def worker_settings(self) -> InferenceSettings:
+        """What each worker is built from: the inference settings alone (no fleet fields)."""
+        return InferenceSettings(**{f.name: getattr(self, f.name) for f in fields(InferenceSettings)})
+
+
+def from_args(argv: Sequence[str] | None = None) -> FleetSettings:
+    return FleetSettings.from_args(argv)
