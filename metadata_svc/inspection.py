@@ -375,7 +375,7 @@ def check_claim(inspection: Inspection, claimed: str, filename: str) -> None:
         raise TypeMismatch(f"{filename}: its tensors are none of a LoRA's, checkpoint's, embedding's, VAE's or "
                            f"an upscaler's that spandrel knows (claimed {claimed})", metadata=meta)
     if detected != claimed:
-        raise TypeMismatch(f"{filename}: claimed to be {model_types.article(claimed)} but its tensors are "
+        raise TypeMismatch(f"{filename}: claimed to be {model_types.article(model_types.label_of(claimed))} but its tensors are "
                            f"{model_types.what_it_is(detected, arch)}'s", metadata=meta)
     if claimed == CHECKPOINT and arch != "sdxl":
         raise TypeMismatch(f"{filename}: a {arch} checkpoint, not SDXL "

@@ -74,8 +74,12 @@ def _vae_architecture(metadata: Mapping[str, Any]) -> str:
 def what_it_is(detected: str, arch: str) -> str:
     """For a TYPE_MISMATCH message: "an SD 1.x embedding", "an SDXL VAE"..."""
     base = {"sd15": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}.get(arch)
-    label = "VAE" if detected == VAE else detected
+    label = label_of(detected)
     return f"an {base} {label}" if base else article(label)
+
+
+def label_of(kind: str) -> str:
+    return {"vae": "VAE", "lora": "LoRA"}.get(kind, kind)
 
 
 def article(word: str) -> str:
