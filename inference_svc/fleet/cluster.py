@@ -22,9 +22,9 @@ def deployment_options(settings: FleetSettings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "name": DEPLOYMENT,
         "ray_actor_options": {"num_cpus": settings.worker_cpus, "num_gpus": settings.worker_gpus},
-        # A worker runs one job at a time and queues the rest itself (positions, QUEUE_FULL); Ray keeps
-        # what is beyond this in its routers, where it can still go to another worker.
-        "max_ongoing_requests": settings.max_queue + 1,
+        # A worker runs one job at a time and queues the rest itself (positions); Ray keeps what is beyond
+        # this in its routers, where it can still go to another worker.
+        "max_ongoing_requests": min(settings.worker_max_ongoing, settings.max_queue + 1),
         # A dead worker is noticed by its actor dying at once; a hung one by its health check.
         "health_check_period_s": 5.0,
         "health_check_timeout_s": 60.0,

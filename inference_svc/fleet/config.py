@@ -33,6 +33,11 @@ class FleetSettings(InferenceSettings):
     # budget holds, so routing and the worker's own cache agree on what is warm.
     checkpoints_per_worker: int = setting(1, help="checkpoints each worker is routed for at once",
                                           env="MODELMGR_FLEET_CHECKPOINTS_PER_WORKER", positive=True)
+    # Jobs a worker holds at once (running + in its own queue). Beyond it a request waits in Ray's router and
+    # may go to a worker that has to load its checkpoint: small keeps hot checkpoints from piling on one
+    # worker, large keeps them warm (bench/bench_fleet_sim.py: 4 is a good middle).
+    worker_max_ongoing: int = setting(4, help="jobs a worker holds at once; more wait in Ray's router",
+                                      env="MODELMGR_FLEET_WORKER_MAX_ONGOING", positive=True)
     # "checkpoint": Ray Serve model multiplexing keyed by the resolved checkpoint; "any": the least loaded
     # worker whatever it holds (the baseline the bench compares against).
     routing: str = setting("checkpoint", help="checkpoint (affinity by model multiplexing) or any",
