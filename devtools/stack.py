@@ -2,6 +2,7 @@
 
     python -m devtools.stack            # `make run`: default ports, ./data/user-models, ./data/models
     python -m devtools.stack --demo     # `make demo`: offline, a local fake CivitAI and tiny models
+    python -m devtools.stack --demo --fleet 2   # `make fleet`: inference as 2 Ray Serve workers (127.0.0.1)
 
 Each service runs as its own child process (`python -m <package> ...`), as in a
 deployment; their log lines are printed with the service's name in front.
@@ -71,6 +72,8 @@ class StackConfig:
     civitai_base_url: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     log_format: str = "console"
+    # > 0: the inference service runs as a fleet front with this many Ray Serve workers (inference_svc.fleet).
+    fleet: int = 0
 
     @property
     def user_models_dir(self) -> Path:
@@ -94,8 +97,9 @@ class StackConfig:
             # The registry identifies imported files through the CivitAI service (wherever it listens here).
             ("registry", [py, "-m", "metadata_svc", "--listen", self.registry, *vols, "--civitai", self.civitai]),
             ("civitai", civitai),
-            ("inference", [py, "-m", "inference_svc", "--listen", self.inference, "--registry", self.registry,
-                           *vols]),
+            ("inference", [py, "-m", "inference_svc.fleet" if self.fleet else "inference_svc", "--listen",
+                           self.inference, "--registry", self.registry, *vols,
+                           *(["--workers", str(self.fleet)] if self.fleet else [])]),
             ("gateway", gateway),
         ]
 
@@ -302,6 +306,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="the CivitAI the CivitAI service talks to (default: civitai.com, or with --demo a "
                              "local fake CivitAI started here): a mirror, or a fake CivitAI that you control")
     parser.add_argument("--log-format", default="console", choices=["console", "json"])
+    parser.add_argument("--fleet", type=int, default=0, metavar="N",
+                        help="run inference as N Ray Serve workers behind a gRPC front, on a Ray cluster started "
+                             "on 127.0.0.1 (needs the fleet extra: pip install -e '.[fleet]')")
     return parser.parse_args(argv)
 
 
@@ -309,7 +316,7 @@ def config_from_args(args: argparse.Namespace) -> StackConfig:
     data_dir = args.data_dir or (Path("data/demo") if args.demo else Path("data"))
     cfg = StackConfig(data_dir=data_dir, registry=args.registry, civitai=args.civitai, inference=args.inference,
                       gateway=args.gateway, demo=args.demo, log_format=args.log_format,
-                      civitai_base_url=args.civitai_base_url)
+                      civitai_base_url=args.civitai_base_url, fleet=args.fleet)
     if args.free_ports:
         for name in ("registry", "civitai", "inference", "gateway"):
             setattr(cfg, name, f"127.0.0.1:{free_port()}")
@@ -340,6 +347,8 @@ def banner(cfg: StackConfig, examples: Sequence[str]) -> str:
     ]
     if cfg.civitai_base_url:
         lines.append(f"  CivitAI:   {cfg.civitai_base_url}")
+    if cfg.fleet:
+        lines.append(f"  Fleet:     inference is a front for {cfg.fleet} Ray Serve workers (local Ray cluster)")
     base = cfg.models_dir / DEFAULT_CHECKPOINT_FILE
     if not base.exists():
         lines.append(f"  Note: no base checkpoint at {base}: put Illustrious-XL there, or install a")
