@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install proto lint test test-fast run demo bench browser clean
+.PHONY: install proto lint test test-fast test-fleet run demo fleet bench browser clean
 
 # SPANDREL: upscaler architectures (registry and inference), installed --no-deps after torch: it declares
 # torchvision, which would replace the pinned CPU torch with a multi-GB CUDA build; only its LaMa and
@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: the CPU wheel lies on disk here; an unpinned torch pulls GBs of CUDA wheels.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	# The fleet extra too (ray[serve]: an 80 MB wheel, seconds to install): `make test` runs the fleet tests.
+	$(PY) -m pip install -q -e '.[dev,fleet]'
 	$(PY) -m pip install -q --no-deps $(SPANDREL)
 	touch $(STAMP)
 
@@ -45,11 +46,20 @@ test: install lint browser
 test-fast: install
 	$(PY) -m pytest -q -m "not browser and not slow"
 
+# The fleet tests alone: a Ray cluster on 127.0.0.1 with two CPU workers (about a minute).
+test-fleet: install
+	$(PY) -m pytest -q -m fleet tests/inference_svc/test_fleet.py
+
 run: install
 	$(PY) -m devtools.stack
 
 demo: install
 	$(PY) -m devtools.stack --demo
+
+# The demo with inference as a fleet: FLEET_WORKERS Ray Serve CPU workers on a local Ray cluster.
+FLEET_WORKERS ?= 2
+fleet: install
+	$(PY) -m devtools.stack --demo --fleet $(FLEET_WORKERS)
 
 bench: install
 	$(PY) -m bench
