@@ -17,6 +17,7 @@ from gateway.ui.handlers.civitai import CivitaiHandlers
 from gateway.ui.handlers.gallery import GalleryHandlers
 from gateway.ui.handlers.generate import GenerateHandlers
 from gateway.ui.handlers.library import LibraryHandlers
+from gateway.ui.handlers.maintenance import MaintenanceHandlers
 from gateway.ui.handlers.models import ModelHandlers
 from gateway.ui.handlers.outputs import OutputHandlers
 from gateway.ui.handlers.updates import KnownUpdates, UpdateHandlers
@@ -35,15 +36,17 @@ class Handlers:
     gallery: GalleryHandlers
     browser: BrowserHandlers
     updates: UpdateHandlers
+    maintenance: MaintenanceHandlers
 
     @classmethod
     def of(cls, services: UiServices) -> Handlers:
         models, library, civitai = ModelHandlers(services), LibraryHandlers(services), CivitaiHandlers(services)
         known = KnownUpdates()  # the last update check: the gallery's badges and filter
+        gallery = GalleryHandlers(services, models, library, known)
         return cls(services, civitai, models, CheckpointHandlers(services),
                    GenerateHandlers(services), OutputHandlers(services), library,
-                   GalleryHandlers(services, models, library, known), BrowserHandlers(civitai),
-                   UpdateHandlers(civitai, known))
+                   gallery, BrowserHandlers(civitai),
+                   UpdateHandlers(civitai, known), MaintenanceHandlers(services, gallery, library))
 
     async def reload_all(self, type_filter: str, query: str) -> tuple[Any, ...]:
         """After anything that may change the installed models: the table, the checkpoint choices and
@@ -54,5 +57,5 @@ class Handlers:
         return table, status, checkpoints, active, loras, loras
 
 
-__all__ = ["BrowserHandlers", "CheckpointHandlers", "CivitaiHandlers", "GalleryHandlers", "GenerateHandlers", "Handlers", "LibraryHandlers",
+__all__ = ["BrowserHandlers", "CheckpointHandlers", "CivitaiHandlers", "GalleryHandlers", "GenerateHandlers", "Handlers", "LibraryHandlers", "MaintenanceHandlers",
            "ModelHandlers", "OutputHandlers", "UpdateHandlers"]

@@ -16,6 +16,7 @@ from gateway.ui.layout.civitai import civitai_section
 from gateway.ui.layout.gallery import gallery_section
 from gateway.ui.layout.generate import generate_tab, upscale_tab
 from gateway.ui.layout.library import library_section
+from gateway.ui.layout.maintenance import maintenance_section
 from gateway.ui.layout.models import models_section, upload_section
 from gateway.ui.layout.outputs import connect_histories, history_section
 
@@ -34,6 +35,7 @@ def build_blocks(h: Handlers) -> gr.Blocks:
                 updates = updates_section(h.updates)
                 library = library_section(h.library)
                 gallery = gallery_section(h.gallery)
+                health = maintenance_section(h.maintenance, gallery)
                 models = models_section(h.models)
                 checkpoints = checkpoint_section(h.checkpoints)
                 uploaded = upload_section(h.models)
@@ -58,7 +60,7 @@ def build_blocks(h: Handlers) -> gr.Blocks:
         for event in updates.checked:
             event.then(h.gallery.cards, gallery.inputs, gallery.outputs)
         for event in (*civitai.installs, *browser.installs, *updates.installs, *models.changes, uploaded,
-                      *library.changes, *gallery.changes):
+                      *library.changes, *gallery.changes, *health.changes):
             event.then(h.reload_all, filters, listing)
             event.then(h.gallery.facets, None, gallery.facet_outputs).then(h.gallery.cards, gallery.inputs,
                                                                           gallery.outputs)
