@@ -44,7 +44,9 @@ if TYPE_CHECKING:
 
 log = get_logger("civitai_svc.installer")
 
-FOLDERS = {model_pb2.MODEL_TYPE_LORA: "loras", model_pb2.MODEL_TYPE_CHECKPOINT: "checkpoints"}
+FOLDERS = {model_pb2.MODEL_TYPE_LORA: "loras", model_pb2.MODEL_TYPE_CHECKPOINT: "checkpoints",
+           model_pb2.MODEL_TYPE_EMBEDDING: "embeddings", model_pb2.MODEL_TYPE_VAE: "vaes",
+           model_pb2.MODEL_TYPE_UPSCALER: "upscalers"}
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
 MAX_NAME_BYTES = 200  # the registry allows 255; leave room for a suffix
 _RESERVED_CHARS = re.compile(r'[<>:"|?*\x00-\x1f\x7f]')
@@ -228,6 +230,9 @@ class Installer:
             civitai_version_id=info.version_id,
             civitai_url=info.civitai_url,
             sha256=sha256,
+            # CivitAI has no flag for it; its creators tag negative embeddings so ("negative", "negative embedding").
+            negative_embedding=info.model_type == model_pb2.MODEL_TYPE_EMBEDDING
+            and any("negative" in t.lower() for t in info.tags),
         )
         # CivitAI's texts are not ours to refuse: cut them to the registry's limits, don't fail the install.
         clip_model(model)

@@ -23,20 +23,25 @@ from modelmanager.v1 import civitai_pb2, model_pb2
 
 SITE = "https://civitai.com"
 
-# CivitAI type (case-insensitive) -> how it installs. Everything else is refused.
+# CivitAI type (case-insensitive) -> how it installs. Everything else (Hypernetwork, Controlnet,
+# MotionModule, Poses, Wildcards, Workflows, AestheticGradient, Other...) is UNSUPPORTED_MODEL_TYPE.
 INSTALLABLE = {
     "lora": model_pb2.MODEL_TYPE_LORA,
     "locon": model_pb2.MODEL_TYPE_LORA,
     "dora": model_pb2.MODEL_TYPE_LORA,
     "checkpoint": model_pb2.MODEL_TYPE_CHECKPOINT,
+    "textualinversion": model_pb2.MODEL_TYPE_EMBEDDING,
+    "vae": model_pb2.MODEL_TYPE_VAE,
+    "upscaler": model_pb2.MODEL_TYPE_UPSCALER,
 }
-SUPPORTED_TYPES = "LORA, LoCon, DoRA (installed as LoRAs) and Checkpoint"
-SEARCH_TYPES = ("LORA", "LoCon", "DoRA", "Checkpoint")
+SUPPORTED_TYPES = "LORA, LoCon, DoRA (installed as LoRAs), Checkpoint, TextualInversion, VAE and Upscaler"
+SEARCH_TYPES = ("LORA", "LoCon", "DoRA", "Checkpoint", "TextualInversion", "VAE", "Upscaler")
 
 # File types that hold model weights; never "Training Data", "Config", "Archive"...
 _WEIGHT_TYPES = {"model", "pruned model"}
 
-_AIR_TYPES = {"checkpoint": "checkpoint", "lora": "lora", "locon": "lycoris", "dora": "dora"}
+_AIR_TYPES = {"checkpoint": "checkpoint", "lora": "lora", "locon": "lycoris", "dora": "dora",
+              "textualinversion": "embedding", "vae": "vae", "upscaler": "upscaler"}
 _SDXL_BASES = ("sdxl", "pony", "illustrious", "noobai")
 
 # "Recommended weight 0.6-0.8", "strength: 0.7", "use weight 0.5 to 1.5" (midpoint of a range).

@@ -96,6 +96,10 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
 
 
+# The model_files kind a new version of a CivitAI type is made of.
+_KIND_OF_TYPE = {"Checkpoint": "checkpoint", "TextualInversion": "sdxl-embedding", "VAE": "vae", "Upscaler": "esrgan"}
+
+
 def _default_filename(name: str, version_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower() + f"_{version_name}.safetensors"
 
@@ -183,6 +187,32 @@ class Catalog:
             filename=filename, nsfw=nsfw, with_training_data=False, previews=previews,
         )
 
+    def add_typed(
+        self,
+        civitai_type: str,
+        *,
+        name: str | None = None,
+        data: bytes | None = None,
+        path: str | Path | None = None,
+        trained_words: Iterable[str] = (),
+        base_model: str = "SDXL 1.0",
+        tags: Iterable[str] = (),
+        filename: str | None = None,
+        model_id: int | None = None,
+        version_id: int | None = None,
+        previews: Iterable[int] = (1,),
+    ) -> FakeModel:
+        """A TextualInversion, VAE or Upscaler (or any other CivitAI type: Hypernetwork, Controlnet...).
+        Without data or path: a tiny file of the type from devtools.model_files (an SDXL embedding, a
+        diffusers VAE, an ESRGAN; other types a kohya LoRA's bytes)."""
+        if data is None and path is None:
+            data = make_safetensors(_KIND_OF_TYPE.get(civitai_type, "lora"), 4096, seed=len(self._models))
+        return self._add(
+            civitai_type, name=name or f"Fake {civitai_type}", data=data, path=path, base_model=base_model,
+            trained_words=trained_words, tags=tags, description=None, model_id=model_id, version_id=version_id,
+            version_name="v1.0", filename=filename, nsfw=False, with_training_data=False, previews=previews,
+        )
+
     def add_version(
         self,
         model_id: int,
@@ -197,7 +227,7 @@ class Catalog:
         """A newer version of `model_id`: it becomes modelVersions[0]."""
         with self._lock:
             model = self._models[model_id]
-            kind = "checkpoint" if model["type"] == "Checkpoint" else "lora"
+            kind = _KIND_OF_TYPE.get(model["type"], "lora")
             if data is None and path is None:
                 data = make_safetensors(kind, 4096, seed=self._next_id())
             content: bytes | Path = data if data is not None else Path(path)  # type: ignore[arg-type]
@@ -260,7 +290,8 @@ class Catalog:
             "virusScanMessage": None,
             "scannedAt": now_iso(),
             "hashes": file_hashes(sha, crc),
-            "metadata": {"format": "SafeTensor", "size": "pruned", "fp": "fp16"},
+            "metadata": {"format": "PickleTensor" if name.lower().endswith((".pt", ".pth", ".ckpt", ".bin"))
+                         else "SafeTensor", "size": "pruned", "fp": "fp16"},
             "downloadUrl": f"{self.base_url}/api/download/models/{version_id}",
             "primary": True,
         }
@@ -444,7 +475,8 @@ class Catalog:
     def _version_response(self, model: dict, version: dict) -> dict[str, Any]:
         """GET /api/v1/model-versions/{id}: the version plus `model`, `air`, primary always a bool."""
         eco = "sdxl"
-        air_type = {"LORA": "lora", "LoCon": "lycoris", "DoRA": "dora", "Checkpoint": "checkpoint"}.get(
+        air_type = {"LORA": "lora", "LoCon": "lycoris", "DoRA": "dora", "Checkpoint": "checkpoint",
+                    "TextualInversion": "embedding", "VAE": "vae", "Upscaler": "upscaler"}.get(
             model.get("type", ""), "unknown")
         out = {
             "id": version["id"],

@@ -53,12 +53,12 @@ async def test_model_info_errors(stack):
     code, info = status_of(exc.value)
     assert code == grpc.StatusCode.NOT_FOUND and info.reason == "CIVITAI_NOT_FOUND"
     assert info.domain == "civitai.modelmanager"
-    vae = stack.fake.add_lora(civitai_type="VAE")
+    hypernetwork = stack.fake.add_lora(civitai_type="Hypernetwork")  # VAEs install since issue 14
     with pytest.raises(grpc.aio.AioRpcError) as exc:
-        await stack.civitai.GetModelInfo(S.GetModelInfoRequest(model_id=vae.model_id), timeout=10)
+        await stack.civitai.GetModelInfo(S.GetModelInfoRequest(model_id=hypernetwork.model_id), timeout=10)
     code, info = status_of(exc.value)
     assert code == grpc.StatusCode.FAILED_PRECONDITION and info.reason == "UNSUPPORTED_MODEL_TYPE"
-    assert "VAE" in exc.value.details()
+    assert "Hypernetwork" in exc.value.details()
     stack.fake.fail("model", 503, times=10)
     lora = stack.fake.add_lora()
     with pytest.raises(grpc.aio.AioRpcError) as exc:
@@ -79,7 +79,7 @@ async def test_search_with_filters_and_cursor_paging(stack):
         stack.fake.add_lora(name=f"Watercolor {i}", tags=("watercolor",))
     stack.fake.add_checkpoint(name="Watercolor Base", base_model="Pony")
     stack.fake.add_lora(name="Ink Sketch", tags=("ink",))
-    stack.fake.add_lora(name="Watercolor Embedding", civitai_type="TextualInversion")
+    stack.fake.add_lora(name="Watercolor Hypernetwork", civitai_type="Hypernetwork")
     names: list[str] = []
     token = ""
     pages = 0
@@ -91,7 +91,7 @@ async def test_search_with_filters_and_cursor_paging(stack):
         token = reply.next_page_token
         if not token:
             break
-    assert pages == 3 and len(names) == 6 and "Watercolor Embedding" not in names  # installable types by default
+    assert pages == 3 and len(names) == 6 and "Watercolor Hypernetwork" not in names  # installable types by default
     only = await stack.civitai.SearchModels(
         S.SearchModelsRequest(query="watercolor", types=["Checkpoint"], base_models=["Pony"]), timeout=10)
     assert [m.name for m in only.models] == ["Watercolor Base"]

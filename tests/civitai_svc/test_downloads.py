@@ -341,7 +341,7 @@ async def test_not_enough_disk_is_resource_exhausted(stack_factory):
 @pytest.mark.parametrize(
     ("prepare", "reference", "code", "reason"),
     [
-        (lambda f: f.add_lora(civitai_type="TextualInversion"), "model", grpc.StatusCode.FAILED_PRECONDITION,
+        (lambda f: f.add_lora(civitai_type="Hypernetwork"), "model", grpc.StatusCode.FAILED_PRECONDITION,
          "UNSUPPORTED_MODEL_TYPE"),
         (lambda f: f.archive(f.add_lora().model_id), "archived", grpc.StatusCode.FAILED_PRECONDITION, "MODEL_ARCHIVED"),
         (lambda f: None, "https://civitai.com/models/99999999", grpc.StatusCode.NOT_FOUND, "CIVITAI_NOT_FOUND"),
@@ -360,7 +360,7 @@ async def test_start_download_refuses_at_once(stack, prepare, reference, code, r
     got_code, info = status_of(exc.value)
     assert (got_code, info.reason) == (code, reason), exc.value.details()
     if reason == "UNSUPPORTED_MODEL_TYPE":
-        assert "TextualInversion" in exc.value.details() and "Checkpoint" in exc.value.details()
+        assert "Hypernetwork" in exc.value.details() and "Checkpoint" in exc.value.details()
 
 
 async def test_concurrent_jobs_with_the_same_name_never_share_a_file(stack):

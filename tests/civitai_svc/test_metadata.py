@@ -90,7 +90,9 @@ def test_lora_family_installs_as_lora(civitai_type):
     ensure_supported(info)
 
 
-@pytest.mark.parametrize("civitai_type", ["TextualInversion", "VAE", "Controlnet", "Upscaler", "SomethingNew"])
+# TextualInversion, VAE and Upscaler install since issue 14 (tests/civitai_svc/test_model_types.py).
+@pytest.mark.parametrize("civitai_type", ["Hypernetwork", "Controlnet", "MotionModule", "Poses", "Wildcards",
+                                          "Workflows", "AestheticGradient", "Other", "SomethingNew"])
 def test_other_types_are_refused_naming_the_type(civitai_type):
     version = {**LORA_VERSION, "model": {**LORA_VERSION["model"], "type": civitai_type}}
     info = build_info(None, version)
