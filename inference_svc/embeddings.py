@@ -111,8 +111,13 @@ def _read(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return pair[0], pair[1]
 
 
+def _text_model(encoder: Any) -> Any:
+    """The module holding the token table and eos_token_id: `text_model` before transformers 5 flattened it."""
+    return getattr(encoder, "text_model", encoder)
+
+
 def _table(encoder: Any) -> torch.nn.Embedding:
-    return encoder.text_model.embeddings.token_embedding
+    return _text_model(encoder).embeddings.token_embedding
 
 
 def _key(path: Path) -> tuple[str, int, int]:
@@ -147,7 +152,7 @@ class EmbeddingCache:
 
     def held(self, entry: CachedCheckpoint) -> list[str]:
         held = self._for(entry.pipe, create=False) if entry.pipe is not None else None
-        return [name for name, _, _ in (held or {}).values()]
+        return [name for name, _, _ in list((held or {}).values())]
 
     def vectors(self, entry: CachedCheckpoint, spec: EmbeddingSpec) -> tuple[torch.Tensor, torch.Tensor]:
         pipe = entry.pipe
@@ -201,7 +206,7 @@ class EmbeddingCache:
                         f"checkpoint {entry.name}'s tokenizer ({first} tokens) and text encoder ({table.num_embeddings}) "
                         "disagree, or a token is already a word of its vocabulary",
                         metadata={"checkpoint": entry.name})
-                model = encoder.text_model
+                model = _text_model(encoder)
                 saved.append((tok_attr, tokenizer, model, table, model.eos_token_id))
                 setattr(pipe, tok_attr, extended)
                 model.embeddings.token_embedding = ExtendedEmbedding(table, torch.cat(rows).to(table.weight.device))

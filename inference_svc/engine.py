@@ -8,15 +8,18 @@ checkpoint, set the LoRAs, run diffusers, encode the PNG.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from inference_svc.checkpoint_cache import Acquired, CheckpointCache
+from inference_svc.checkpoint_cache import Acquired, CachedCheckpoint, CheckpointCache
 from inference_svc.device import DeviceInfo, empty_cache, is_out_of_memory
-from inference_svc.errors import JobCancelled, OutOfMemory
+from inference_svc.embeddings import EmbeddingCache, EmbeddingSpec, used_in
+from inference_svc.errors import JobCancelled, OutOfMemory, UpscalerNotFound, VaeNotFound
 from inference_svc.images import encode_png
 from inference_svc.infotext import output_infotext
 from inference_svc.job_queue import Job, JobContext, JobQueue
@@ -24,15 +27,20 @@ from inference_svc.lora_manager import LoraManager, LoraSpec
 from inference_svc.model_hashes import FileHashes, autov2
 from inference_svc.outputs import OutputLora, OutputParameters, OutputStore, SavedOutput
 from inference_svc.pipelines import GenerateParams, generate, scheduler_in_use
+from inference_svc.regions import RegionRequest, scaled_rect
 from inference_svc.registry_client import RegistryClient, ResolvedCheckpoint
+from inference_svc.upscale_models import UpscalerCache, UpscalerSpec, enlarge
 from inference_svc.upscaler import (
     ControlNetTile,
+    RegionJob,
     UpscaleParams,
     img2img_steps,
+    patch_count,
     plan_tiles,
     target_size,
     upscale,
 )
+from inference_svc.vae import VaeCache, VaeSpec
 from modelmanager.v1 import model_pb2, registry_pb2
 from service_kit import get_logger
 
@@ -51,16 +59,32 @@ class ImageOutput:
     output_id: str = ""
 
 
+def _lora_specs(composed: registry_pb2.ComposePromptResponse) -> list[LoraSpec]:
+    return [LoraSpec(x.filename, Path(x.path), x.weight) for x in composed.loras]
+
+
+@dataclass(frozen=True)
+class PreparedRegion:
+    request: RegionRequest
+    # The global prompt and LoRAs with the region's on top.
+    composed: registry_pb2.ComposePromptResponse
+
+
 @dataclass(frozen=True)
 class Prepared:
     """What the registry said for one request."""
 
     checkpoint: ResolvedCheckpoint
     composed: registry_pb2.ComposePromptResponse
+    # Those whose token the prompts (regions' included) hold.
+    embeddings: tuple[EmbeddingSpec, ...] = ()
+    vae: VaeSpec | None = None
+    upscaler: UpscalerSpec | None = None
+    regions: tuple[PreparedRegion, ...] = ()
 
     @property
     def loras(self) -> list[LoraSpec]:
-        return [LoraSpec(x.filename, Path(x.path), x.weight) for x in self.composed.loras]
+        return _lora_specs(self.composed)
 
 
 class InferenceEngine:
@@ -75,6 +99,9 @@ class InferenceEngine:
         controlnet: ControlNetTile,
         outputs: OutputStore,
         hashes: FileHashes,
+        embeddings: EmbeddingCache | None = None,
+        vaes: VaeCache | None = None,
+        upscalers: UpscalerCache | None = None,
     ):
         self.device = device
         self.cache = cache
@@ -84,13 +111,50 @@ class InferenceEngine:
         self.controlnet = controlnet
         self.outputs = outputs
         self.hashes = hashes
+        self.embeddings = embeddings or EmbeddingCache()
+        self.vaes = vaes or VaeCache(device)
+        self.upscalers = upscalers or UpscalerCache(device)
 
     # ---- on the event loop -------------------------------------------------------------------
 
-    async def prepare(self, prompt: str, loras: list[model_pb2.LoraSelection], checkpoint: str) -> Prepared:
+    async def prepare(
+        self, prompt: str, loras: list[model_pb2.LoraSelection], checkpoint: str, *, negative_prompt: str = "",
+        vae: str = "", upscaler: str = "", regions: tuple[RegionRequest, ...] = (),
+    ) -> Prepared:
         resolved = await self.registry.checkpoint(checkpoint)
         composed = await self.registry.compose_prompt(prompt, loras)
-        return Prepared(resolved, composed)
+        prepared_regions = []
+        for region in regions:
+            # The region's LoRAs on top of the global ones: the same name takes the region's weight.
+            names = {lora.name for lora in region.loras}
+            merged = [lora for lora in loras if lora.name not in names] + list(region.loras)
+            text = f"{prompt}, {region.prompt}" if prompt and region.prompt else prompt or region.prompt
+            prepared_regions.append(PreparedRegion(region, await self.registry.compose_prompt(text, merged)))
+        texts = [composed.prompt, negative_prompt, *(r.composed.prompt for r in prepared_regions)]
+        embeddings = await self._embeddings(texts)
+        vae_spec = await self._vae(vae or await self.registry.default_vae(resolved.name))
+        upscaler_spec = None
+        if upscaler:
+            path = await self.registry.model_file(upscaler, model_pb2.MODEL_TYPE_UPSCALER, UpscalerNotFound, "upscaler")
+            upscaler_spec = UpscalerSpec(upscaler, path)
+        return Prepared(resolved, composed, embeddings, vae_spec, upscaler_spec, tuple(prepared_regions))
+
+    async def _embeddings(self, texts: list[str]) -> tuple[EmbeddingSpec, ...]:
+        if not any(texts):
+            return ()
+        listed = {e.filename: e for e in await self.registry.embeddings()}
+        used = []
+        specs = [EmbeddingSpec(e.filename, e.token, e.path) for e in listed.values()]
+        for spec in used_in(specs, *texts):  # only the used ones' paths are confined (and may be refused)
+            entry = await self.registry.confine_embedding(listed[spec.filename])
+            used.append(EmbeddingSpec(spec.filename, spec.token, entry.path))
+        return tuple(used)
+
+    async def _vae(self, filename: str) -> VaeSpec | None:
+        if not filename:
+            return None
+        path = await self.registry.model_file(filename, model_pb2.MODEL_TYPE_VAE, VaeNotFound, "vae")
+        return VaeSpec(filename, path)
 
     async def submit_generate(self, prepared: Prepared, params: GenerateParams) -> Job:
         return self.queue.submit("generate", lambda ctx: self._guard(ctx, self._generate, prepared, params))
@@ -151,7 +215,8 @@ class InferenceEngine:
 
         inference_started = time.perf_counter()
         # The model gets the composed prompt: the selected LoRAs' trigger words are what make them work.
-        image = generate(acquired.entry, replace(params, prompt=prepared.composed.prompt), on_step, ctx.cancelled)
+        with self._models_for(acquired.entry, prepared):
+            image = generate(acquired.entry, replace(params, prompt=prepared.composed.prompt), on_step, ctx.cancelled)
         inference_seconds = time.perf_counter() - inference_started
         parameters = OutputParameters(
             prompt=params.prompt, negative_prompt=params.negative_prompt,
@@ -172,15 +237,28 @@ class InferenceEngine:
         controlnet = self.controlnet.get()
         width, height = target_size(image.width, image.height, params.scale_factor)
         tiles = len(plan_tiles(width, height, params.tile_size, params.tile_overlap))
+        # The global set's steps: the tiles' and the seams pass's (regions switch to their own sets).
+        seams = patch_count(width, height, params, [])
         acquired, lora_seconds = self._prepare_pipeline(
-            ctx, prepared, img2img_steps(params.steps, params.strength) * tiles)
+            ctx, prepared, img2img_steps(params.steps, params.strength) * tiles
+            + img2img_steps(params.steps, params.seams_fix_strength) * seams)
+        entry = acquired.entry
 
-        def on_step(step: int, total: int, tile: int, tiles: int) -> None:
-            ctx.progress("upscaling", step=step, total_steps=total, tile=tile, total_tiles=tiles)
+        def on_step(step: int, total: int, tile: int, tiles: int, stage: str = "upscaling") -> None:
+            ctx.progress(stage, step=step, total_steps=total, tile=tile, total_tiles=tiles)
+
+        def on_enlarge_tile(tile: int, tiles: int) -> None:
+            ctx.progress("enlarging", tile=tile, total_tiles=tiles)
 
         inference_started = time.perf_counter()
-        result = upscale(acquired.entry, image, replace(params, prompt=prepared.composed.prompt), on_step,
-                         ctx.cancelled, controlnet=controlnet)
+        descriptor = self.upscalers.get(prepared.upscaler)
+        enlarged = enlarge(descriptor, image, (width, height), on_enlarge_tile, ctx.cancelled)
+        regions = [self._region_job(entry, region, image.size, (width, height), params) for region in prepared.regions]
+        restore_global = (lambda: self.loras.apply(entry, prepared.loras, None)) if regions else None
+        with self._models_for(entry, prepared):
+            result = upscale(entry, image, replace(params, prompt=prepared.composed.prompt), on_step,
+                             ctx.cancelled, controlnet=controlnet, enlarged=enlarged, regions=regions,
+                             after_regions=restore_global)
         inference_seconds = time.perf_counter() - inference_started
         parameters = OutputParameters(
             prompt=params.prompt, negative_prompt=params.negative_prompt,
@@ -195,6 +273,19 @@ class InferenceEngine:
                                scheduler_in_use(acquired.entry, params.scheduler))
         return self._output(ctx, "upscale", result, parameters, text, acquired, lora_seconds, inference_seconds,
                             started)
+
+    def _region_job(self, entry: CachedCheckpoint, region: PreparedRegion, source: tuple[int, int],
+                    target: tuple[int, int], params: UpscaleParams) -> RegionJob:
+        rect = scaled_rect(region.request, source, target)
+        steps = img2img_steps(params.steps, params.strength) * patch_count(*target, replace(params, seams_fix=""), [rect])
+        specs = _lora_specs(region.composed)
+        return RegionJob(rect, region.composed.prompt, lambda: self.loras.apply(entry, specs, steps))
+
+    @contextmanager
+    def _models_for(self, entry: CachedCheckpoint, prepared: Prepared) -> Iterator[None]:
+        """The job's VAE and embeddings on the pipeline for the block; the pipeline as it was after."""
+        with self.vaes.swapped(entry, prepared.vae), self.embeddings.active(entry, list(prepared.embeddings)):
+            yield
 
     def _output_loras(self, prepared: Prepared) -> tuple[OutputLora, ...]:
         # AutoV3 is not in the registry's answer: hashed here, once per file version (a LoRA is megabytes).

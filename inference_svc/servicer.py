@@ -31,7 +31,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self, request: inference_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[inference_pb2.GenerateResponse]:
         params = generate_params(request)
-        prepared = await self.engine.prepare(request.prompt, list(request.loras), request.checkpoint)
+        prepared = await self.engine.prepare(request.prompt, list(request.loras), request.checkpoint,
+                                             negative_prompt=request.negative_prompt, vae=request.vae)
         job = await self.engine.submit_generate(prepared, params)
         async for message in self._stream(job, prepared, inference_pb2.GenerateResponse):
             yield message
@@ -42,7 +43,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         params = upscale_params(request)
         image = decode_image(request.image)
         check_upscale_output(image.width, image.height, params)
-        prepared = await self.engine.prepare(request.prompt, list(request.loras), request.checkpoint)
+        prepared = await self.engine.prepare(request.prompt, list(request.loras), request.checkpoint,
+                                             negative_prompt=request.negative_prompt, vae=request.vae,
+                                             upscaler=request.upscaler, regions=params.regions)
         job = await self.engine.submit_upscale(prepared, params, image)
         async for message in self._stream(job, prepared, inference_pb2.UpscaleResponse):
             yield message
@@ -95,6 +98,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     size_bytes=e.size_bytes,
                     adapters=[p.rsplit("/", 1)[-1] for p in list(e.adapters)],
                     load_seconds=e.load_seconds,
+                    embeddings=engine.embeddings.held(e),
                 )
                 for e in entries
             ],
@@ -103,6 +107,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             queue_depth=engine.queue.depth,
             busy=engine.queue.busy,
             attention=engine.device.attention,
+            vaes=engine.vaes.held(),
+            upscalers=engine.upscalers.held(),
         )
 
     async def ListSchedulers(
@@ -174,6 +180,9 @@ def _image_result(job: Job, prepared: Prepared, output: ImageOutput) -> inferenc
         checkpoint=output.checkpoint,
         timings=inference_pb2.Timings(**output.timings),
         output_id=output.output_id,
+        vae=prepared.vae.filename if prepared.vae else "",
+        embeddings=[e.filename for e in prepared.embeddings],
+        upscaler=prepared.upscaler.filename if prepared.upscaler else "",
     )
 
 

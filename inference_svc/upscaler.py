@@ -1,4 +1,5 @@
-"""Upscale: enlarge, then refine with img2img over overlapping tiles blended with feathered masks.
+"""Upscale: enlarge (stage one: `inference_svc.upscale_models`), then refine with img2img over overlapping
+tiles blended with feathered masks; then, as Ultimate SD Upscale does, regions and a seams fix.
 
 Each tile is refined on its own (so any output size fits in memory), with a
 seed derived from the job's seed and the tile index (so a seed reproduces the
@@ -7,6 +8,11 @@ edge to 1 over the overlap, and the sum is normalised, so no seam shows.
 When a ControlNet tile model lies on the models volume it conditions every
 tile on its own low-resolution content, which keeps the refinement faithful
 at higher strengths.
+
+Ultimate SD Upscale's settings: tile padding gives img2img context around each tile (only the tile is
+kept); mask blur softens the blend masks; regions (`inference_svc.regions`) and the seams fix
+(`inference_svc.seams`) redraw patches of the finished image and blend them in (`inference_svc.patches`).
+Only a band of float rows is held while tiles blend (`inference_svc.tile_canvas`).
 """
 
 from __future__ import annotations
@@ -23,13 +29,17 @@ from PIL import Image
 from inference_svc.checkpoint_cache import CachedCheckpoint
 from inference_svc.device import DeviceInfo
 from inference_svc.errors import ControlNetLoadFailed, shown_path
+from inference_svc.patches import Patch, composite, grown
 from inference_svc.pipelines import generator_for, set_scheduler, step_callback
+from inference_svc.regions import RegionRequest, region_patches
+from inference_svc.seams import seam_patches
+from inference_svc.tile_canvas import Tile, TileCanvas, feather_mask, plan_tiles
 from service_kit import get_logger
 
 log = get_logger("inference_svc.upscaler")
 
-# (step, total steps, tile 1-based, tile count)
-TileStepFn = Callable[[int, int, int, int], None]
+# (step, total steps, tile 1-based, tile count, stage=...)
+TileStepFn = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -44,14 +54,24 @@ class UpscaleParams:
     tile_size: int
     tile_overlap: int
     scheduler: str = ""
+    tile_padding: int = 0
+    mask_blur: int = 0
+    # "", seams.BAND or seams.HALF_TILE.
+    seams_fix: str = ""
+    seams_fix_width: int = 64
+    seams_fix_strength: float = 0.35
+    seams_fix_mask_blur: int = 4
+    seams_fix_padding: int = 16
+    regions: tuple[RegionRequest, ...] = ()
 
 
 @dataclass(frozen=True)
-class Tile:
-    x: int
-    y: int
-    width: int
-    height: int
+class RegionJob:
+    """A region ready to redraw: its rectangle in output pixels, its prompt, and how to switch to its LoRAs."""
+
+    rect: Tile
+    prompt: str
+    activate: Callable[[], None] = lambda: None
 
 
 def target_size(width: int, height: int, scale: float) -> tuple[int, int]:
@@ -59,36 +79,13 @@ def target_size(width: int, height: int, scale: float) -> tuple[int, int]:
     return max(8, round(width * scale / 8) * 8), max(8, round(height * scale / 8) * 8)
 
 
-def _positions(length: int, tile: int, overlap: int) -> tuple[list[int], int]:
-    if length <= tile:
-        return [0], length
-    stride = tile - overlap
-    positions = [*range(0, length - tile, stride), length - tile]
-    return positions, tile
-
-
-def plan_tiles(width: int, height: int, tile: int, overlap: int) -> list[Tile]:
-    xs, tw = _positions(width, tile, overlap)
-    ys, th = _positions(height, tile, overlap)
-    return [Tile(x, y, tw, th) for y in ys for x in xs]
-
-
-def feather_mask(tile: Tile, width: int, height: int, overlap: int) -> np.ndarray:
-    """Weights (h, w, 1): a linear ramp over `overlap` pixels on every side that borders another tile."""
-    ramp = (np.arange(max(overlap, 1)) + 0.5) / max(overlap, 1)
-
-    def axis(size: int, start: int, total: int) -> np.ndarray:
-        w = np.ones(size)
-        n = min(overlap, size // 2)
-        if n > 0 and start > 0:
-            w[:n] = np.minimum(w[:n], ramp[:n])
-        if n > 0 and start + size < total:
-            w[size - n :] = np.minimum(w[size - n :], ramp[:n][::-1])
-        return w
-
-    wx = axis(tile.width, tile.x, width)
-    wy = axis(tile.height, tile.y, height)
-    return (wy[:, None] * wx[None, :])[:, :, None]
+def patch_count(width: int, height: int, params: UpscaleParams, regions: list[Tile]) -> int:
+    """Patches redrawn after the tiles (regions and seams fix): every one's steps count for the LoRA merge."""
+    count = len(seam_patches(params.seams_fix, width, height, params.tile_size, params.tile_overlap,
+                             params.seams_fix_width, params.seams_fix_mask_blur))
+    for rect in regions:
+        count += len(region_patches(rect, width, height, params.tile_size, params.tile_overlap, params.mask_blur))
+    return count
 
 
 def img2img_steps(steps: int, strength: float) -> int:
@@ -135,11 +132,19 @@ def upscale(
     on_step: TileStepFn,
     cancelled: Callable[[], bool],
     controlnet: Any = None,
+    *,
+    enlarged: Image.Image | None = None,
+    regions: list[RegionJob] | None = None,
+    after_regions: Callable[[], object] | None = None,
 ) -> Image.Image:
+    """Refine `enlarged` (default: `image` Lanczos-resized to the target size) over tiles, then redraw the
+    regions (each `activate`s its LoRAs first), then the seams (after `after_regions`, which puts the global
+    LoRAs back). `on_step(step, total, tile, tiles)`, with `stage=` for regions and seams."""
     from diffusers import StableDiffusionXLControlNetImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
 
     width, height = target_size(image.width, image.height, params.scale_factor)
-    enlarged = image.resize((width, height), Image.Resampling.LANCZOS)
+    if enlarged is None:
+        enlarged = image.resize((width, height), Image.Resampling.LANCZOS)
     tiles = plan_tiles(width, height, params.tile_size, params.tile_overlap)
     set_scheduler(entry, params.scheduler)
     # from_pipe shares the loaded modules (and their LoRA adapters); nothing is copied.
@@ -149,32 +154,64 @@ def upscale(
         refiner = StableDiffusionXLImg2ImgPipeline.from_pipe(entry.pipe)
     refiner.set_progress_bar_config(disable=True)
 
-    total_steps = img2img_steps(params.steps, params.strength)
-    accumulated = np.zeros((height, width, 3), dtype=np.float64)
-    weights = np.zeros((height, width, 1), dtype=np.float64)
-    for index, tile in enumerate(tiles, start=1):
-        crop = enlarged.crop((tile.x, tile.y, tile.x + tile.width, tile.y + tile.height))
+    def redraw(source: Image.Image, area: Tile, seed: int, strength: float, padding: int, prompt: str,
+               report: Callable[[int, int], None]) -> np.ndarray:
+        """img2img of `area` of `source` with `padding` pixels of context; the area's pixels (floats 0..1)."""
+        crop_area = grown(area, padding, width, height) if padding else area
+        box = (crop_area.x, crop_area.y, crop_area.x + crop_area.width, crop_area.y + crop_area.height)
+        crop = source.crop(box)
         extra: dict[str, Any] = {"control_image": crop} if controlnet is not None else {}
+        with torch.inference_mode():
+            result = refiner(
+                prompt=prompt,
+                negative_prompt=params.negative_prompt or None,
+                image=crop,
+                strength=strength,
+                num_inference_steps=params.steps,
+                guidance_scale=params.guidance_scale,
+                generator=generator_for(seed),
+                callback_on_step_end=step_callback(report, cancelled, img2img_steps(params.steps, strength)),
+                output_type="np",
+                **extra,
+            ).images[0]
+        dx, dy = area.x - crop_area.x, area.y - crop_area.y
+        return result[dy : dy + area.height, dx : dx + area.width]
+
+    canvas = TileCanvas(width, height, params.tile_size, params.tile_overlap, blur=params.mask_blur / 2)
+    for index, tile in enumerate(tiles, start=1):
 
         def tile_step(step: int, total: int, index: int = index) -> None:
             on_step(step, total, index, len(tiles))
 
-        with torch.inference_mode():
-            result = refiner(
-                prompt=params.prompt,
-                negative_prompt=params.negative_prompt or None,
-                image=crop,
-                strength=params.strength,
-                num_inference_steps=params.steps,
-                guidance_scale=params.guidance_scale,
-                # One seed per tile, derived from the job's: reproducible, not repeated across tiles.
-                generator=generator_for(params.seed + index - 1),
-                callback_on_step_end=step_callback(tile_step, cancelled, total_steps),
-                output_type="np",
-                **extra,
-            ).images[0]
-        mask = feather_mask(tile, width, height, params.tile_overlap)
-        accumulated[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width] += result * mask
-        weights[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width] += mask
-    blended = accumulated / np.maximum(weights, 1e-8)
-    return Image.fromarray((blended.clip(0, 1) * 255).round().astype(np.uint8))
+        # One seed per tile, derived from the job's: reproducible, not repeated across tiles.
+        canvas.add(tile, redraw(enlarged, tile, params.seed + index - 1, params.strength, params.tile_padding,
+                                params.prompt, tile_step))
+    out = canvas.finish()
+    del enlarged
+
+    def run_patches(patches: list[Patch], stage: str, seed: int, strength: float, padding: int, prompt: str) -> None:
+        for index, patch in enumerate(patches, start=1):
+
+            def patch_step(step: int, total: int, index: int = index) -> None:
+                on_step(step, total, index, len(patches), stage=stage)
+
+            # The image as redrawn so far is the source: each patch sees its neighbours' new pixels.
+            source = Image.fromarray(out)
+            composite(out, patch, redraw(source, patch.area, seed + index - 1, strength, padding, prompt, patch_step))
+
+    for number, region in enumerate(regions or [], start=1):
+        region.activate()
+        patches = region_patches(region.rect, width, height, params.tile_size, params.tile_overlap, params.mask_blur)
+        run_patches(patches, "regions", params.seed + 1000 * number, params.strength, params.tile_padding,
+                    region.prompt)
+    seams = seam_patches(params.seams_fix, width, height, params.tile_size, params.tile_overlap,
+                         params.seams_fix_width, params.seams_fix_mask_blur)
+    if seams and regions and after_regions is not None:
+        after_regions()  # the seams are redrawn with the global LoRAs again
+    run_patches(seams, "seams_fix", params.seed + 100_000, params.seams_fix_strength, params.seams_fix_padding,
+                params.prompt)
+    return Image.fromarray(out)
+
+
+__all__ = ["ControlNetTile", "RegionJob", "Tile", "UpscaleParams", "feather_mask", "img2img_steps", "patch_count",
+           "plan_tiles", "target_size", "upscale"]
