@@ -84,7 +84,8 @@ async def health(clients: Clients) -> JSONResponse:
 @router.get("/models", tags=["models"], summary="List installed models (ListModels)")
 async def list_models(
     clients: Clients,
-    type: Annotated[str, Query(description="lora or checkpoint; empty for all", max_length=64)] = "",
+    type: Annotated[str, Query(description="lora, checkpoint, embedding, vae or upscaler; empty for all",
+                                  max_length=64)] = "",
     base_model: Text = "",
     query: Annotated[str, Query(description="free text over names, tags and trigger words",
                                 max_length=MAX_TEXT_CHARS)] = "",
@@ -125,7 +126,8 @@ async def create_model(clients: Clients, body: JsonBody) -> JSONResponse:
                         "type": "object",
                         "required": ["file", "type"],
                         "properties": {
-                            "type": {"type": "string", "enum": ["lora", "checkpoint"]},
+                            "type": {"type": "string",
+                                     "enum": ["lora", "checkpoint", "embedding", "vae", "upscaler"]},
                             "filename": {"type": "string"},
                             "display_name": {"type": "string"},
                             "short_name": {"type": "string"},

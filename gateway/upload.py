@@ -15,7 +15,7 @@ cancel the call instead, and the registry discards the `.part` and the name.
 Fields describe the file and must come before the file part in the body
 (`curl -F type=lora -F file=@x.safetensors` sends them in that order); query
 parameters of the same names work too. Fields: filename (defaults to the
-uploaded file's name), type (`lora` or `checkpoint`), display_name,
+uploaded file's name), type (`lora`, `checkpoint`, `embedding`, `vae` or `upscaler`), display_name,
 short_name, trigger_words and tags (comma-separated or repeated),
 recommended_weight, base_model, description, expected_sha256, size (bytes,
 checked against the limit before anything is sent).
@@ -44,15 +44,24 @@ TEXT_FIELDS = ("filename", "type", "display_name", "short_name", "recommended_we
                "description", "expected_sha256", "size")
 
 
+# The names a client may give a type by (CivitAI's own among them), lowercase.
+MODEL_TYPE_NAMES = {
+    model_pb2.MODEL_TYPE_LORA: ("lora", "loras", "locon", "lycoris", "dora"),
+    model_pb2.MODEL_TYPE_CHECKPOINT: ("checkpoint", "checkpoints"),
+    model_pb2.MODEL_TYPE_EMBEDDING: ("embedding", "embeddings", "textualinversion", "textual_inversion"),
+    model_pb2.MODEL_TYPE_VAE: ("vae", "vaes"),
+    model_pb2.MODEL_TYPE_UPSCALER: ("upscaler", "upscalers"),
+    model_pb2.MODEL_TYPE_UNSPECIFIED: ("", "unspecified"),
+}
+
+
 def model_type(value: str) -> int:
     v = value.strip().lower().removeprefix("model_type_")
-    if v in ("lora", "loras", "locon", "dora"):
-        return model_pb2.MODEL_TYPE_LORA
-    if v in ("checkpoint", "checkpoints"):
-        return model_pb2.MODEL_TYPE_CHECKPOINT
-    if v in ("", "unspecified"):
-        return model_pb2.MODEL_TYPE_UNSPECIFIED
-    raise ApiError.local(400, f"unknown model type {value!r}; use 'lora' or 'checkpoint'", "INVALID_MODEL_TYPE")
+    for kind, names in MODEL_TYPE_NAMES.items():
+        if v in names:
+            return kind
+    raise ApiError.local(400, f"unknown model type {value!r}; use 'lora', 'checkpoint', 'embedding', 'vae' "
+                         "or 'upscaler'", "INVALID_MODEL_TYPE")
 
 
 def split_list(values: list[str]) -> list[str]:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from modelmanager.v1 import model_pb2
 
-__all__ = ["human_size", "type_name"]
+__all__ = ["TYPE_NAMES", "human_size", "type_name"]
+
+# Every model type as the UI and the CLI name it.
+TYPE_NAMES = {
+    model_pb2.MODEL_TYPE_LORA: "LoRA",
+    model_pb2.MODEL_TYPE_CHECKPOINT: "Checkpoint",
+    model_pb2.MODEL_TYPE_EMBEDDING: "Embedding",
+    model_pb2.MODEL_TYPE_VAE: "VAE",
+    model_pb2.MODEL_TYPE_UPSCALER: "Upscaler",
+}
 
 
 def human_size(n: int | float) -> str:
@@ -17,4 +26,4 @@ def human_size(n: int | float) -> str:
 
 
 def type_name(t: int) -> str:
-    return {model_pb2.MODEL_TYPE_LORA: "LoRA", model_pb2.MODEL_TYPE_CHECKPOINT: "Checkpoint"}.get(t, "?")
+    return TYPE_NAMES.get(t, "?")

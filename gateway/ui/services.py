@@ -19,7 +19,8 @@ from service_kit.peer import paged
 
 # The UI's "Show" choices (and the upload's type) as the registry's model types.
 TYPE_FILTER = {"All": model_pb2.MODEL_TYPE_UNSPECIFIED, "LoRAs": model_pb2.MODEL_TYPE_LORA,
-               "Checkpoints": model_pb2.MODEL_TYPE_CHECKPOINT}
+               "Checkpoints": model_pb2.MODEL_TYPE_CHECKPOINT, "Embeddings": model_pb2.MODEL_TYPE_EMBEDDING,
+               "VAEs": model_pb2.MODEL_TYPE_VAE, "Upscalers": model_pb2.MODEL_TYPE_UPSCALER}
 LIST_PAGE_SIZE = 1000
 
 

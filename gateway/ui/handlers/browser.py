@@ -28,7 +28,8 @@ from gateway.ui.rendering import error_html
 from modelmanager.v1 import civitai_pb2
 
 ALL = "All"
-TYPES = {ALL: [], "LoRA (LORA, LoCon, DoRA)": ["LORA", "LoCon", "DoRA"], "Checkpoint": ["Checkpoint"]}
+TYPES = {ALL: [], "LoRA (LORA, LoCon, DoRA)": ["LORA", "LoCon", "DoRA"], "Checkpoint": ["Checkpoint"],
+         "Embedding (TextualInversion)": ["TextualInversion"], "VAE": ["VAE"], "Upscaler": ["Upscaler"]}
 BASE_MODELS = (ALL, "Illustrious", "Pony", "NoobAI", "SDXL 1.0")
 SORTS = ("Highest Rated", "Most Downloaded", "Most Liked", "Newest")
 PERIODS = ("AllTime", "Year", "Month", "Week", "Day")

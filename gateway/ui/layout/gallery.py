@@ -9,6 +9,7 @@ import gradio as gr
 from gradio.events import Dependency
 
 from gateway.ui.handlers.gallery import MATURE_CHOICES, NO_CARD, NSFW_FILTERS, SORTS, GalleryHandlers
+from gateway.ui.services import TYPE_FILTER
 
 # A click on a card sends its key (a data attribute, escaped; never part of the script) as the event's data.
 CARD_CLICK_JS = """
@@ -60,7 +61,7 @@ class GallerySection:
 def gallery_section(h: GalleryHandlers) -> GallerySection:
     gr.Markdown("### Gallery")
     with gr.Row():
-        type_filter = gr.Dropdown(["All", "LoRAs", "Checkpoints"], value="All", label="Type", scale=1,
+        type_filter = gr.Dropdown(list(TYPE_FILTER), value="All", label="Type", scale=1,
                                   elem_id="gallery-type")
         base = gr.Dropdown(["All"], value="All", label="Base model", scale=1, allow_custom_value=True,
                            elem_id="gallery-base")
