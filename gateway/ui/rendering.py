@@ -79,7 +79,7 @@ def civitai_info_markdown(info: civitai_pb2.CivitaiModelInfo) -> str:
     ]
     if not info.supported:
         lines.append(f'\n<p class="mm-error">This type ({html.escape(info.civitai_type)}) cannot be installed: '
-                     "only LoRA, LoCon, DoRA and Checkpoint.</p>")
+                     "only LoRA, LoCon, DoRA, Checkpoint, TextualInversion, VAE and Upscaler.</p>")
     if info.installed_filename:
         lines.append("\n" + ok_html(f"Already installed as {info.installed_filename}."))
     return "\n".join(lines)
@@ -143,5 +143,8 @@ def job_progress(p: inference_pb2.JobProgress) -> str:
 
 
 def image_info(r: inference_pb2.ImageResult) -> str:
-    return (f"**Seed** {r.seed} · **{r.width}×{r.height}** · checkpoint `{r.checkpoint}` · "
+    used = "".join(f" · {what} {md_code(names)}" for what, names in (
+        ("VAE", [r.vae] if r.vae else []), ("upscaler", [r.upscaler] if r.upscaler else []),
+        ("embeddings", list(r.embeddings))) if names)
+    return (f"**Seed** {r.seed} · **{r.width}×{r.height}** · checkpoint `{r.checkpoint}`{used} · "
             f"{r.timings.total_seconds:.1f} s  \n**Final prompt:** {html.escape(r.final_prompt)}")

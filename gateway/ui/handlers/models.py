@@ -13,12 +13,18 @@ import gradio as gr
 from gateway.text import human_size, type_name
 from gateway.ui.error_display import NeedsInput, shows_errors
 from gateway.ui.rendering import error_html, model_facts, ok_html
-from gateway.ui.services import TYPE_FILTER, UiServices
+from gateway.ui.services import UiServices
 from modelmanager.v1 import model_pb2, registry_pb2
 
 TABLE_HEADERS = ["filename", "name", "type", "base model", "trigger words", "weight", "size", "source"]
 UPLOAD_CHUNK = 1024 * 1024
 EDITABLE = ["display_name", "trigger_words", "recommended_weight", "tags"]
+# The upload's type choice.
+UPLOAD_TYPES = {"LoRA": model_pb2.MODEL_TYPE_LORA, "Checkpoint": model_pb2.MODEL_TYPE_CHECKPOINT,
+                "Embedding": model_pb2.MODEL_TYPE_EMBEDDING, "VAE": model_pb2.MODEL_TYPE_VAE,
+                "Upscaler": model_pb2.MODEL_TYPE_UPSCALER}
+# The details' default-VAE choice meaning "none: the checkpoint's own".
+OWN_VAE = "(the checkpoint's own)"
 # The details form, empty: (filename, display name, trigger words, weight, tags, facts).
 NO_DETAILS = ("", "", "", 1.0, "", "")
 
@@ -70,9 +76,28 @@ class ModelHandlers:
         return (m.filename, m.display_name, ", ".join(m.trigger_words), m.recommended_weight or 1.0,
                 ", ".join(m.tags), model_facts(m), "")
 
+    # Hidden unless the selected model is of their type: nothing to show when the registry cannot say.
+    @shows_errors(lambda _message: (gr.update(visible=False), gr.update(visible=False)))
+    async def type_details(self, filename: str) -> tuple[Any, Any]:
+        """The fields of one type: a checkpoint's default VAE (the VAEs installed to choose from), an
+        embedding's negative flag."""
+        hidden = gr.update(visible=False)
+        if not filename:
+            return hidden, hidden
+        m = (await self.services.unary("registry", "GetModel", registry_pb2.GetModelRequest(filename=filename))).model
+        if m.type == model_pb2.MODEL_TYPE_CHECKPOINT:
+            vaes = [v.filename for v in await self.services.list_models("VAEs", "")]
+            return gr.update(visible=True, choices=[OWN_VAE, *vaes], value=m.default_vae or OWN_VAE), hidden
+        if m.type == model_pb2.MODEL_TYPE_EMBEDDING:
+            return hidden, gr.update(visible=True, value=m.negative_embedding,
+                                     info=f"token: {m.embedding_token}" if m.embedding_token else None)
+        return hidden, hidden
+
     @shows_errors(error_html)
     async def save_details(self, filename: str, display_name: str, triggers: str, weight: float,
-                           tags: str) -> str:
+                           tags: str, default_vae: str | None = None, negative: bool | None = None) -> str:
+        """`default_vae` and `negative` are saved only for the type they belong to (the registry refuses
+        them for another)."""
         if not filename:
             return "Select a model in the table first."
         model = model_pb2.Model(filename=filename, display_name=display_name.strip(),
@@ -80,6 +105,15 @@ class ModelHandlers:
                                 tags=split_words(tags))
         req = registry_pb2.UpdateModelRequest(model=model)
         req.update_mask.paths.extend(EDITABLE)
+        if default_vae is not None or negative is not None:
+            kind = (await self.services.unary("registry", "GetModel",
+                                              registry_pb2.GetModelRequest(filename=filename))).model.type
+            if kind == model_pb2.MODEL_TYPE_CHECKPOINT and default_vae is not None:
+                model.default_vae = "" if default_vae in ("", OWN_VAE) else default_vae
+                req.update_mask.paths.append("default_vae")
+            if kind == model_pb2.MODEL_TYPE_EMBEDDING and negative is not None:
+                model.negative_embedding = bool(negative)
+                req.update_mask.paths.append("negative_embedding")
         await self.services.unary("registry", "UpdateModel", req)
         return ok_html(f"Saved {filename}.")
 
@@ -101,7 +135,7 @@ class ModelHandlers:
             raise NeedsInput("Upload the file again.")
         path = Path(file)
         header = registry_pb2.UploadModelHeader(
-            filename=path.name, type=TYPE_FILTER["LoRAs" if kind == "LoRA" else "Checkpoints"],
+            filename=path.name, type=UPLOAD_TYPES.get(kind, model_pb2.MODEL_TYPE_LORA),
             display_name=display_name.strip(), trigger_words=split_words(triggers),
             total_size_bytes=(await asyncio.to_thread(path.stat)).st_size,
             # Installed only on the final commit: a call cancelled mid-file (tab closed) installs nothing.

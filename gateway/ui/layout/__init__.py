@@ -54,6 +54,9 @@ def build_blocks(h: Handlers) -> gr.Blocks:
         filters = [models.type_filter, models.search]
         demo.load(h.reload_all, filters, listing)
         demo.load(h.generate.schedulers, None, generate.scheduler)
+        # The embeddings, VAEs and upscalers to pick from in Generate and Upscale.
+        typed = [generate.embeddings, generate.embedding_pick, generate.vae, upscale.vae, upscale.upscaler]
+        demo.load(h.generate.typed_models, None, typed)
         demo.load(h.library.roots, None, library.roots)
         demo.load(h.gallery.facets, None, gallery.facet_outputs).then(h.gallery.cards, gallery.inputs, gallery.outputs)
         # An update check (or ignoring one) changes the gallery's badges and its "update available" filter.
@@ -62,6 +65,7 @@ def build_blocks(h: Handlers) -> gr.Blocks:
         for event in (*civitai.installs, *browser.installs, *updates.installs, *models.changes, uploaded,
                       *library.changes, *gallery.changes, *health.changes):
             event.then(h.reload_all, filters, listing)
+            event.then(h.generate.typed_models, None, typed)
             event.then(h.gallery.facets, None, gallery.facet_outputs).then(h.gallery.cards, gallery.inputs,
                                                                           gallery.outputs)
         for event in gallery.checkpoint_changes:

@@ -1,4 +1,5 @@
-"""The Generate and Upscale tabs, each with its LoRA rows (built from the registry) and prompt preview."""
+"""The Generate and Upscale tabs, each with its LoRA rows (built from the registry) and prompt preview;
+Generate's embeddings picker and VAE, Upscale's upscaler model, VAE, Ultimate SD Upscale settings and regions."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ import gradio as gr
 
 from gateway.config import GatewaySettings
 from gateway.ui.handlers import GenerateHandlers
-from gateway.ui.handlers.generate import ACTIVE_CHECKPOINT, prune, select
+from gateway.ui.handlers.generate import (
+    ACTIVE_CHECKPOINT,
+    DEFAULT_VAE,
+    LANCZOS,
+    REGION_HEADERS,
+    SEAMS_FIX,
+    insert_embedding,
+    prune,
+    select,
+)
 from gateway.ui.rendering import md_code
 
 # The LoRA-row renders run one at a time. Both panels re-render at once whenever the LoRA list changes
@@ -83,6 +93,9 @@ class GenerateTab:
     # The form, in the order "reuse parameters" fills it, and the job (the history follows it).
     form: list[Any]
     job: Any
+    embeddings: gr.State  # the installed embeddings: {filename: {"token", "negative"}}
+    embedding_pick: gr.Dropdown
+    vae: gr.Dropdown
 
 
 def generate_tab(h: GenerateHandlers, settings: GatewaySettings) -> GenerateTab:
@@ -91,6 +104,12 @@ def generate_tab(h: GenerateHandlers, settings: GatewaySettings) -> GenerateTab:
             prompt = gr.Textbox(label="Prompt", lines=3, elem_id="gen-prompt")
             preview = gr.Markdown("**Final prompt:**", elem_id="gen-preview")
             negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="gen-negative")
+            embeddings = gr.State({})
+            with gr.Row():
+                embedding_pick = gr.Dropdown([], value=None, label="Embeddings (a pick adds its token; a negative "
+                                             "one's to the negative prompt)", elem_id="gen-embedding", scale=3)
+                vae = gr.Dropdown([DEFAULT_VAE], value=DEFAULT_VAE, allow_custom_value=True, label="VAE",
+                                  elem_id="gen-vae", scale=2)
             panel = lora_panel(h, "gen")
             with gr.Accordion("Settings", open=False):
                 with gr.Row():
@@ -116,12 +135,14 @@ def generate_tab(h: GenerateHandlers, settings: GatewaySettings) -> GenerateTab:
             info = gr.Markdown(elem_id="gen-info")
 
     _preview_follows(h, prompt, panel, preview)
+    embedding_pick.input(insert_embedding, [embedding_pick, embeddings, prompt, negative],
+                         [prompt, negative, embedding_pick])
     job = run.click(h.generate, [prompt, negative, panel.selected, width, height, steps, guidance, seed, scheduler,
-                                 checkpoint], [progress, image, info])
+                                 checkpoint, vae], [progress, image, info])
     stop.click(None, None, None, cancels=[job])
     form = [prompt, negative, width, height, steps, guidance, seed, scheduler, checkpoint, panel.applied,
             panel.selected]
-    return GenerateTab(panel, scheduler, form, job)
+    return GenerateTab(panel, scheduler, form, job, embeddings, embedding_pick, vae)
 
 
 @dataclass
@@ -129,6 +150,8 @@ class UpscaleTab:
     loras: LoraPanel
     image: gr.Image  # the input ("send to Upscale" fills it)
     job: Any
+    vae: gr.Dropdown
+    upscaler: gr.Dropdown
 
 
 def upscale_tab(h: GenerateHandlers, settings: GatewaySettings) -> UpscaleTab:
@@ -147,6 +170,26 @@ def upscale_tab(h: GenerateHandlers, settings: GatewaySettings) -> UpscaleTab:
                 tile = gr.Slider(64, 2048, value=settings.ui_image_size, step=8, label="Tile size", elem_id="up-tile")
                 seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
             with gr.Row():
+                upscaler = gr.Dropdown([LANCZOS], value=LANCZOS, allow_custom_value=True,
+                                       label="Upscaler model (enlarges before the refine)", elem_id="up-upscaler")
+                vae = gr.Dropdown([DEFAULT_VAE], value=DEFAULT_VAE, allow_custom_value=True, label="VAE",
+                                  elem_id="up-vae")
+            with gr.Accordion("Ultimate SD Upscale settings", open=False):
+                with gr.Row():
+                    padding = gr.Slider(0, 256, value=0, step=8, label="Tile padding (context around a tile)",
+                                        elem_id="up-padding")
+                    mask_blur = gr.Slider(0, 64, value=0, step=1, label="Mask blur", elem_id="up-mask-blur")
+                with gr.Row():
+                    seams = gr.Radio(list(SEAMS_FIX), value="None", label="Seams fix", elem_id="up-seams")
+                    seams_width = gr.Slider(8, 512, value=64, step=8, label="Seams fix width (band pass)",
+                                            elem_id="up-seams-width")
+            with gr.Accordion("Regions (rectangles of the source image, each with its own prompt)", open=False):
+                gr.Markdown("One rectangle a row, in pixels of the image above; LoRAs as `name:0.8, other`. "
+                            "Their prompt and LoRAs go on top of the global ones.")
+                regions = gr.Dataframe(headers=REGION_HEADERS, datatype=["number"] * 4 + ["str", "str"],
+                                       row_count=(1, "dynamic"), column_count=(len(REGION_HEADERS), "fixed"),
+                                       type="array", interactive=True, elem_id="up-regions")
+            with gr.Row():
                 run = gr.Button("Upscale", variant="primary", elem_id="upscale-btn")
                 stop = gr.Button("Stop", variant="stop")
         with gr.Column(scale=2):
@@ -158,7 +201,8 @@ def upscale_tab(h: GenerateHandlers, settings: GatewaySettings) -> UpscaleTab:
 
     _preview_follows(h, prompt, panel, preview)
     image.change(lambda p: p, image, before)
-    job = run.click(h.upscale, [image, prompt, negative, panel.selected, scale, strength, steps, tile, seed],
+    job = run.click(h.upscale, [image, prompt, negative, panel.selected, scale, strength, steps, tile, seed,
+                                upscaler, vae, padding, mask_blur, seams, seams_width, regions],
                     [progress, after, info])
     stop.click(None, None, None, cancels=[job])
-    return UpscaleTab(panel, image, job)
+    return UpscaleTab(panel, image, job, vae, upscaler)

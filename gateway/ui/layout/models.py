@@ -8,7 +8,8 @@ import gradio as gr
 from gradio.events import Dependency
 
 from gateway.ui.handlers import ModelHandlers
-from gateway.ui.handlers.models import NO_DETAILS, TABLE_HEADERS, ask_delete
+from gateway.ui.handlers.models import NO_DETAILS, OWN_VAE, TABLE_HEADERS, UPLOAD_TYPES, ask_delete
+from gateway.ui.services import TYPE_FILTER
 
 
 @dataclass
@@ -24,7 +25,7 @@ class ModelsSection:
 def models_section(h: ModelHandlers) -> ModelsSection:
     gr.Markdown("### Installed models")
     with gr.Row():
-        type_filter = gr.Radio(["All", "LoRAs", "Checkpoints"], value="All", label="Show", scale=2)
+        type_filter = gr.Radio(list(TYPE_FILTER), value="All", label="Show", scale=2)
         search = gr.Textbox(label="Search", placeholder="name, tag, trigger word…", scale=3,
                             elem_id="model-search")
         refresh = gr.Button("Refresh", scale=1, elem_id="models-refresh")
@@ -42,6 +43,12 @@ def models_section(h: ModelHandlers) -> ModelsSection:
             d_weight = gr.Slider(0, 2, value=1.0, step=0.05, label="Recommended weight")
             d_tags = gr.Textbox(label="Tags (comma-separated)")
         with gr.Row():
+            # Shown for the type they belong to (type_details).
+            d_vae = gr.Dropdown([OWN_VAE], value=OWN_VAE, label="Default VAE", visible=False,
+                                elem_id="detail-vae")
+            d_negative = gr.Checkbox(label="Negative embedding (goes in the negative prompt)", visible=False,
+                                     elem_id="detail-negative")
+        with gr.Row():
             save_btn = gr.Button("Save changes", variant="primary", elem_id="save-details")
             delete_btn = gr.Button("Delete selected…", variant="stop", elem_id="delete-model")
         with gr.Row(visible=False) as confirm_row:
@@ -56,7 +63,8 @@ def models_section(h: ModelHandlers) -> ModelsSection:
                  show_progress="hidden")
     editable = [d_name, d_triggers, d_weight, d_tags]
     table.select(h.select_model, None, [selected_fn, *editable, facts, detail_msg])
-    saved = save_btn.click(h.save_details, [selected_fn, *editable], detail_msg)
+    selected_fn.change(h.type_details, selected_fn, [d_vae, d_negative])
+    saved = save_btn.click(h.save_details, [selected_fn, *editable, d_vae, d_negative], detail_msg)
     delete_btn.click(ask_delete, selected_fn, [confirm_row, confirm_md])
     cancel_btn.click(lambda: gr.update(visible=False), None, confirm_row)
     deleted = confirm_btn.click(h.delete_model, selected_fn, detail_msg).then(
@@ -68,9 +76,9 @@ def upload_section(h: ModelHandlers) -> Dependency:
     """→ the upload event (after it, a model may have been installed)."""
     gr.Markdown("### Upload a model file")
     with gr.Row():
-        up_file = gr.File(label=".safetensors file", type="filepath", scale=2, elem_id="upload-file")
+        up_file = gr.File(label="model file (.safetensors; .pt/.pth for embeddings, VAEs, upscalers)", type="filepath", scale=2, elem_id="upload-file")
         with gr.Column(scale=3):
-            up_type = gr.Radio(["LoRA", "Checkpoint"], value="LoRA", label="Type")
+            up_type = gr.Radio(list(UPLOAD_TYPES), value="LoRA", label="Type")
             up_name = gr.Textbox(label="Display name", elem_id="upload-name")
             up_triggers = gr.Textbox(label="Trigger words (comma-separated)", elem_id="upload-triggers")
             up_btn = gr.Button("Upload", variant="primary", elem_id="upload-btn")
