@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import ClassVar
 
 from inference_svc.config import InferenceSettings
@@ -42,12 +41,6 @@ class FleetSettings(InferenceSettings):
     # worker whatever it holds (the baseline the bench compares against).
     routing: str = setting("checkpoint", help="checkpoint (affinity by model multiplexing) or any",
                            env="MODELMGR_FLEET_ROUTING")
-    # Where workers without the shared volume keep model files fetched from the registry by sha256.
-    node_cache_dir: Path | None = setting(None, help="node-local cache of model files fetched by sha256 "
-                                          "(default: none: the workers read the shared volume)",
-                                          env="MODELMGR_FLEET_NODE_CACHE_DIR")
-    node_cache_bytes: int = setting(64 * 1024**3, help="bytes the node-local model cache may hold",
-                                    env="MODELMGR_FLEET_NODE_CACHE_BYTES", positive=True)
     app_name: str = setting("inference", help="Ray Serve application name", env="MODELMGR_FLEET_APP")
 
     def __post_init__(self) -> None:
