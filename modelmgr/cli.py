@@ -1,10 +1,12 @@
 """The commands and their arguments.
 
     modelmgr download https://civitai.com/models/929497
-    modelmgr list [--type lora|checkpoint] [--query TEXT]
+    modelmgr list [--type lora|checkpoint|embedding|vae|upscaler] [--query TEXT]
     modelmgr active
     modelmgr set-active NAME
-    modelmgr generate "a castle" --lora detailer:0.8 -o castle.png
+    modelmgr generate "a castle" --lora detailer:0.8 [--vae NAME] -o castle.png
+    modelmgr upscale in.png -o out.png [--upscaler NAME] [--scale F] [--tile-padding N] [--mask-blur N]
+        [--seams-fix band|half-tile] [--region "x,y,w,h:prompt"]...
     modelmgr downloads | modelmgr cancel JOB_ID
     modelmgr import ~/stable-diffusion-webui/models/Lora [--copy|--link] [--no-identify]
     modelmgr roots [add PATH [--write-back] | remove ID] | modelmgr imports | modelmgr cancel-import JOB_ID
@@ -29,7 +31,7 @@ from typing import Any
 from rich.markup import escape
 
 from modelmanager.v1 import civitai_pb2, inference_pb2, model_pb2, registry_pb2
-from modelmgr import maintenance, outputs, updates
+from modelmgr import maintenance, outputs, updates, upscale
 from modelmgr.output import (
     console,
     downloads_table,
@@ -44,6 +46,7 @@ from modelmgr.output import (
 )
 from modelmgr.progress import ImportProgress, download_bar, import_bars, load_bar, steps_bar
 from modelmgr.services import Services
+from modelmgr.upscale import parse_lora
 from service_kit import configure_logging
 from service_kit.config import (
     DEFAULT_CHECKPOINT,
@@ -58,7 +61,8 @@ from service_kit.peer import PeerUnavailable, paged
 # StartDownload asks CivitAI for the model before it answers.
 START_DOWNLOAD_DEADLINE = 120.0
 MODEL_TYPES = {"": model_pb2.MODEL_TYPE_UNSPECIFIED, "lora": model_pb2.MODEL_TYPE_LORA,
-               "checkpoint": model_pb2.MODEL_TYPE_CHECKPOINT}
+               "checkpoint": model_pb2.MODEL_TYPE_CHECKPOINT, "embedding": model_pb2.MODEL_TYPE_EMBEDDING,
+               "vae": model_pb2.MODEL_TYPE_VAE, "upscaler": model_pb2.MODEL_TYPE_UPSCALER}
 # A refresh asks CivitAI about every name given, 100 hashes a call.
 REFRESH_DEADLINE = 600.0
 IMPORT_DONE = (registry_pb2.IMPORT_STATE_SUCCEEDED, registry_pb2.IMPORT_STATE_FAILED,
@@ -85,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true", help="start the job and return (it keeps running)")
 
     p = sub.add_parser("list", help="installed models")
-    p.add_argument("--type", default="", choices=[t for t in MODEL_TYPES if t], help="lora or checkpoint")
+    p.add_argument("--type", default="", choices=[t for t in MODEL_TYPES if t])
     p.add_argument("--query", default="", help="free text over names, tags and trigger words")
     p.add_argument("--root", default="", metavar="ID", help='only this library root ("volume": the volume\'s own)')
     p.add_argument("--folder", default="", help="only this folder of a root, and below it")
@@ -109,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--scheduler", default="")
     p.add_argument("--checkpoint", default="", help="override the active checkpoint for this job")
+    p.add_argument("--vae", default="", metavar="NAME", help="a VAE entry; default: the checkpoint's default")
+
+    upscale.add_parser(sub)
 
     sub.add_parser("downloads", help="download jobs, newest first")
     p = sub.add_parser("cancel", help="cancel a download job")
@@ -158,16 +165,6 @@ def server_path(path: str) -> str:
     """PATH made absolute against this shell's directory, as the registry wants it (links left as they
     are: the registry decides what a link may reach)."""
     return os.path.abspath(os.path.expanduser(path))
-
-
-def parse_lora(spec: str) -> model_pb2.LoraSelection:
-    name, sep, weight = spec.rpartition(":")
-    if sep and name:
-        try:
-            return model_pb2.LoraSelection(name=name, weight=float(weight))
-        except ValueError:
-            pass
-    return model_pb2.LoraSelection(name=spec)
 
 
 async def cmd_download(s: Services, args: argparse.Namespace) -> int:
@@ -238,6 +235,7 @@ async def cmd_generate(s: Services, args: argparse.Namespace) -> int:
     req = inference_pb2.GenerateRequest(
         prompt=args.prompt, negative_prompt=args.negative, loras=[parse_lora(spec) for spec in args.lora],
         width=args.width, height=args.height, steps=args.steps, scheduler=args.scheduler, checkpoint=args.checkpoint,
+        vae=args.vae,
     )
     if args.guidance is not None:
         req.guidance_scale = args.guidance
@@ -262,6 +260,9 @@ async def cmd_generate(s: Services, args: argparse.Namespace) -> int:
     console.print(f"[green]✓[/] {args.output} ({result.width}×{result.height}, seed {result.seed}, "
                   f"{result.timings.total_seconds:.1f} s)")
     console.print(f"  final prompt: {result.final_prompt}")
+    if result.vae or result.embeddings:
+        vae = result.vae or "the checkpoint's own"
+        console.print(f"  VAE: {escape(vae)} · embeddings: {escape(', '.join(result.embeddings) or '—')}")
     return 0
 
 
@@ -348,7 +349,7 @@ async def cmd_refresh(s: Services, args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[Services, argparse.Namespace], Awaitable[int]]] = {
     "download": cmd_download, "list": cmd_list, "active": cmd_active, "set-active": cmd_set_active,
-    "generate": cmd_generate, "downloads": cmd_downloads, "cancel": cmd_cancel, "import": cmd_import,
+    "generate": cmd_generate, "upscale": upscale.cmd_upscale, "downloads": cmd_downloads, "cancel": cmd_cancel, "import": cmd_import,
     "roots": cmd_roots, "imports": cmd_imports, "cancel-import": cmd_cancel_import, "refresh": cmd_refresh,
     "outputs": outputs.cmd_outputs, "updates": updates.cmd_updates,
     "duplicates": maintenance.cmd_duplicates, "du": maintenance.cmd_du,

@@ -21,7 +21,7 @@ def test_a_service_that_is_down_prints_as_the_grpc_error_naming_it():
 
 
 def test_an_unknown_model_type_is_a_usage_error():
-    done = modelmgr("list", "--type", "vae")
+    done = modelmgr("list", "--type", "hypernetwork")
     assert done.returncode == 2 and "invalid choice" in done.stderr
 
 
