@@ -228,6 +228,8 @@ class ModelRegistryServiceServicer:
         must show LoRA tensors (kohya or PEFT), a checkpoint SDXL LDM tensors.
         Errors: ALREADY_EXISTS / MODEL_ALREADY_EXISTS; NOT_FOUND / FILE_NOT_FOUND;
         INVALID_ARGUMENT / UNSUPPORTED_EXTENSION, PICKLE_NOT_ALLOWED,
+        UNSAFE_PICKLE (an embedding, VAE or upscaler pickle that torch's
+        weights-only unpickler refuses; never unpickled in full),
         INVALID_SAFETENSORS, TYPE_MISMATCH, MISSING_TYPE, INVALID_WEIGHT,
         FIELD_TOO_LONG, TOO_MANY_ITEMS (limits on Model's fields);
         FAILED_PRECONDITION / SHA256_MISMATCH when a given sha256 disagrees with
@@ -241,8 +243,10 @@ class ModelRegistryServiceServicer:
         """Updates editable metadata: display_name, short_name, trigger_words,
         recommended_weight, tags, description, base_model. A recommended_weight
         of 0 in the mask resets it to the default, 1.0.
-        Errors: NOT_FOUND / MODEL_NOT_FOUND; INVALID_ARGUMENT / INVALID_UPDATE_MASK,
-        INVALID_WEIGHT, FIELD_TOO_LONG, TOO_MANY_ITEMS; ABORTED / MODEL_BUSY
+        Also default_vae (checkpoints) and negative_embedding (embeddings).
+        Errors: NOT_FOUND / MODEL_NOT_FOUND, VAE_NOT_FOUND; INVALID_ARGUMENT /
+        INVALID_UPDATE_MASK, NOT_A_VAE, INVALID_WEIGHT, FIELD_TOO_LONG,
+        TOO_MANY_ITEMS; ABORTED / MODEL_BUSY
         while the model is being deleted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
