@@ -96,7 +96,7 @@ def run_model(descriptor: Any, image: Image.Image, on_tile: TileFn, cancelled: C
         if cancelled():
             raise JobCancelled("job cancelled by its client")
         crop = source[t.y : t.y + t.height, t.x : t.x + t.width]
-        tensor = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None]
+        tensor = torch.from_numpy(crop.copy()).permute(2, 0, 1)[None]
         tensor = tensor.to(device=parameter.device, dtype=parameter.dtype) / 255.0
         with torch.inference_mode():
             out = descriptor(tensor)
