@@ -109,10 +109,10 @@ class ModelHandlers:
             kind = (await self.services.unary("registry", "GetModel",
                                               registry_pb2.GetModelRequest(filename=filename))).model.type
             if kind == model_pb2.MODEL_TYPE_CHECKPOINT and default_vae is not None:
-                model.default_vae = "" if default_vae in ("", OWN_VAE) else default_vae
+                req.model.default_vae = "" if default_vae in ("", OWN_VAE) else default_vae
                 req.update_mask.paths.append("default_vae")
             if kind == model_pb2.MODEL_TYPE_EMBEDDING and negative is not None:
-                model.negative_embedding = bool(negative)
+                req.model.negative_embedding = bool(negative)
                 req.update_mask.paths.append("negative_embedding")
         await self.services.unary("registry", "UpdateModel", req)
         return ok_html(f"Saved {filename}.")
