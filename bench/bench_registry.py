@@ -1,14 +1,19 @@
-"""Registry figures on a 10,000-entry index: List (filtered query, page of 100) and durable Create.
+"""Registry figures on 10,000- and 100,000-entry indexes: start-up, List (filtered query, page of 100) and
+durable Create, for the journaled store and the old whole-file rewrite side by side.
 
-    python -m bench registry
+    python -m bench registry          (MODELMGR_BENCH_REGISTRY_QUICK=1: 10,000 entries only)
 
 The registry runs as its own process (`python -m metadata_svc`) over a temp
-volume whose index is built directly with 10,000 entries (files are hard
-links to one small LoRA, so every entry's file exists). Each figure is timed
-through gRPC from this process, sequentially, and shown as p50/p99 with its
-ratio to two baselines measured in the same run: a near no-op RPC
-(GetActiveCheckpoint) and parsing the index file once (what any reader of
-the durable copy pays).
+volume whose index is built directly (files are hard links to one small
+LoRA, so every entry's file exists). Each size runs twice over the same
+volume: the store as it is (an index over 1 MiB takes writes through the
+journal, index_store.py) and the old store, every write a whole rewrite
+(MODELMGR_INDEX_JOURNAL_FROM_BYTES huge), so the baseline is measured in
+the same run. Start-up is spawn to "listening"; for the journaled store also
+after a SIGKILL right after the creates (replay + compaction at open). Each
+figure is timed through gRPC from this process, sequentially, as p50/p99
+with its ratio to a near no-op RPC (GetActiveCheckpoint) and to parsing the
+index file once (what any reader of the durable copy pays).
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ENTRIES = 10_000
+SIZES = (10_000, 100_000)
+LINKS_PER_FILE = 50_000
+OLD_STORE = {"MODELMGR_INDEX_JOURNAL_FROM_BYTES": str(2**62)}  # every write rewrites the whole file
 LIST_CALLS = 300
 CREATE_CALLS = 200
 UPLOAD_MIB = 256
@@ -41,8 +49,8 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def build_volume(root: Path) -> Path:
-    """A user-models volume with ENTRIES entries (90% LoRAs) and their files."""
+def build_volume(root: Path, size: int) -> Path:
+    """A user-models volume with `size` entries (90% LoRAs) and their files."""
     from devtools.model_files import write_safetensors
     from metadata_svc.index_store import render
     from metadata_svc.inspection import inspect_file
@@ -63,10 +71,16 @@ def build_volume(root: Path) -> Path:
     rng = random.Random(7)
     entries: dict[str, ModelEntry] = {}
     added = now_iso()
-    for i in range(ENTRIES):
+    for i in range(size):
         kind = "checkpoint" if i % 10 == 9 else "lora"
         name = f"model_{i:05d}.safetensors"
         src, found, digest = facts[kind]
+        if i % LINKS_PER_FILE == 0 and i:  # ext4 allows 65,000 links to one file: a fresh copy now and then
+            for copied_kind, (old_src, old_found, old_digest) in list(facts.items()):
+                copy = root / f"template-{copied_kind}-{i}.safetensors"
+                shutil.copyfile(old_src, copy)
+                facts[copied_kind] = (copy, old_found, old_digest)
+            src = facts[kind][0]
         os.link(src, (checkpoints if kind == "checkpoint" else loras) / name)
         words = rng.sample(WORDS, 3)
         entries[name] = ModelEntry(
@@ -78,30 +92,55 @@ def build_volume(root: Path) -> Path:
             sha256=digest, inspection=found,
         )
     (user_models / ".metadata.json").write_bytes(render(DEFAULT_CHECKPOINT, [e.json_line() for e in entries.values()]))
-    for i in range(CREATE_CALLS):
-        os.link(lora_src, loras / f"new_{i:04d}.safetensors.pending")
     return user_models
 
 
-async def run(root: Path) -> None:
+def reset_volume(user_models: Path, index_bytes: bytes) -> None:
+    """Back to the built index, and the files the creates will register waiting under other names."""
+    loras = user_models / "loras"
+    for path in [*loras.glob("new_*"), *loras.glob("uploaded.*"), *user_models.glob(".metadata.journal.*")]:
+        path.unlink()
+    (user_models / ".metadata.json").write_bytes(index_bytes)
+    template = next(loras.glob("model_*.safetensors"))
+    for i in range(CREATE_CALLS):
+        os.link(template, loras / f"new_{i:04d}.safetensors.pending")
+
+
+async def spawn(user_models: Path, models: Path, env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str, float]:
+    """The registry process, its address, and its start-up time (spawn to "listening") in seconds."""
+    t0 = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "metadata_svc", "--listen", "127.0.0.1:0", "--user-models-dir", str(user_models),
+        "--models-dir", str(models), "--log-level", "ERROR",
+        cwd=REPO, stdout=subprocess.PIPE, env={**os.environ, **env},
+    )
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 300)).decode()
+    assert "listening on" in line, line
+    return proc, line.rsplit(" ", 1)[-1].strip(), time.perf_counter() - t0
+
+
+@dataclass
+class Figures:
+    size: int
+    store: str
+    start_s: float
+    noop: list[float]
+    listed: list[float]
+    created: list[float]
+    restart_s: float | None = None  # after a SIGKILL (journaled store only)
+    upload_s: float | None = None
+
+
+async def measure(user_models: Path, models: Path, size: int, store: str, env: dict[str, str], *,
+                  crash: bool, with_upload: bool) -> Figures:
     import grpc
 
     from modelmanager.v1 import model_pb2, registry_pb2, registry_pb2_grpc
 
-    started = time.perf_counter()
-    user_models = build_volume(root)
-    index = user_models / ".metadata.json"
-    print(f"built a {ENTRIES}-entry index ({index.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "metadata_svc", "--listen", "127.0.0.1:0", "--user-models-dir", str(user_models),
-        "--models-dir", str(root / "models"), "--log-level", "WARNING",
-        cwd=REPO, stdout=subprocess.PIPE,
-    )
+    proc, address, start_s = await spawn(user_models, models, env)
+    upload_s = None
     try:
-        assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode()
-        address = line.rsplit(" ", 1)[-1].strip()
-        print(f"registry up in {time.perf_counter() - started:.1f} s since start of build, at {address}")
         async with grpc.aio.insecure_channel(address) as channel:
             stub = registry_pb2_grpc.ModelRegistryServiceStub(channel)
             for _ in range(20):  # warm up the channel and the server's sort cache
@@ -138,34 +177,81 @@ async def run(root: Path) -> None:
 
             created = await timed(create_call, CREATE_CALLS)
             final = await stub.ListModels(registry_pb2.ListModelsRequest(page_size=1))
-            assert final.total_size == ENTRIES + CREATE_CALLS
-            upload_s = await upload(stub)
+            assert final.total_size == size + CREATE_CALLS
+            if with_upload:
+                upload_s = await upload(stub)
     finally:
-        proc.terminate()
+        if crash and proc.returncode is None:
+            proc.kill()  # every create acknowledged, the journal not compacted yet
+        else:
+            proc.terminate()
         await proc.wait()
+    figures = Figures(size, store, start_s, noop, listed, created, upload_s=upload_s)
+    if crash:
+        proc, address, figures.restart_s = await spawn(user_models, models, env)
+        try:
+            async with grpc.aio.insecure_channel(address) as channel:
+                stub = registry_pb2_grpc.ModelRegistryServiceStub(channel)
+                final = await stub.ListModels(registry_pb2.ListModelsRequest(page_size=1))
+                assert final.total_size == size + CREATE_CALLS + (1 if with_upload else 0)
+        finally:
+            proc.terminate()
+            await proc.wait()
+    return figures
 
-    parse = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        json.loads(index.read_bytes())
-        parse.append((time.perf_counter() - t0) * 1000)
-    parse_ms = statistics.median(parse)
-    noop_p50 = pct(noop, 0.5)
 
-    def row(label: str, values: list[float]) -> None:
+async def run(root: Path) -> None:
+    sizes = SIZES[:1] if os.environ.get("MODELMGR_BENCH_REGISTRY_QUICK") == "1" else SIZES
+    results: list[Figures] = []
+    parse_ms: dict[int, float] = {}
+    upload_s = 0.0
+    for size in sizes:
+        started = time.perf_counter()
+        user_models = build_volume(root / f"v{size}", size)
+        index = user_models / ".metadata.json"
+        built = index.read_bytes()
+        print(f"built a {size:,}-entry index ({len(built) / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s",
+              flush=True)
+        parse = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            json.loads(built)
+            parse.append((time.perf_counter() - t0) * 1000)
+        parse_ms[size] = statistics.median(parse)
+        for store, env in (("journal", {}), ("old: whole rewrite", OLD_STORE)):
+            reset_volume(user_models, built)
+            first = size == sizes[0] and store == "journal"
+            figures = await measure(user_models, root / "models", size, store, env, crash=store == "journal",
+                                    with_upload=first)
+            results.append(figures)
+            if figures.upload_s is not None:
+                upload_s = figures.upload_s
+            print(f"  {size:,} entries, {store}: done", flush=True)
+        shutil.rmtree(root / f"v{size}", ignore_errors=True)
+
+    def row(label: str, values: list[float], noop_p50: float, parse: float) -> None:
         p50, p99 = pct(values, 0.5), pct(values, 0.99)
-        print(f"  {label:<42} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms   "
-              f"p50 = {p50 / noop_p50:5.1f}x no-op RPC, {p50 / parse_ms:5.2f}x index parse")
+        print(f"    {label:<40} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms   "
+              f"p50 = {p50 / noop_p50:5.1f}x no-op RPC, {p50 / parse:5.3f}x index parse")
 
-    print(f"baselines: no-op RPC (GetActiveCheckpoint) p50 {noop_p50:.2f} ms p99 {pct(noop, 0.99):.2f} ms; "
-          f"parsing the {ENTRIES}-entry index once {parse_ms:.1f} ms")
-    row(f"ListModels type+query, page of 100 (n={LIST_CALLS})", listed)
-    row(f"CreateModel, durable (n={CREATE_CALLS})", created)
+    for f in results:
+        noop_p50 = pct(f.noop, 0.5)
+        print(f"{f.size:,} entries, store {f.store}: start-up {f.start_s:.2f} s"
+              + (f", after a SIGKILL {f.restart_s:.2f} s (journal replayed and compacted)" if f.restart_s else "")
+              + f"; baselines: no-op RPC p50 {noop_p50:.2f} ms, parsing the index once {parse_ms[f.size]:.0f} ms")
+        row(f"ListModels type+query, page of 100 (n={LIST_CALLS})", f.listed, noop_p50, parse_ms[f.size])
+        row(f"CreateModel, durable (n={CREATE_CALLS})", f.created, noop_p50, parse_ms[f.size])
+    print("side by side (p50 / p99 ms; start-up s):")
+    print(f"  {'entries':>8}  {'store':<20} {'start-up':>9} {'List p50':>9} {'List p99':>9} "
+          f"{'Create p50':>11} {'Create p99':>11}")
+    for f in results:
+        print(f"  {f.size:>8,}  {f.store:<20} {f.start_s:9.2f} {pct(f.listed, 0.5):9.2f} {pct(f.listed, 0.99):9.2f} "
+              f"{pct(f.created, 0.5):11.2f} {pct(f.created, 0.99):11.2f}")
     raw_s = raw_write(root / "raw-write.bin")
     print(f"  {'UploadModel, ' + str(UPLOAD_MIB) + ' MiB in 1 MiB chunks':<42} {UPLOAD_MIB / upload_s:7.0f} MiB/s"
           f"   vs writing+fsyncing the same bytes locally {UPLOAD_MIB / raw_s:.0f} MiB/s "
           f"(ratio {raw_s / upload_s:.2f})")
-    print("targets: List p50 < 20 ms, Create p50 < 50 ms")
+    print("targets at 100,000 entries: Create p50 < 20 ms, List p50 < 20 ms, start-up < 3 s")
 
 
 def _upload_header() -> bytes:
