@@ -12,29 +12,19 @@ the pytest tmp dir (paths printed). Any Gradio error toast, and any request not 
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from gw_helpers import dead_address, free_port
+from browser_stack import KEY, TOAST_RECORDER, ServiceStack, signed_in  # noqa: F401 (others import them here)
 
 # test_browser skips (or, in CI, fails) when Chromium or Playwright is missing, before Playwright is imported.
 from test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     LONG,
-    REPO,
     Page,
     expect,
     natural_size,
     shot,
-    sync_playwright,
     tab,
     text_input,
 )
@@ -42,16 +32,6 @@ from test_browser import (
 pytestmark = pytest.mark.browser
 expect.set_options(timeout=LONG)
 
-KEY = "key-" + secrets.token_hex(8)
-# Every error toast Gradio shows, kept even after it fades.
-TOAST_RECORDER = """
-window.__mmErrorToasts = [];
-new MutationObserver(() => {
-  document.querySelectorAll('.toast-body.error').forEach(t => {
-    if (!t.dataset.mmSeen) { t.dataset.mmSeen = '1'; window.__mmErrorToasts.push(t.innerText); }
-  });
-}).observe(document, {childList: true, subtree: true});
-"""
 
 
 class LibraryStack:
@@ -69,36 +49,12 @@ class LibraryStack:
         write_safetensors(self.root / "Stable-diffusion" / "base_xl.safetensors", "checkpoint", payload_bytes=4096,
                           seed=3)
         (self.root / "Lora" / "pickled.ckpt").write_bytes(b"\x80\x04not really")
-        user_models, models = data / "user-models", data / "models"
-        user_models.mkdir()
-        models.mkdir()
-        registry, civitai, gateway = (f"127.0.0.1:{free_port()}" for _ in range(3))
-        self.url = f"http://{gateway}"
-        py = sys.executable
-        env = {**os.environ, "MODELMGR_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO), "MODELMGR_API_KEY": KEY}
-        commands = [
-            [py, "-m", "metadata_svc", "--listen", registry, "--user-models-dir", str(user_models), "--models-dir",
-             str(models), "--library-allow", str(self.libs), "--civitai", civitai],
-            [py, "-m", "civitai_svc", "--listen", civitai, "--registry", registry, "--user-models-dir",
-             str(user_models), "--base-url", self.fake.base_url],
-            [py, "-m", "gateway", "--listen", gateway, "--registry", registry, "--civitai", civitai,
-             "--inference", dead_address()],
-        ]
-        self.procs = [subprocess.Popen(c, cwd=REPO, env=env) for c in commands]
-        for _ in range(2400):  # a guard against hanging, not a timing assertion
-            try:
-                if httpx.get(self.url + "/api/v1/models", headers={"x-api-key": KEY}).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert all(p.poll() is None for p in self.procs), "a service did not start"
-            time.sleep(0.1)
-        pytest.fail("the library stack did not start")
+        self.services = ServiceStack(data, self.fake.base_url, registry_args=("--library-allow", str(self.libs)),
+                                     gateway_args=())
+        self.url = self.services.url
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
-            proc.terminate()
-            proc.wait(60)
+        self.services.stop()
         self.fake.close()
 
 
@@ -124,109 +80,90 @@ def pick(page: Page, elem_id: str, option: str) -> None:
 
 
 def test_import_then_gallery_in_the_browser(stack: LibraryStack, shots: Path) -> None:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        context.add_init_script(TOAST_RECORDER)
-        requested: list[str] = []
-        context.on("request", lambda request: requested.append(request.url))
-        page = context.new_page()
-        page.set_default_timeout(LONG)
-        try:
-            page.goto(stack.url + "/")
-            page.get_by_label("username").fill("operator")
-            page.get_by_label("password").fill(KEY)
-            page.get_by_role("button", name="Login").click()
-            expect(page.get_by_role("tab", name="Model Manager")).to_be_visible()
-            expect(page.locator("#gallery-status")).to_contain_text("0 model(s)")
+    with signed_in(stack.url) as session:
+        page, context = session.page, session.context
+        expect(page.locator("#gallery-status")).to_contain_text("0 model(s)")
 
-            # Import a folder: live phases, then the summary; the root is listed.
-            page.get_by_text("Import a folder", exact=True).click()
-            text_input(page, "import-path").fill(str(stack.root))
-            page.locator("#import-start").click()
-            progress = page.locator("#import-progress")
-            expect(progress).to_contain_text("done.")
-            for line in ("Scan: 4 file(s) seen, 3 model file(s)", "Hash: 3 of 3 file(s)", "Identify: 1 identified"):
-                expect(progress).to_contain_text(line)
-            expect(progress.locator(".mm-summary")).to_contain_text("registered3")
-            expect(progress).to_contain_text("Skipped (1)")
-            expect(page.locator("#roots-table")).to_contain_text(str(stack.root))
-            shot(page, shots, "import")
+        # Import a folder: live phases, then the summary; the root is listed.
+        page.get_by_text("Import a folder", exact=True).click()
+        text_input(page, "import-path").fill(str(stack.root))
+        page.locator("#import-start").click()
+        progress = page.locator("#import-progress")
+        expect(progress).to_contain_text("done.")
+        for line in ("Scan: 4 file(s) seen, 3 model file(s)", "Hash: 3 of 3 file(s)", "Identify: 1 identified"):
+            expect(progress).to_contain_text(line)
+        expect(progress.locator(".mm-summary")).to_contain_text("registered3")
+        expect(progress).to_contain_text("Skipped (1)")
+        expect(page.locator("#roots-table")).to_contain_text(str(stack.root))
+        shot(page, shots, "import")
 
-            # The gallery follows: three cards, the identified one with its thumbnail.
-            expect(cards(page)).to_have_count(3)
-            ink = cards(page).filter(has_text="Ink Wash")
-            thumb = ink.locator("img")
-            expect(thumb).to_have_attribute("src", "ui-previews/ink_wash.safetensors?v=" + thumb.get_attribute(
-                "src").split("?v=")[1])
-            width, height = natural_size(thumb)
-            assert width > 0 and height > 0
-            expect(page.locator('#gallery-cards [data-filename="mystery.safetensors"]')).to_contain_text("no preview")
-            shot(page, shots, "gallery")
+        # The gallery follows: three cards, the identified one with its thumbnail.
+        expect(cards(page)).to_have_count(3)
+        ink = cards(page).filter(has_text="Ink Wash")
+        thumb = ink.locator("img")
+        expect(thumb).to_have_attribute("src", "ui-previews/ink_wash.safetensors?v=" + thumb.get_attribute(
+            "src").split("?v=")[1])
+        width, height = natural_size(thumb)
+        assert width > 0 and height > 0
+        expect(page.locator('#gallery-cards [data-filename="mystery.safetensors"]')).to_contain_text("no preview")
+        shot(page, shots, "gallery")
 
-            # Filters: type, root/folder, search.
-            pick(page, "gallery-type", "Checkpoints")
-            expect(cards(page)).to_have_count(1)
-            expect(cards(page)).to_have_attribute("data-filename", "base_xl.safetensors")
-            pick(page, "gallery-type", "All")
-            expect(cards(page)).to_have_count(3)
-            pick(page, "gallery-place", f"{stack.root}/Lora/styles")
-            expect(cards(page)).to_have_count(1)
-            expect(cards(page)).to_have_attribute("data-filename", "mystery.safetensors")
-            pick(page, "gallery-place", "All places")
-            text_input(page, "gallery-search").press_sequentially("inkwash")
-            expect(cards(page)).to_have_count(1)
-            shot(page, shots, "gallery-filtered")
+        # Filters: type, root/folder, search.
+        pick(page, "gallery-type", "Checkpoints")
+        expect(cards(page)).to_have_count(1)
+        expect(cards(page)).to_have_attribute("data-filename", "base_xl.safetensors")
+        pick(page, "gallery-type", "All")
+        expect(cards(page)).to_have_count(3)
+        pick(page, "gallery-place", f"{stack.root}/Lora/styles")
+        expect(cards(page)).to_have_count(1)
+        expect(cards(page)).to_have_attribute("data-filename", "mystery.safetensors")
+        pick(page, "gallery-place", "All places")
+        text_input(page, "gallery-search").press_sequentially("inkwash")
+        expect(cards(page)).to_have_count(1)
+        shot(page, shots, "gallery-filtered")
 
-            # A card's details: name, triggers to copy, a link to CivitAI; delete asks about the file.
-            cards(page).first.click()
-            expect(text_input(page, "card-filename")).to_have_value("ink_wash.safetensors")
-            expect(text_input(page, "card-copy-triggers")).to_have_value("inkwash")
-            expect(page.locator("#card-links a")).to_have_text("Open on CivitAI")
-            page.locator("#card-delete").click()
-            expect(page.locator("#card-delete-file")).to_be_visible()
-            expect(page.locator("#card-delete-file input")).not_to_be_checked()
-            page.get_by_role("button", name="Keep it").last.click()
-            shot(page, shots, "details")
+        # A card's details: name, triggers to copy, a link to CivitAI; delete asks about the file.
+        cards(page).first.click()
+        expect(text_input(page, "card-filename")).to_have_value("ink_wash.safetensors")
+        expect(text_input(page, "card-copy-triggers")).to_have_value("inkwash")
+        expect(page.locator("#card-links a")).to_have_text("Open on CivitAI")
+        page.locator("#card-delete").click()
+        expect(page.locator("#card-delete-file")).to_be_visible()
+        expect(page.locator("#card-delete-file input")).not_to_be_checked()
+        page.get_by_role("button", name="Keep it").last.click()
+        shot(page, shots, "details")
 
-            # Use in Generate: the Generate tab, the LoRA ticked, its trigger word in the prompt preview.
-            page.locator("#card-use").click()
-            expect(page.locator("#gen-prompt")).to_be_visible()
-            expect(page.get_by_label("Ink Wash").filter(visible=True)).to_be_checked()
-            text_input(page, "gen-prompt").fill("a harbour at dawn")
-            expect(page.locator("#gen-preview")).to_contain_text("inkwash")
-            shot(page, shots, "generate")
-            tab(page, "Model Manager")
+        # Use in Generate: the Generate tab, the LoRA ticked, its trigger word in the prompt preview.
+        page.locator("#card-use").click()
+        expect(page.locator("#gen-prompt")).to_be_visible()
+        expect(page.get_by_label("Ink Wash").filter(visible=True)).to_be_checked()
+        text_input(page, "gen-prompt").fill("a harbour at dawn")
+        expect(page.locator("#gen-preview")).to_contain_text("inkwash")
+        shot(page, shots, "generate")
+        tab(page, "Model Manager")
 
-            # A second visit: every thumbnail comes from the browser's cache or is a 304.
-            second = context.new_page()
-            cdp = context.new_cdp_session(second)
-            cdp.send("Network.enable")
-            thumbs: dict[str, str] = {}
-            cdp.on("Network.requestWillBeSent", lambda e: thumbs.__setitem__(e["requestId"], e["request"]["url"])
-                   if "/ui-previews/" in e["request"]["url"] else None)
-            cached: set[str] = set()
-            cdp.on("Network.requestServedFromCache", lambda e: cached.add(e["requestId"]))
-            statuses: dict[str, int] = {}
+        # A second visit: every thumbnail comes from the browser's cache or is a 304.
+        second = context.new_page()
+        cdp = context.new_cdp_session(second)
+        cdp.send("Network.enable")
+        thumbs: dict[str, str] = {}
+        cdp.on("Network.requestWillBeSent", lambda e: thumbs.__setitem__(e["requestId"], e["request"]["url"])
+               if "/ui-previews/" in e["request"]["url"] else None)
+        cached: set[str] = set()
+        cdp.on("Network.requestServedFromCache", lambda e: cached.add(e["requestId"]))
+        statuses: dict[str, int] = {}
 
-            def received(e: dict) -> None:
-                r = e["response"]
-                if r.get("fromDiskCache") or r.get("fromMemoryCache"):
-                    cached.add(e["requestId"])
-                statuses[e["requestId"]] = r["status"]
+        def received(e: dict) -> None:
+            r = e["response"]
+            if r.get("fromDiskCache") or r.get("fromMemoryCache"):
+                cached.add(e["requestId"])
+            statuses[e["requestId"]] = r["status"]
 
-            cdp.on("Network.responseReceived", received)
-            second.goto(stack.url + "/")
-            expect(cards(second)).to_have_count(3)
-            assert natural_size(cards(second).filter(has_text="Ink Wash").locator("img"))[0] > 0
-            assert thumbs, "no thumbnail was asked for"
-            assert all(rid in cached or statuses.get(rid) == 304 for rid in thumbs), (thumbs, cached, statuses)
-            second.close()
+        cdp.on("Network.responseReceived", received)
+        second.goto(stack.url + "/")
+        expect(cards(second)).to_have_count(3)
+        assert natural_size(cards(second).filter(has_text="Ink Wash").locator("img"))[0] > 0
+        assert thumbs, "no thumbnail was asked for"
+        assert all(rid in cached or statuses.get(rid) == 304 for rid in thumbs), (thumbs, cached, statuses)
+        second.close()
 
-            toasts = page.evaluate("window.__mmErrorToasts")
-            assert toasts == [], toasts
-        finally:
-            context.close()
-            browser.close()
-    outside = [url for url in requested if not url.startswith((stack.url, "data:", "blob:"))]
-    assert requested and outside == [], outside
