@@ -64,7 +64,7 @@ async def test_concurrent_mixed_writes(reg):
         b"[]",
         b'{"version": 2, "models": {}}',
         b'{"version": 1, "models": []}',
-        b'{"version": 1, "models": {"a.safetensors": {"type": "vae"}}}',
+        b'{"version": 1, "models": {"a.safetensors": {"type": "hypernetwork"}}}',
         b'{"version": 1, "models": {"a.safetensors": {"filename": "b.safetensors", "type": "lora"}}}',
         b"",
     ],
