@@ -8,9 +8,11 @@ a patch that continues a previous one along a strip fades in over their overlap.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from inference_svc.tile_canvas import Tile
 
@@ -62,3 +64,13 @@ def composite(image: np.ndarray, patch: Patch, pixels: np.ndarray) -> None:
     mixed = view.astype(np.float32) / 255.0 * (1 - m) + pixels * m
     new = (mixed.clip(0, 1) * 255).round().astype(np.uint8)
     view[inside] = new[inside]  # where the mask is 0 the pixels stay exactly as they were
+
+
+# (the image as redrawn so far, the patch, its 1-based index) -> the area's new pixels, floats 0..1.
+RedrawFn = Callable[[Image.Image, Patch, int], np.ndarray]
+
+
+def apply_patches(image: np.ndarray, patches: list[Patch], redraw: RedrawFn) -> None:
+    """Redraw and blend in each patch in turn; each sees the pixels its predecessors redrew."""
+    for index, patch in enumerate(patches, start=1):
+        composite(image, patch, redraw(Image.fromarray(image), patch, index))

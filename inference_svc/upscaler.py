@@ -29,7 +29,7 @@ from PIL import Image
 from inference_svc.checkpoint_cache import CachedCheckpoint
 from inference_svc.device import DeviceInfo
 from inference_svc.errors import ControlNetLoadFailed, shown_path
-from inference_svc.patches import Patch, composite, grown
+from inference_svc.patches import Patch, apply_patches, grown
 from inference_svc.pipelines import generator_for, set_scheduler, step_callback
 from inference_svc.regions import RegionRequest, region_patches
 from inference_svc.seams import seam_patches
@@ -190,14 +190,13 @@ def upscale(
     del enlarged
 
     def run_patches(patches: list[Patch], stage: str, seed: int, strength: float, padding: int, prompt: str) -> None:
-        for index, patch in enumerate(patches, start=1):
-
-            def patch_step(step: int, total: int, index: int = index) -> None:
+        def redraw_patch(source: Image.Image, patch: Patch, index: int) -> np.ndarray:
+            def patch_step(step: int, total: int) -> None:
                 on_step(step, total, index, len(patches), stage=stage)
 
-            # The image as redrawn so far is the source: each patch sees its neighbours' new pixels.
-            source = Image.fromarray(out)
-            composite(out, patch, redraw(source, patch.area, seed + index - 1, strength, padding, prompt, patch_step))
+            return redraw(source, patch.area, seed + index - 1, strength, padding, prompt, patch_step)
+
+        apply_patches(out, patches, redraw_patch)
 
     for number, region in enumerate(regions or [], start=1):
         region.activate()
