@@ -59,7 +59,7 @@ def model_type(value: str) -> int:
     v = value.strip().lower().removeprefix("model_type_")
     for kind, names in MODEL_TYPE_NAMES.items():
         if v in names:
-            return kind
+            return int(kind)
     raise ApiError.local(400, f"unknown model type {value!r}; use 'lora', 'checkpoint', 'embedding', 'vae' "
                          "or 'upscaler'", "INVALID_MODEL_TYPE")
 

@@ -186,8 +186,9 @@ def upscale_tab(h: GenerateHandlers, settings: GatewaySettings) -> UpscaleTab:
             with gr.Accordion("Regions (rectangles of the source image, each with its own prompt)", open=False):
                 gr.Markdown("One rectangle a row, in pixels of the image above; LoRAs as `name:0.8, other`. "
                             "Their prompt and LoRAs go on top of the global ones.")
-                regions = gr.Dataframe(headers=REGION_HEADERS, datatype=["number"] * 4 + ["str", "str"],
-                                       row_count=(1, "dynamic"), column_count=(len(REGION_HEADERS), "fixed"),
+                regions = gr.Dataframe(headers=REGION_HEADERS,
+                                       datatype=["number", "number", "number", "number", "str", "str"],
+                                       row_count=1, column_count=len(REGION_HEADERS),
                                        type="array", interactive=True, elem_id="up-regions")
             with gr.Row():
                 run = gr.Button("Upscale", variant="primary", elem_id="upscale-btn")
