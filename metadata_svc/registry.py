@@ -10,6 +10,7 @@ runs in threads, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -212,7 +213,7 @@ class Registry:
         return entry
 
     async def update_tags(self, filenames: Sequence[str], add: Sequence[str],
-                          remove: Sequence[str]) -> list[ModelEntry]:
+                          remove: Sequence[str]) -> builtins.list[ModelEntry]:  # `list` is a method here
         return await bulk_tags.update_tags(self.catalog, self._get_for_change, filenames, add, remove)
 
     # ------------------------------------------------------------------ library health (duplicates.py, disk_usage.py)

@@ -21,7 +21,7 @@ ServiceClients.unary) pages with it too.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -111,7 +111,7 @@ class Peer:
         return err
 
 
-async def paged(call: Callable[[Req], Awaitable[Any]], request: Req, items: str) -> AsyncIterator[Any]:
+async def paged(call: Callable[[Req], Awaitable[Any]], request: Req, items: str) -> AsyncGenerator[Any, None]:
     """Every item of a List* RPC, page after page: sends `request` with each `next_page_token` in turn
     and yields the elements of the reply's `items` field (e.g. "models") until the token is empty.
 
