@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest_asyncio
-from gw_helpers import settings_for, start_server
+from gw_helpers import dead_address, settings_for, start_server
 
 import metadata_svc.app as metadata_app
 import metadata_svc.config as metadata_config
@@ -36,8 +36,11 @@ async def ui(tmp_path: Path) -> AsyncIterator[tuple[Handlers, ServiceClients, Pa
     shutil.copyfile(a, loras / EVIL)
     os.link(a, loras / "ink-link.safetensors")
     write_safetensors(loras / "solo.safetensors", "lora", 16 << 10, seed=2)
+    # The CivitAI peer is a refused port, never the default 127.0.0.1:50052: on a shared machine something
+    # may listen there (a demo, a service starting), and the refresh below then talks to it or waits out
+    # gRPC's 20 s connect timeout.
     registry = await start_server(metadata_app.create_server(metadata_config.RegistrySettings(
-        listen="127.0.0.1:0", user_models_dir=user_models, models_dir=models)))
+        listen="127.0.0.1:0", user_models_dir=user_models, models_dir=models, civitai=dead_address())))
     settings = settings_for(registry=registry.address)
     clients = ServiceClients.connect(settings)
     h = Handlers.of(UiServices(lambda: clients, settings, UploadedFiles(tmp_path / "uploads")))
