@@ -90,7 +90,7 @@ class InvalidSize(errors.InvalidArgument):
 
 
 class InvalidSha256(errors.InvalidArgument):
-    """An upload's expected_sha256 is not 64 hex digits."""
+    """An upload's expected_sha256 (or ReadModelFile's sha256) is not 64 hex digits."""
 
     default_reason = "INVALID_SHA256"
 
@@ -182,6 +182,19 @@ class OutsideVolume(errors.FailedPrecondition):
     """The model's file is a symlink (or lies under one) whose target is outside the volume: never read."""
 
     default_reason = "OUTSIDE_VOLUME"
+
+
+class FileChanged(errors.FailedPrecondition):
+    """ReadModelFile: the file no longer is what its entry hashed (another size or mtime), or it
+    changed while it was being sent. A rescan or re-import hashes it again."""
+
+    default_reason = "FILE_CHANGED"
+
+
+class InvalidOffset(errors.OutOfRange):
+    """ReadModelFile's offset is negative or past the end of the file."""
+
+    default_reason = "INVALID_OFFSET"
 
 
 class ModelBusy(errors.Aborted):

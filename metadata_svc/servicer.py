@@ -11,6 +11,7 @@ import grpc
 from metadata_svc import limits
 from metadata_svc import proto_mapping as pm
 from metadata_svc.errors import InvalidType
+from metadata_svc.file_reads import FileReads
 from metadata_svc.library import RootView
 from metadata_svc.models import ActiveCheckpointState, ModelEntry
 from metadata_svc.registry import Registry
@@ -21,6 +22,7 @@ from modelmanager.v1 import model_pb2, registry_pb2, registry_pb2_grpc
 class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
+        self.file_reads = FileReads(registry.catalog, registry.volume)
 
     async def ListModels(self, request: registry_pb2.ListModelsRequest,
                          context: grpc.aio.ServicerContext) -> registry_pb2.ListModelsResponse:
@@ -175,6 +177,12 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
         changed = await self.registry.update_tags(list(request.filenames), list(request.add_tags),
                                                   list(request.remove_tags))
         return registry_pb2.BatchUpdateTagsResponse(models=[self._model(e) for e in changed])
+
+    async def ReadModelFile(self, request: registry_pb2.ReadModelFileRequest,
+                            context: grpc.aio.ServicerContext) -> AsyncIterator[registry_pb2.ReadModelFileResponse]:
+        async for chunk in self.file_reads.read(request.sha256, request.offset):
+            yield registry_pb2.ReadModelFileResponse(chunk=chunk.data, offset=chunk.offset,
+                                                     total_size=chunk.total_size)
 
     def _model(self, entry: ModelEntry) -> model_pb2.Model:
         volume = self.registry.volume

@@ -173,6 +173,11 @@ class ModelRegistryServiceStub:
                 request_serializer=modelmanager_dot_v1_dot_registry__pb2.BatchUpdateTagsRequest.SerializeToString,
                 response_deserializer=modelmanager_dot_v1_dot_registry__pb2.BatchUpdateTagsResponse.FromString,
                 _registered_method=True)
+        self.ReadModelFile = channel.unary_stream(
+                '/modelmanager.v1.ModelRegistryService/ReadModelFile',
+                request_serializer=modelmanager_dot_v1_dot_registry__pb2.ReadModelFileRequest.SerializeToString,
+                response_deserializer=modelmanager_dot_v1_dot_registry__pb2.ReadModelFileResponse.FromString,
+                _registered_method=True)
 
 
 class ModelRegistryServiceServicer:
@@ -498,6 +503,27 @@ class ModelRegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReadModelFile(self, request, context):
+        """Streams the bytes of a model file by its sha256, from `offset` on, in
+        chunks of up to 1 MiB: how an inference worker without the shared volume
+        fills its node-local cache (and resumes a cut download from the length it
+        has). Only a file the index has an entry for with that sha256 is served,
+        at the entry's own location in the volume or a library root (links that
+        lead out are refused as everywhere); a client never names a path. The
+        registry does not hash the bytes again as it sends them: the client
+        verifies the sha256 of the whole file before it uses it.
+        Errors: INVALID_ARGUMENT / INVALID_SHA256 (not 64 hex digits); NOT_FOUND /
+        MODEL_NOT_FOUND (no entry has this sha256), FILE_NOT_FOUND (entries have
+        it but none's file is present; a link that leads out counts as absent);
+        OUT_OF_RANGE / INVALID_OFFSET (negative or past the end);
+        FAILED_PRECONDITION / FILE_CHANGED when the file's size (and, for an
+        entry that keeps its file's identity, its mtime) no longer matches what
+        was hashed, also when it changes mid-stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelRegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -620,6 +646,11 @@ def add_ModelRegistryServiceServicer_to_server(servicer, server):
                     servicer.BatchUpdateTags,
                     request_deserializer=modelmanager_dot_v1_dot_registry__pb2.BatchUpdateTagsRequest.FromString,
                     response_serializer=modelmanager_dot_v1_dot_registry__pb2.BatchUpdateTagsResponse.SerializeToString,
+            ),
+            'ReadModelFile': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadModelFile,
+                    request_deserializer=modelmanager_dot_v1_dot_registry__pb2.ReadModelFileRequest.FromString,
+                    response_serializer=modelmanager_dot_v1_dot_registry__pb2.ReadModelFileResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1289,6 +1320,33 @@ class ModelRegistryService:
             '/modelmanager.v1.ModelRegistryService/BatchUpdateTags',
             modelmanager_dot_v1_dot_registry__pb2.BatchUpdateTagsRequest.SerializeToString,
             modelmanager_dot_v1_dot_registry__pb2.BatchUpdateTagsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadModelFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/modelmanager.v1.ModelRegistryService/ReadModelFile',
+            modelmanager_dot_v1_dot_registry__pb2.ReadModelFileRequest.SerializeToString,
+            modelmanager_dot_v1_dot_registry__pb2.ReadModelFileResponse.FromString,
             options,
             channel_credentials,
             insecure,
