@@ -26,9 +26,9 @@ def maintenance_section(h: MaintenanceHandlers, gallery: GallerySection) -> Main
         with gr.Row():
             dup_pick = gr.Dropdown(label="Duplicates to delete", multiselect=True, choices=[],
                                    elem_id="health-dup-pick")
-            dup_files = gr.Checkbox(label="Also delete library-root files", value=False)
+            dup_files = gr.Checkbox(label="Also delete library-root files", value=False, elem_id="health-dup-files")
             dup_delete = gr.Button("Delete chosen duplicates", variant="stop", elem_id="health-dup-delete")
-        dup_msg = gr.HTML()
+        dup_msg = gr.HTML(elem_id="health-dup-message")
         gr.Markdown("#### Bulk actions on gallery cards")
         with gr.Row():
             selection = gr.Dropdown(label="Selected cards", multiselect=True, choices=[], elem_id="bulk-selection")
@@ -38,9 +38,10 @@ def maintenance_section(h: MaintenanceHandlers, gallery: GallerySection) -> Main
             remove_tags = gr.Textbox(label="Remove tags", elem_id="bulk-remove-tags")
             tags_btn = gr.Button("Apply tags", elem_id="bulk-tags")
         with gr.Row():
-            force = gr.Checkbox(label="Ask CivitAI again even if it did not know a file", value=False)
+            force = gr.Checkbox(label="Ask CivitAI again even if it did not know a file", value=False,
+                                elem_id="bulk-force")
             refresh_btn = gr.Button("Refresh from CivitAI", elem_id="bulk-refresh")
-            delete_files = gr.Checkbox(label="Also delete library-root files", value=False)
+            delete_files = gr.Checkbox(label="Also delete library-root files", value=False, elem_id="bulk-delete-files")
             delete_btn = gr.Button("Delete selected", variant="stop", elem_id="bulk-delete")
         bulk_msg = gr.HTML(elem_id="bulk-message")
 
