@@ -138,7 +138,7 @@ class EmbeddingCache:
         self._held: dict[int, tuple[Any, OrderedDict[tuple[str, int, int], tuple[str, torch.Tensor, torch.Tensor]]]] = {}
         self.reads = 0
 
-    def _for(self, pipe: Any, create: bool) -> OrderedDict | None:
+    def _for(self, pipe: Any, create: bool) -> OrderedDict[Any, Any] | None:
         for key in [k for k, (ref, _) in self._held.items() if ref() is None]:
             del self._held[key]
         found = self._held.get(id(pipe))
@@ -146,7 +146,7 @@ class EmbeddingCache:
             return found[1]
         if not create:
             return None
-        held: OrderedDict = OrderedDict()
+        held: OrderedDict[Any, Any] = OrderedDict()
         self._held[id(pipe)] = (weakref.ref(pipe), held)
         return held
 

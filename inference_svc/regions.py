@@ -9,6 +9,7 @@ outside the rectangle changes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ class RegionRequest:
     width: int
     height: int
     prompt: str
-    loras: tuple = ()
+    loras: tuple[Any, ...] = ()
 
 
 def scaled_rect(region: RegionRequest, src: tuple[int, int], out: tuple[int, int]) -> Tile:

@@ -71,7 +71,7 @@ class RegionJob:
 
     rect: Tile
     prompt: str
-    activate: Callable[[], None] = lambda: None
+    activate: Callable[[], object] = lambda: None
 
 
 def target_size(width: int, height: int, scale: float) -> tuple[int, int]:
