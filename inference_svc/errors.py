@@ -105,6 +105,19 @@ class NoWorkers(errors.Unavailable):
     default_reason = "NO_WORKERS"
 
 
+class ModelFileUnverified(errors.FailedPrecondition):
+    """A worker without the shared volume fetches model files by sha256 (node_cache.py): the registry has
+    none for this file yet (hashed in the background), or the bytes it sent do not hash to it."""
+
+    default_reason = "MODEL_FILE_UNVERIFIED"
+
+
+class NodeCacheFull(errors.ResourceExhausted):
+    """The file does not fit the node cache's byte bound beside the files jobs are using."""
+
+    default_reason = "NODE_CACHE_FULL"
+
+
 class InvalidOutputId(InvalidRequest):
     """An output id this service could not have made (a path, a wildcard...): refused before any file is touched."""
 

@@ -40,7 +40,11 @@ class InferenceServiceStub:
     OUTSIDE_MODEL_ROOTS (a path from the registry whose real location, links
     followed, is outside the user-models and models volumes and every library
     root the registry lists: never read);
-    RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL; UNAVAILABLE /
+    RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL, NODE_CACHE_FULL (a fleet
+    worker without the shared volume: the file does not fit its node cache
+    beside the files in use); FAILED_PRECONDITION / MODEL_FILE_UNVERIFIED (such
+    a worker: the registry has no sha256 for the file yet, or the bytes it
+    sent do not hash to it); UNAVAILABLE /
     REGISTRY_UNAVAILABLE, WORKER_LOST (behind the fleet front: the worker
     holding the job died; the next request goes to another), NO_WORKERS (the
     fleet has none that can take it); CANCELLED / CANCELLED when the client
@@ -131,7 +135,11 @@ class InferenceServiceServicer:
     OUTSIDE_MODEL_ROOTS (a path from the registry whose real location, links
     followed, is outside the user-models and models volumes and every library
     root the registry lists: never read);
-    RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL; UNAVAILABLE /
+    RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL, NODE_CACHE_FULL (a fleet
+    worker without the shared volume: the file does not fit its node cache
+    beside the files in use); FAILED_PRECONDITION / MODEL_FILE_UNVERIFIED (such
+    a worker: the registry has no sha256 for the file yet, or the bytes it
+    sent do not hash to it); UNAVAILABLE /
     REGISTRY_UNAVAILABLE, WORKER_LOST (behind the fleet front: the worker
     holding the job died; the next request goes to another), NO_WORKERS (the
     fleet has none that can take it); CANCELLED / CANCELLED when the client
@@ -289,7 +297,11 @@ class InferenceService:
     OUTSIDE_MODEL_ROOTS (a path from the registry whose real location, links
     followed, is outside the user-models and models volumes and every library
     root the registry lists: never read);
-    RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL; UNAVAILABLE /
+    RESOURCE_EXHAUSTED / OUT_OF_MEMORY, QUEUE_FULL, NODE_CACHE_FULL (a fleet
+    worker without the shared volume: the file does not fit its node cache
+    beside the files in use); FAILED_PRECONDITION / MODEL_FILE_UNVERIFIED (such
+    a worker: the registry has no sha256 for the file yet, or the bytes it
+    sent do not hash to it); UNAVAILABLE /
     REGISTRY_UNAVAILABLE, WORKER_LOST (behind the fleet front: the worker
     holding the job died; the next request goes to another), NO_WORKERS (the
     fleet has none that can take it); CANCELLED / CANCELLED when the client
