@@ -90,7 +90,7 @@ def test_lora_family_installs_as_lora(civitai_type):
     ensure_supported(info)
 
 
-# TextualInversion, VAE and Upscaler install since issue 14 (tests/civitai_svc/test_model_types.py).
+# TextualInversion, VAE and Upscaler install since issue 14 (tests/civitai_svc/test_civitai_model_types.py).
 @pytest.mark.parametrize("civitai_type", ["Hypernetwork", "Controlnet", "MotionModule", "Poses", "Wildcards",
                                           "Workflows", "AestheticGradient", "Other", "SomethingNew"])
 def test_other_types_are_refused_naming_the_type(civitai_type):
