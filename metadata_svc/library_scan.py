@@ -27,21 +27,22 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from enum import StrEnum
+from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from metadata_svc.file_hashes import FileKey
 from metadata_svc.inspection import (
     MODEL_SUFFIXES,
+    PICKLE_SUFFIXES,
+    SAFETENSORS_SUFFIXES,
     SCAN_MAX_HEADER_BYTES,
+    WEIGHTS_ONLY_SUFFIXES,
     SkipReason,
     Verdict,
     examine_pickle_stream,
     examine_stream,
-    is_pickle_name,
-    is_safetensors_name,
     is_weights_only_name,
     pickle_verdict,
 )
@@ -59,8 +60,10 @@ class EntryKind(StrEnum):
     PREVIEW = "preview"
 
 
-@dataclass(frozen=True)
-class ScannedFile:
+class ScannedFile(NamedTuple):
+    """One file of a walk. A NamedTuple, not a dataclass: a rescan makes one per file, and a frozen
+    dataclass's __init__ alone was a third of an unchanged rescan's walk."""
+
     path: str  # relative to the root, "/"-separated: "Lora/styles/ink.safetensors"
     folder: str  # its folder relative to the root, "" at the root
     name: str
@@ -87,6 +90,11 @@ class ScannedFile:
     def key(self) -> FileKey | None:
         return FileKey(self.dev, self.inode, self.size, self.mtime_ns) if self.location else None
 
+    @property
+    def token(self) -> str:
+        """`key.token` without making the key: "" when the entry has none."""
+        return f"{self.dev}:{self.inode}:{self.size}:{self.mtime_ns}" if self.location else ""
+
 
 class RootNotUsable(Exception):
     """The root itself is not a folder we can read: the one failure of a whole scan."""
@@ -109,26 +117,33 @@ def scan_library(root: Path, *, known: Mapping[FileKey, Verdict] | None = None,
         os.scandir(real_root).close()
     except OSError as exc:
         raise RootNotUsable(f"{root}: {exc.strerror or exc}") from None
+    # By plain tuple: a stat result gives one without making a FileKey per file.
+    by_stat = {(k.dev, k.inode, k.size, k.mtime_ns): v for k, v in known.items()} if known else {}
     visited = {(st.st_dev, st.st_ino)}
     stack: list[tuple[Path, str, int]] = [(real_root, "", 0)]
     while stack:
         folder_path, folder, depth = stack.pop()
         subfolders: list[tuple[Path, str, int]] = []
-        yield from _scan_folder(real_root, folder_path, folder, depth, visited, subfolders, known or {},
+        yield from _scan_folder(real_root, folder_path, folder, depth, visited, subfolders, by_stat,
                                 max_header_bytes=max_header_bytes, max_depth=max_depth)
         stack.extend(reversed(subfolders))  # popped in name order
 
 
+_by_name = attrgetter("name")
+_Known = Mapping[tuple[int, int, int, int], Verdict]  # (dev, inode, size, mtime_ns) -> verdict
+
+
 def _scan_folder(real_root: Path, folder_path: Path, folder: str, depth: int, visited: set[tuple[int, int]],
-                 subfolders: list[tuple[Path, str, int]], known: Mapping[FileKey, Verdict], *,
+                 subfolders: list[tuple[Path, str, int]], known: _Known, *,
                  max_header_bytes: int, max_depth: int) -> Iterator[ScannedFile]:
+    prefix = f"{folder}/" if folder else ""
+
     def entry(name: str, kind: EntryKind = EntryKind.SKIPPED, **fields: Any) -> ScannedFile:
-        return ScannedFile(path=f"{folder}/{name}" if folder else name, folder=folder, name=name, kind=kind,
-                           **fields)
+        return ScannedFile(path=prefix + name, folder=folder, name=name, kind=kind, **fields)
 
     try:
         with os.scandir(folder_path) as listing:
-            entries = sorted(listing, key=lambda e: e.name)
+            entries = sorted(listing, key=_by_name)
     except FileNotFoundError:
         if folder:
             parent, _, name = folder.rpartition("/")
@@ -140,22 +155,24 @@ def _scan_folder(real_root: Path, folder_path: Path, folder: str, depth: int, vi
         yield ScannedFile(path=folder, folder=parent, name=name, kind=EntryKind.SKIPPED, skip=SkipReason.UNREADABLE,
                           detail=f"{folder or '.'}/: cannot be listed ({exc.strerror or exc})")
         return
-    names = {e.name for e in entries}
-    models: dict[str, str] = {}
-    for name in sorted(names):
-        if name.lower().endswith(MODEL_SUFFIXES):
-            models.setdefault(stem_of(name), name)
+    models: dict[str, str] = {}  # model stem -> its file name, the first in name order
+    for dirent in entries:
+        if dirent.name.lower().endswith(MODEL_SUFFIXES):
+            models.setdefault(stem_of(dirent.name), dirent.name)
 
+    # The common cases (a known .safetensors, a sidecar, "not a model") make their ScannedFile
+    # positionally: per file, keyword arguments cost more than the stat.
     for dirent in entries:
         name = dirent.name
         if name.startswith("."):
             continue  # hidden: VCS, caches, thumbnails, .DS_Store
-        try:
-            name.encode("utf-8")
-        except UnicodeEncodeError:
-            shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            yield entry(shown, skip=SkipReason.UNDECODABLE_NAME, detail=f"{shown}: the name is not valid UTF-8")
-            continue
+        if not name.isascii():
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                yield entry(shown, skip=SkipReason.UNDECODABLE_NAME, detail=f"{shown}: the name is not valid UTF-8")
+                continue
         try:
             if dirent.is_symlink():
                 try:
@@ -185,8 +202,9 @@ def _scan_folder(real_root: Path, folder_path: Path, folder: str, depth: int, vi
             yield entry(name, skip=SkipReason.UNREADABLE, detail=f"{name}: {exc.strerror or exc}")
             continue
 
-        if stat.S_ISDIR(st.st_mode):
-            rel = f"{folder}/{name}" if folder else name
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            rel = prefix + name
             if depth + 1 > max_depth:
                 yield entry(name, skip=SkipReason.TOO_DEEP, detail=f"{rel}/: more than {max_depth} folders deep; "
                             "not walked")
@@ -197,34 +215,38 @@ def _scan_folder(real_root: Path, folder_path: Path, folder: str, depth: int, vi
                 visited.add((st.st_dev, st.st_ino))
                 subfolders.append((Path(real), rel, depth + 1))
             continue
-        stats: dict[str, Any] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "dev": st.st_dev, "inode": st.st_ino}
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(mode):
             yield entry(name, skip=SkipReason.NOT_A_REGULAR_FILE, detail=f"{name}: not a regular file")
             continue
-        if is_weights_only_name(name):  # .pt/.pth: embeddings and upscalers ship so; weights-only
+        lower = name.lower()
+        size, mtime_ns, dev, inode = st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino
+        if lower.endswith(WEIGHTS_ONLY_SUFFIXES):  # .pt/.pth: embeddings and upscalers ship so; weights-only
             yield _model_entry(entry, name, real, real_root, max_header_bytes)
             continue
-        if is_pickle_name(name):
+        if lower.endswith(PICKLE_SUFFIXES):
             verdict = pickle_verdict(name)  # by name: never opened
-            yield entry(name, verdict=verdict, skip=verdict.skip, detail=verdict.detail, location=real, **stats)
+            yield ScannedFile(prefix + name, folder, name, EntryKind.SKIPPED, size, mtime_ns, dev, inode, real,
+                              verdict, verdict.skip, verdict.detail)
             continue
-        if is_safetensors_name(name):
-            seen = known.get(FileKey(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+        if lower.endswith(SAFETENSORS_SUFFIXES):
+            seen = known.get((dev, inode, size, mtime_ns))
             if seen is not None:
-                kind = EntryKind.MODEL if seen.loadable else EntryKind.SKIPPED
+                kind = EntryKind.MODEL if seen.skip is None else EntryKind.SKIPPED
                 # The same file, maybe under another name now (a rename keeps the key): details name this one.
                 detail = f"{name}: {seen.detail.partition(': ')[2]}" if seen.detail else ""
-                yield entry(name, kind, verdict=seen, skip=seen.skip, detail=detail, location=real, **stats)
+                yield ScannedFile(prefix + name, folder, name, kind, size, mtime_ns, dev, inode, real, seen,
+                                  seen.skip, detail)
             else:
                 yield _model_entry(entry, name, real, real_root, max_header_bytes)
             continue
         side = sidecar_of(name)
         if side is not None and side[1] in models:
             kind = EntryKind.PREVIEW if side[0] == SidecarKind.PREVIEW else EntryKind.SIDECAR
-            yield entry(name, kind, sidecar_kind=side[0], model_name=models[side[1]], location=real, **stats)
+            yield ScannedFile(prefix + name, folder, name, kind, size, mtime_ns, dev, inode, real, None, None, "",
+                              side[0], models[side[1]])
             continue
-        yield entry(name, skip=SkipReason.NOT_A_MODEL, detail=f"{name}: not a model file (.safetensors)", location=real,
-                    **stats)
+        yield ScannedFile(prefix + name, folder, name, EntryKind.SKIPPED, size, mtime_ns, dev, inode, real, None,
+                          SkipReason.NOT_A_MODEL, f"{name}: not a model file (.safetensors)")
 
 
 def _model_entry(entry: Callable[..., ScannedFile], name: str, real: str, real_root: Path,
