@@ -18,6 +18,7 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from PIL import Image
@@ -49,7 +50,10 @@ from service_kit.files import resolves_inside, write_atomic
 
 log = get_logger("metadata_svc.registry")
 
-CHUNK = 256  # files scanned per step: registered and committed together
+CHUNK = 256  # new model files per step: read (sidecars, previews), registered and committed together
+# Files per step in all: the ones already known cost a stat and a dict look-up, so an unchanged rescan is one
+# step (one thread hop, one registration pass) per this many files rather than per CHUNK.
+CHUNK_FILES = 4096
 # A CivitAI copy among the sidecars: its fields stay CivitAI's (a refresh may change them).
 CIVITAI_COPIES = {SidecarKind.CIVITAI_HELPER.value}
 
@@ -76,6 +80,11 @@ def parse_key(token: str) -> FileKey | None:
 def key_of(entry: ModelEntry) -> FileKey | None:
     """The entry's FileKey, parsed once per entry (entries never change in place)."""
     return entry.cached("file_key", lambda: parse_key(entry.file_key)) if entry.file_key else None
+
+
+def _known_verdict(entry: ModelEntry) -> Verdict:
+    """What a rescan makes of the entry's file while its FileKey is unchanged (made once per entry)."""
+    return entry.cached("known_verdict", lambda: Verdict(kind=entry.type, inspection=entry.inspection))
 
 
 def _sidecar_values(info: ModelInfo) -> tuple[dict[str, object], tuple[str, ...]]:
@@ -132,8 +141,9 @@ class LibraryImporter:
             self._step(job, ImportState.IDENTIFYING)
             before = self._catalog.version
             keys = self._entry_keys(job, touched)
+            now = datetime.now(UTC)
             wanted = [k for k in keys if (e := self._catalog.get(k)) is not None
-                      and identify.due(e, force=job.force_identify)]
+                      and identify.due(e, force=job.force_identify, now=now)]
             outcome = await self._identifier.identify(wanted)
             job.identified, job.not_on_civitai, job.identify_failed = (
                 outcome.identified, outcome.not_found, outcome.failed)
@@ -181,7 +191,7 @@ class LibraryImporter:
         for entry in existing.values():
             key = key_of(entry)
             if key is not None and entry.inspection is not None:
-                known[key] = Verdict(kind=entry.type, inspection=entry.inspection)
+                known[key] = _known_verdict(entry)
         files = scan_library(job.path, known=known)
         touched: list[str] = []
         while True:
@@ -198,18 +208,21 @@ class LibraryImporter:
     def _read_chunk(self, job: ImportJob, files: Iterator[ScannedFile],
                     existing: dict[str, ModelEntry]) -> list[Found | ScannedFile] | None:
         """The next files of the scan (in a thread); for a new model file its sidecars and preview are read
-        (and, for link/copy, the file is placed in the volume). None at the end."""
+        (and, for link/copy, the file is placed in the volume): a Found. Every other file, a model already
+        listed at its path included, stays a ScannedFile. None at the end."""
         out: list[Found | ScannedFile] = []
+        new = 0
+        in_place = job.mode == ImportMode.IN_PLACE
+        cancel = job.cancel
         for scanned in files:
-            if job.cancel.is_set():
+            if cancel.is_set():
                 break
-            if scanned.kind != EntryKind.MODEL or scanned.verdict is None:
+            if scanned.kind != EntryKind.MODEL or scanned.verdict is None or (in_place and scanned.path in existing):
                 out.append(scanned)
-            elif job.mode == ImportMode.IN_PLACE:
-                out.append(Found(scanned) if scanned.path in existing else self._read_new(job, scanned))
             else:
-                out.append(self._place(job, scanned, existing))
-            if len(out) >= CHUNK:
+                out.append(self._read_new(job, scanned) if in_place else self._place(job, scanned, existing))
+                new += 1
+            if new >= CHUNK or len(out) >= CHUNK_FILES:
                 break
         return out or None
 
@@ -270,25 +283,26 @@ class LibraryImporter:
     def _register(self, job: ImportJob, chunk: list[Found | ScannedFile], existing: dict[str, ModelEntry],
                   touched: list[str]) -> None:
         catalog = self._catalog
+        job.files_seen += len(chunk)
         for item in chunk:
-            job.files_seen += 1
             if isinstance(item, ScannedFile):
-                if item.kind == EntryKind.SKIPPED and item.skip not in (SkipReason.NOT_A_MODEL, None):
-                    job.skip(item.path, f"{item.skip.upper()}: {item.detail}")
-                continue
-            scanned = item.file
+                if item.kind != EntryKind.MODEL or item.verdict is None:
+                    if item.kind == EntryKind.SKIPPED and item.skip not in (SkipReason.NOT_A_MODEL, None):
+                        job.skip(item.path, f"{item.skip.upper()}: {item.detail}")
+                    continue
+                scanned, found = item, None  # in place, at a path already listed
+            else:
+                scanned, found = item.file, item
             job.models_found += 1
-            if item.problem:
-                job.skip(scanned.path, item.problem)
+            if found is not None and found.problem:
+                job.skip(scanned.path, found.problem)
                 continue
             verdict = scanned.verdict
             assert verdict is not None
             where = f"{FOLDER_OF_TYPE[verdict.kind]}/{scanned.path}" if not job.root_id else scanned.path
-            key = scanned.key
             current = existing.get(where)
-            if current is not None and catalog.get(current.filename) is not None:
-                current = catalog.get(current.filename) or current
-                token = key.token if key is not None else ""
+            if current is not None and (current := catalog.get(current.filename)) is not None:
+                token = scanned.token
                 if current.file_key != token:  # changed on disk since: facts again, hashed again
                     catalog.put(dataclasses.replace(current, file_key=token, file_size_bytes=scanned.size,
                                                     inspection=verdict.inspection or current.inspection,
@@ -296,6 +310,9 @@ class LibraryImporter:
                 job.already_known += 1
                 touched.append(current.filename)
                 continue
+            if found is None:  # listed when the scan began, deleted since: registered again (without sidecars)
+                found = Found(scanned)
+            key = scanned.key
             moved = self._moved_here(job, scanned, key)
             if moved is not None:
                 job.already_known += 1
@@ -306,7 +323,7 @@ class LibraryImporter:
             except errors.ServiceError as exc:
                 job.skip(scanned.path, f"{exc.reason}: {exc.message}")
                 continue
-            entry = self._new_entry(job, item, verdict)
+            entry = self._new_entry(job, found, verdict)
             catalog.put(entry)
             existing[where] = entry
             job.registered += 1
