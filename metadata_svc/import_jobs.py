@@ -15,11 +15,12 @@ import secrets
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
 from metadata_svc.errors import ImportInProgress, ImportNotFound
-from metadata_svc.models import SkippedFile, now_iso
+from metadata_svc.models import SkippedFile
 from service_kit import errors, get_logger
 
 log = get_logger("metadata_svc.registry")
@@ -27,6 +28,11 @@ log = get_logger("metadata_svc.registry")
 _SEQ = itertools.count()
 KEEP_FINISHED = 100  # finished jobs kept for Get/List; older ones are forgotten
 MAX_SKIPPED = 1000  # skipped files listed on a job (the count goes on)
+
+
+def _now() -> str:
+    """Now, to the microsecond: a rescan takes milliseconds, and created_at/finished_at are how long it took."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 class ImportState(StrEnum):
@@ -74,13 +80,14 @@ class ImportJob:
     error: str = ""
     error_reason: str = ""
     identify_note: str = ""
-    created_at: str = field(default_factory=now_iso)
+    created_at: str = field(default_factory=_now)
     finished_at: str = ""
     cancel: threading.Event = field(default_factory=threading.Event)
     new_keys: set[str] = field(default_factory=set)  # entries this job created
     seq: int = field(default_factory=lambda: next(_SEQ))
     version: int = 0
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _notifying: bool = False  # a notify task is pending: later touches ride on it
 
     @property
     def done(self) -> bool:
@@ -92,16 +99,21 @@ class ImportJob:
             self.skipped.append(SkippedFile(path, reason))
 
     def touch(self) -> None:
-        """Tell watchers the job changed (call on the event loop)."""
+        """Tell watchers the job changed (call on the event loop). Touches before the watchers are woken
+        share one wake-up: they read the job as it is then."""
         self.version += 1
+        if self._notifying:
+            return
         condition = self._changed
 
         async def notify() -> None:
+            self._notifying = False
             async with condition:
                 condition.notify_all()
 
         with contextlib.suppress(RuntimeError):  # no running loop: nobody can be watching
             asyncio.get_running_loop().create_task(notify())
+            self._notifying = True
 
     async def wait_change(self, seen: int) -> None:
         async with self._changed:
@@ -148,7 +160,7 @@ class ImportJobs:
             log.exception("import.failed", job_id=job.id)
             job.state, job.error, job.error_reason = ImportState.FAILED, f"{type(exc).__name__}: {exc}", "INTERNAL"
         finally:
-            job.finished_at = now_iso()
+            job.finished_at = _now()
             job.touch()
             self._tasks.pop(job.id, None)
             log.info("import.finished", job_id=job.id, state=job.state.value, registered=job.registered,
