@@ -131,6 +131,7 @@ class GenerateHandlers:
                  "weight": m.recommended_weight or 1.0, "triggers": list(m.trigger_words)} for m in models]
 
     async def reload_loras(self) -> list[dict[str, Any]]:
+        self.services.listing.invalidate()  # the Refresh button: LoRAs may have come from elsewhere (the CLI)
         return await self.loras()
 
     async def _filenames(self, type_filter: str) -> list[str]:
