@@ -62,7 +62,7 @@ def deploy(settings: FleetSettings) -> DeploymentHandle:
     """Deploy (or update) the workers and return their handle; returns once they are running."""
     connect(settings)
     app = serve.deployment(InferenceWorker).options(**deployment_options(settings)).bind(
-        settings.worker_settings(), settings.checkpoints_per_worker)
+        settings.worker_settings(), settings.checkpoints_per_worker, settings.model_files())
     handle: DeploymentHandle = serve.run(app, name=settings.app_name, route_prefix=None, blocking=False)
     log.info("fleet.deployed", app=settings.app_name, workers=settings.workers, max_workers=settings.max_workers,
              address=settings.ray_address or "local")

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import ClassVar
 
-from inference_svc.config import InferenceSettings
+from inference_svc.config import GIB, InferenceSettings
 from service_kit.config import setting
+
+MODEL_SOURCES = ("auto", "volume", "registry")
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Where a worker reads model files from; decided on the worker's own node (`fetches`)."""
+
+    source: str
+    cache_dir: Path
+    cache_bytes: int
+
+    def fetches(self, user_models_dir: Path) -> bool:
+        """Whether to fetch by sha256 into the node cache rather than read the registry's paths."""
+        return self.source == "registry" or (self.source == "auto" and not user_models_dir.is_dir())
 
 
 @dataclass
@@ -42,10 +59,26 @@ class FleetSettings(InferenceSettings):
     routing: str = setting("checkpoint", help="checkpoint (affinity by model multiplexing) or any",
                            env="MODELMGR_FLEET_ROUTING")
     app_name: str = setting("inference", help="Ray Serve application name", env="MODELMGR_FLEET_APP")
+    # "volume": the registry's paths (the shared volume is mounted on every node); "registry": each file
+    # fetched by sha256 (ReadModelFile) into a node-local cache; "auto": registry on a node where the
+    # user-models folder is not there. The default checkpoint is read from the local models dir either way.
+    model_source: str = setting("auto", help="auto, volume (shared volume) or registry (node cache)",
+                                env="MODELMGR_FLEET_MODEL_SOURCE")
+    # Per node, on local disk (NVMe emptyDir/hostPath): each worker takes a slot of its own under it.
+    node_cache_dir: Path = setting(Path(tempfile.gettempdir()) / "modelmgr-node-cache",
+                                   help="node-local cache of model files fetched from the registry",
+                                   env="MODELMGR_FLEET_NODE_CACHE_DIR")
+    node_cache_bytes: int = setting(100 * GIB, help="bytes of model files each worker's node cache keeps",
+                                    env="MODELMGR_FLEET_NODE_CACHE_BYTES", positive=True)
 
     def __post_init__(self) -> None:
         if self.routing not in ("checkpoint", "any"):
             raise ValueError(f"routing: {self.routing!r} is neither 'checkpoint' nor 'any'")
+        if self.model_source not in MODEL_SOURCES:
+            raise ValueError(f"model_source: {self.model_source!r} is not one of {', '.join(MODEL_SOURCES)}")
+
+    def model_files(self) -> ModelFiles:
+        return ModelFiles(self.model_source, self.node_cache_dir, self.node_cache_bytes)
 
     def worker_settings(self) -> InferenceSettings:
         """What each worker is built from: the inference settings alone (no fleet fields)."""

@@ -21,6 +21,7 @@ single service. checkpoints_per_worker bounds both: keep it at what the device b
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,6 +32,7 @@ from ray import serve
 from inference_svc.app import create_engine
 from inference_svc.config import InferenceSettings
 from inference_svc.errors import DOMAIN
+from inference_svc.fleet.config import ModelFiles
 from inference_svc.servicer import InferenceServicer
 from modelmanager.v1 import inference_pb2
 from service_kit import configure_logging, get_logger
@@ -57,10 +59,15 @@ def _status_bytes(exc: BaseException) -> bytes:
 
 
 class InferenceWorker:
-    def __init__(self, settings: InferenceSettings, checkpoints_per_worker: int):
+    def __init__(self, settings: InferenceSettings, checkpoints_per_worker: int, model_files: ModelFiles | None = None):
         configure_logging("inference-worker", level=settings.log_level, json=settings.log_format == "json")
         self.engine, self._close = create_engine(settings)
         self.servicer = InferenceServicer(self.engine)
+        # Decided here, on the worker's node: is the shared volume mounted?
+        self.node_cache = None
+        if model_files is not None and model_files.fetches(settings.user_models_dir):
+            self.node_cache = self.engine.registry.use_node_cache(model_files.cache_dir, model_files.cache_bytes)
+            log.info("worker.node_cache", folder=str(self.node_cache.folder), max_bytes=model_files.cache_bytes)
 
         async def hold(checkpoint: str) -> str:
             return checkpoint
@@ -72,6 +79,10 @@ class InferenceWorker:
     def disk_loads(self) -> int:
         """Checkpoint loads that read a file: fresh builds and in-place swaps."""
         return self.engine.cache.loads + self.engine.cache.swaps
+
+    def node_cache_stats(self) -> dict[str, int]:
+        """The node cache's fetches (empty when this worker reads the shared volume); for tests and benches."""
+        return dataclasses.asdict(self.node_cache.stats) if self.node_cache is not None else {}
 
     def identity(self) -> dict[str, str]:
         context = serve.get_replica_context()
