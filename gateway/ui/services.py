@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from gateway.clients import ServiceClients
 from gateway.config import GatewaySettings
 from gateway.ui.guard import UploadedFiles, upload_root
+from gateway.ui.model_listing import ModelListing, changes_models
 from modelmanager.v1 import model_pb2, registry_pb2
 from service_kit.logs import new_request_id, request_id_var
 from service_kit.peer import paged
@@ -33,6 +34,7 @@ class UiServices:
         self._get_clients = get_clients
         self.settings = settings
         self.uploads = uploads or UploadedFiles(upload_root())
+        self.listing = ModelListing(self._list_all)
 
     @classmethod
     def of_app(cls, app: FastAPI, settings: GatewaySettings) -> UiServices:
@@ -48,16 +50,35 @@ class UiServices:
     async def unary(self, service: str, method_name: str, request: Any, deadline: float | None = None) -> Any:
         """One call of `service`'s `method_name`; a failure raises ApiError."""
         clients = self.clients
-        return await clients.unary(service, getattr(getattr(clients, service), method_name), request,
-                                   deadline=deadline)
+        if not changes_models(service, method_name):
+            return await clients.unary(service, getattr(getattr(clients, service), method_name), request,
+                                       deadline=deadline)
+        # Dropped before (no page load caches the old list meanwhile) and after (what it changed is seen).
+        self.listing.invalidate()
+        try:
+            return await clients.unary(service, getattr(getattr(clients, service), method_name), request,
+                                       deadline=deadline)
+        finally:
+            self.listing.invalidate()
 
     def stream(self, service: str, method_name: str, request: Any) -> AsyncIterator[Any]:
         """The messages of one server-streaming call; a failure raises ApiError; leaving early cancels it."""
         clients = self.clients
+        if changes_models(service, method_name):  # a download or an import: its end is an event's .then
+            self.listing.invalidate()
         return clients.stream(service, getattr(getattr(clients, service), method_name)(request))
 
     async def list_models(self, type_filter: str = "All", query: str = "") -> list[model_pb2.Model]:
-        """Every installed model of that type matching `query`, all pages."""
+        """Every installed model of that type matching `query`, all pages (without a query: from the
+        listing kept between changes)."""
+        if not (query or "").strip():
+            return await self.listing.of_type(TYPE_FILTER.get(type_filter, 0))
+        return await self.list_from_registry(type_filter, query)
+
+    async def _list_all(self) -> list[model_pb2.Model]:
+        return await self.list_from_registry("All", "")
+
+    async def list_from_registry(self, type_filter: str = "All", query: str = "") -> list[model_pb2.Model]:
         request = registry_pb2.ListModelsRequest(page_size=LIST_PAGE_SIZE, type=TYPE_FILTER.get(type_filter, 0),
                                                  query=query or "")
         pages = paged(lambda page: self.unary("registry", "ListModels", page), request, "models")
