@@ -22,7 +22,7 @@ from inference_svc.model_paths import LIBRARY_ROOTS_TTL_S, LibraryRoots, ModelRo
 from modelmanager.v1 import model_pb2, registry_pb2, registry_pb2_grpc
 from service_kit import errors, insecure_channel
 from service_kit.config import DEFAULT_CHECKPOINT
-from service_kit.peer import Peer
+from service_kit.peer import Peer, paged
 
 if TYPE_CHECKING:
     from inference_svc.node_cache import NodeCache
@@ -146,17 +146,11 @@ class RegistryClient:
     async def embeddings(self) -> list[EmbeddingEntry]:
         """Every embedding the registry lists, with its token; paths confined like the LoRAs'."""
         found: list[EmbeddingEntry] = []
-        token = ""
-        while True:
-            reply = await self._call(self.stub.ListModels, registry_pb2.ListModelsRequest(
-                type=model_pb2.MODEL_TYPE_EMBEDDING, page_size=1000, page_token=token))
-            for model in reply.models:
-                word = model.embedding_token or (model.trigger_words[0] if model.trigger_words else "")
-                word = word or Path(model.filename).stem
-                found.append(EmbeddingEntry(model.filename, word, Path(model.path), model.sha256))
-            token = reply.next_page_token
-            if not token:
-                break
+        request = registry_pb2.ListModelsRequest(type=model_pb2.MODEL_TYPE_EMBEDDING, page_size=1000)
+        async for model in paged(lambda page: self._call(self.stub.ListModels, page), request, "models"):
+            word = model.embedding_token or (model.trigger_words[0] if model.trigger_words else "")
+            word = word or Path(model.filename).stem
+            found.append(EmbeddingEntry(model.filename, word, Path(model.path), model.sha256))
         return found
 
     async def confine_embedding(self, entry: EmbeddingEntry) -> EmbeddingEntry:

@@ -46,6 +46,10 @@ class LibraryRegistry(registry_pb2_grpc.ModelRegistryServiceServicer):
         return registry_pb2.GetModelResponse(model=model_pb2.Model(
             filename=request.filename, type=model_pb2.MODEL_TYPE_CHECKPOINT, path=str(self.entries[request.filename])))
 
+    async def ListModels(self, request, context):
+        # Generate asks for the embeddings (issue 14); this registry has none.
+        return registry_pb2.ListModelsResponse()
+
     async def ComposePrompt(self, request, context):
         loras = [model_pb2.ResolvedLora(filename=s.name, path=str(self.entries[s.name]),
                                         weight=s.weight if s.HasField("weight") else 1.0) for s in request.loras]
