@@ -130,6 +130,7 @@ def scan_library(root: Path, *, known: Mapping[FileKey, Verdict] | None = None,
 
 
 _by_name = attrgetter("name")
+_S_IFMT = 0o170000  # the file-type bits of st_mode (stat.S_IFMT is a function)
 _Known = Mapping[tuple[int, int, int, int], Verdict]  # (dev, inode, size, mtime_ns) -> verdict
 
 
@@ -164,7 +165,7 @@ def _scan_folder(real_root: Path, folder_path: Path, folder: str, depth: int, vi
     # positionally: per file, keyword arguments cost more than the stat.
     for dirent in entries:
         name = dirent.name
-        if name.startswith("."):
+        if name[0] == ".":
             continue  # hidden: VCS, caches, thumbnails, .DS_Store
         if not name.isascii():
             try:
@@ -202,8 +203,8 @@ def _scan_folder(real_root: Path, folder_path: Path, folder: str, depth: int, vi
             yield entry(name, skip=SkipReason.UNREADABLE, detail=f"{name}: {exc.strerror or exc}")
             continue
 
-        mode = st.st_mode
-        if stat.S_ISDIR(mode):
+        file_type = st.st_mode & _S_IFMT
+        if file_type == stat.S_IFDIR:
             rel = prefix + name
             if depth + 1 > max_depth:
                 yield entry(name, skip=SkipReason.TOO_DEEP, detail=f"{rel}/: more than {max_depth} folders deep; "
@@ -215,20 +216,12 @@ def _scan_folder(real_root: Path, folder_path: Path, folder: str, depth: int, vi
                 visited.add((st.st_dev, st.st_ino))
                 subfolders.append((Path(real), rel, depth + 1))
             continue
-        if not stat.S_ISREG(mode):
+        if file_type != stat.S_IFREG:
             yield entry(name, skip=SkipReason.NOT_A_REGULAR_FILE, detail=f"{name}: not a regular file")
             continue
         lower = name.lower()
         size, mtime_ns, dev, inode = st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino
-        if lower.endswith(WEIGHTS_ONLY_SUFFIXES):  # .pt/.pth: embeddings and upscalers ship so; weights-only
-            yield _model_entry(entry, name, real, real_root, max_header_bytes)
-            continue
-        if lower.endswith(PICKLE_SUFFIXES):
-            verdict = pickle_verdict(name)  # by name: never opened
-            yield ScannedFile(prefix + name, folder, name, EntryKind.SKIPPED, size, mtime_ns, dev, inode, real,
-                              verdict, verdict.skip, verdict.detail)
-            continue
-        if lower.endswith(SAFETENSORS_SUFFIXES):
+        if lower.endswith(SAFETENSORS_SUFFIXES):  # the common case first (the suffix lists do not overlap)
             seen = known.get((dev, inode, size, mtime_ns))
             if seen is not None:
                 kind = EntryKind.MODEL if seen.skip is None else EntryKind.SKIPPED
@@ -238,6 +231,14 @@ def _scan_folder(real_root: Path, folder_path: Path, folder: str, depth: int, vi
                                   seen.skip, detail)
             else:
                 yield _model_entry(entry, name, real, real_root, max_header_bytes)
+            continue
+        if lower.endswith(WEIGHTS_ONLY_SUFFIXES):  # .pt/.pth: embeddings and upscalers ship so; weights-only
+            yield _model_entry(entry, name, real, real_root, max_header_bytes)
+            continue
+        if lower.endswith(PICKLE_SUFFIXES):
+            verdict = pickle_verdict(name)  # by name: never opened
+            yield ScannedFile(prefix + name, folder, name, EntryKind.SKIPPED, size, mtime_ns, dev, inode, real,
+                              verdict, verdict.skip, verdict.detail)
             continue
         side = sidecar_of(name)
         if side is not None and side[1] in models:
