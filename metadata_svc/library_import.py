@@ -121,6 +121,9 @@ class LibraryImporter:
         self._previews = previews
         self._identifier = identifier
         self._hash_workers = hash_workers
+        # (root_id, catalog version) -> the entries by path and their verdicts by FileKey, as _known builds
+        # them: while the catalog is unchanged (rescan after rescan of an unchanged root) they are the same.
+        self._known_cache: tuple[tuple[str, int], dict[str, ModelEntry], dict[FileKey, Verdict]] | None = None
 
     # ------------------------------------------------------------------ the job
 
@@ -140,10 +143,13 @@ class LibraryImporter:
         else:
             self._step(job, ImportState.IDENTIFYING)
             before = self._catalog.version
-            keys = self._entry_keys(job, touched)
             now = datetime.now(UTC)
-            wanted = [k for k in keys if (e := self._catalog.get(k)) is not None
-                      and identify.due(e, force=job.force_identify, now=now)]
+            if job.root_id:
+                wanted = [e.filename for e in list(self._catalog.entries()) if e.root_id == job.root_id
+                          and identify.due(e, force=job.force_identify, now=now)]
+            else:
+                wanted = [k for k in touched if (e := self._catalog.get(k)) is not None
+                          and identify.due(e, force=job.force_identify, now=now)]
             outcome = await self._identifier.identify(wanted)
             job.identified, job.not_on_civitai, job.identify_failed = (
                 outcome.identified, outcome.not_found, outcome.failed)
@@ -180,18 +186,26 @@ class LibraryImporter:
 
     # ------------------------------------------------------------------ scan and register
 
-    def _existing(self, job: ImportJob) -> dict[str, ModelEntry]:
+    def _known(self, job: ImportJob) -> tuple[dict[str, ModelEntry], dict[FileKey, Verdict]]:
+        """The entries the job may find again, by path (in the root, or in the volume), and the verdicts of
+        their files by FileKey. `existing` is the caller's to change."""
+        mark = (job.root_id, self._catalog.version)
+        if self._known_cache is not None and self._known_cache[0] == mark:
+            return dict(self._known_cache[1]), self._known_cache[2]
         if job.root_id:
-            return {e.rel_path: e for e in self._catalog.entries() if e.root_id == job.root_id}
-        return {f"{FOLDER_OF_TYPE[e.type]}/{e.rel_path}": e for e in self._catalog.entries() if not e.root_id}
-
-    async def _scan(self, job: ImportJob) -> list[str]:
-        existing = self._existing(job)
+            existing = {e.rel_path: e for e in self._catalog.entries() if e.root_id == job.root_id}
+        else:
+            existing = {f"{FOLDER_OF_TYPE[e.type]}/{e.rel_path}": e for e in self._catalog.entries() if not e.root_id}
         known: dict[FileKey, Verdict] = {}
         for entry in existing.values():
             key = key_of(entry)
             if key is not None and entry.inspection is not None:
                 known[key] = _known_verdict(entry)
+        self._known_cache = (mark, existing, known)
+        return dict(existing), known
+
+    async def _scan(self, job: ImportJob) -> list[str]:
+        existing, known = self._known(job)
         files = scan_library(job.path, known=known)
         touched: list[str] = []
         while True:
