@@ -122,8 +122,43 @@ def _load_file(path: Path) -> IndexState | None:
     active = data.get("active_checkpoint") or DEFAULT_CHECKPOINT
     if not isinstance(active, str):
         raise CorruptIndexError(path, "'active_checkpoint' is not a string")
-    entries = {key: _entry(path, key, value) for key, value in models.items()}
+    lines = _file_lines(raw, data.get("active_checkpoint"), models)
+    if lines is None:
+        entries = {key: _entry(path, key, value) for key, value in models.items()}
+    else:
+        entries = {key: _entry(path, key, value, line)
+                   for (key, value), line in zip(models.items(), lines, strict=True)}
     return IndexState(active_checkpoint=active, models=entries)
+
+
+def _file_lines(raw: bytes, stored_active: object, models: Mapping[str, object]) -> list[bytes] | None:
+    """Each model's own line of the file, when it is laid out as `render` writes it (one
+    `"filename":{entry}` line per model, in the parsed order), so a load need not render 100,000 lines
+    anew; None for any other layout (hand-formatted, another writer's), whose lines are rendered."""
+    if not models or not isinstance(stored_active, str):
+        return None
+    try:
+        head = _head(stored_active) + b"\n"
+    except UnicodeEncodeError:
+        return None
+    if not raw.startswith(head) or not raw.endswith(b"\n}}\n"):
+        return None
+    # A raw newline only ever stands between JSON tokens (never inside a string), so every ",\n" here is
+    # the separator render puts between two lines.
+    lines = raw[len(head):-4].split(b",\n")
+    if len(lines) != len(models):
+        return None
+    for line, key in zip(lines, models, strict=True):
+        if not (line.startswith(_key_prefix(key)) and line.endswith(b"}")):
+            return None
+    return lines
+
+
+def _key_prefix(key: str) -> bytes:
+    """`"key":` as json.dumps(ensure_ascii=False) writes it (the fast way when nothing needs escaping)."""
+    if '"' not in key and "\\" not in key and key.isprintable():
+        return f'"{key}":'.encode("utf-8", "surrogatepass")
+    return (json.dumps(key, ensure_ascii=False) + ":").encode("utf-8", "surrogatepass")
 
 
 def _replay(path: Path, state: IndexState) -> None:
@@ -143,7 +178,8 @@ def _replay(path: Path, state: IndexState) -> None:
         raise CorruptIndexError(path, str(exc)) from None
 
 
-def _entry(path: Path, key: str, value: object) -> ModelEntry:
+def _entry(path: Path, key: str, value: object, line: bytes | None = None) -> ModelEntry:
+    """The entry stored under `key`; `line`: the file's own line it was parsed from (see _file_lines)."""
     try:
         entry = ModelEntry.from_json(key, value)
     except ValueError as exc:
@@ -152,16 +188,22 @@ def _entry(path: Path, key: str, value: object) -> ModelEntry:
     clipped = clip_entry(entry)
     if clipped is not entry:
         log.warning("index.entry_clipped", filename=key)
+    elif line is not None:
+        entry.keep_json_line(line)
     return clipped
 
 
 def render(active_checkpoint: str, lines: Sequence[bytes]) -> bytes:
     """The index as JSON text, one `"filename": {entry}` line per model (see ModelEntry.json_line)."""
-    head = (f'{{"version":{VERSION},\n"active_checkpoint":{json.dumps(active_checkpoint, ensure_ascii=False)},\n'
-            '"models":{').encode()
+    head = _head(active_checkpoint)
     if not lines:
         return head + b"}}\n"
     return head + b"\n" + b",\n".join(lines) + b"\n}}\n"
+
+
+def _head(active_checkpoint: str) -> bytes:
+    return (f'{{"version":{VERSION},\n"active_checkpoint":{json.dumps(active_checkpoint, ensure_ascii=False)},\n'
+            '"models":{').encode()
 
 
 class VolumeLock(ExclusiveLock):

@@ -48,12 +48,18 @@ class Inspection:
     header_metadata: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # By hand, not dataclasses.asdict (a deep copy: a third of rendering an entry); same keys, same order.
+        return {"format": self.format, "detected_type": self.detected_type, "architecture": self.architecture,
+                "lora_format": self.lora_format, "tensor_count": self.tensor_count,
+                "header_metadata": dict(self.header_metadata)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Inspection:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        if data.keys() == _INSPECTION_FIELDS:  # as written: every field there, none unknown (the usual case)
+            found = object.__new__(cls)
+            found.__dict__.update(data)  # what cls(**data) sets, without the frozen __init__
+            return found
+        return cls(**{k: v for k, v in data.items() if k in _INSPECTION_FIELDS})
 
 
 @dataclass(frozen=True)
@@ -68,14 +74,14 @@ class PreviewInfo:
     source: str = "upload"  # "civitai", "sidecar" or "upload"
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"sha256": self.sha256, "content_type": self.content_type, "width": self.width,
+                "height": self.height, "nsfw_level": self.nsfw_level, "source": self.source}
 
     @classmethod
     def from_json(cls, data: Any) -> PreviewInfo | None:
         if not isinstance(data, dict) or not isinstance(data.get("sha256"), str):
             return None
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in _PREVIEW_FIELDS})
 
 
 # CivitAI lookup states (Model.civitai_lookup); "" is an entry never meant to be looked up (volume files).
@@ -178,16 +184,25 @@ class ModelEntry:
     def json_line(self) -> bytes:
         """`"filename": {entry}` as UTF-8, computed once, so rewriting a 10,000-entry index is a join
         of cached lines, not 10,000 json.dumps calls."""
+        memo = self.__dict__.get("_memo")
+        if memo is not None and "json_line" in memo:  # the usual case, without making a closure
+            return cast(bytes, memo["json_line"])
+
         def render() -> bytes:
             key = json.dumps(self.filename, ensure_ascii=False)
             body = json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
             return f"{key}:{body}".encode()
         return self.cached("json_line", render)
 
+    def keep_json_line(self, line: bytes) -> None:
+        """Take `line`, the index file's own line this entry was just parsed from, as its line, so a load
+        does not render 100,000 lines again (the line parses to this very entry, so it says the same)."""
+        memo: dict[str, Any] = self.__dict__.setdefault("_memo", {})
+        memo.setdefault("json_line", line)
+
     def search_text(self) -> str:
-        """Lower-cased text that List's free-text query searches, computed once."""
-        return self.cached("search_text", lambda: "\n".join(
-            [self.display_name, self.short_name, self.filename, *self.tags, *self.trigger_words]).lower())
+        """Lower-cased text that List's free-text query searches (List keeps it: not cached here)."""
+        return "\n".join([self.display_name, self.short_name, self.filename, *self.tags, *self.trigger_words]).lower()
 
     def cached(self, key: str, make: Callable[[], T]) -> T:
         """`make()`, computed once and kept on the entry: entries never change in place, so whatever
@@ -212,20 +227,19 @@ class ModelEntry:
         kind = data.get("type")
         if kind not in TYPES:
             raise ValueError(f"entry {key!r} has type {kind!r}, expected one of {', '.join(TYPES)}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        extra = {k: v for k, v in data.items() if k not in known}
+        extra = {k: v for k, v in data.items() if k not in _ENTRY_FIELDS}
         try:
             inspection = data.get("inspection")
-            return cls(
+            return _frozen(cls, dict(
                 filename=key,
                 type=kind,
                 display_name=str(data.get("display_name") or Path(key).stem),
                 short_name=str(data.get("short_name") or ""),
                 source=str(data.get("source") or "local"),
-                trigger_words=tuple(str(w) for w in data.get("trigger_words") or ()),
+                trigger_words=tuple(map(str, data.get("trigger_words") or ())),
                 recommended_weight=float(_or(data.get("recommended_weight"), 1.0)),
                 base_model=str(data.get("base_model") or ""),
-                tags=tuple(str(t) for t in data.get("tags") or ()),
+                tags=tuple(map(str, data.get("tags") or ())),
                 description=str(data.get("description") or ""),
                 file_size_bytes=int(data.get("file_size_bytes") or 0),
                 added_at=str(data.get("added_at") or ""),
@@ -241,8 +255,8 @@ class ModelEntry:
                 preview=PreviewInfo.from_json(data.get("preview")),
                 nsfw_level=int(data.get("nsfw_level") or 0),
                 autov3=str(data.get("autov3") or ""),
-                user_edited_fields=tuple(str(f) for f in data.get("user_edited_fields") or ()),
-                sidecar_fields=tuple(str(f) for f in data.get("sidecar_fields") or ()),
+                user_edited_fields=tuple(map(str, data.get("user_edited_fields") or ())),
+                sidecar_fields=tuple(map(str, data.get("sidecar_fields") or ())),
                 civitai_version_name=str(data.get("civitai_version_name") or ""),
                 civitai_lookup=str(data.get("civitai_lookup") or ""),
                 civitai_checked_at=str(data.get("civitai_checked_at") or ""),
@@ -250,15 +264,28 @@ class ModelEntry:
                 default_vae=str(data.get("default_vae") or ""),
                 negative_embedding=bool(data.get("negative_embedding")),
                 extra=extra,
-            )
+            ))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"entry {key!r}: {exc}") from exc
 
+
+# Field names, computed once (dataclasses.fields per entry was a tenth of loading 100,000 of them).
+_INSPECTION_FIELDS = frozenset(f.name for f in dataclasses.fields(Inspection))
+_PREVIEW_FIELDS = frozenset(f.name for f in dataclasses.fields(PreviewInfo))
+_ENTRY_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelEntry))
 
 # Written only when set (see ModelEntry.to_json).
 _ADDED_FIELDS = ("root_id", "folder", "file_name", "file_key", "preview", "nsfw_level", "autov3",
                  "user_edited_fields", "sidecar_fields", "civitai_version_name", "civitai_lookup",
                  "civitai_checked_at", "notes", "default_vae", "negative_embedding")
+
+
+def _frozen(cls: type[ModelEntry], values: dict[str, Any]) -> ModelEntry:
+    """`cls(**values)` with every field given, without the frozen dataclass __init__ (its
+    object.__setattr__ per field was a third of loading 100,000 entries); tests check it is equal."""
+    entry = object.__new__(cls)
+    entry.__dict__.update(values)
+    return entry
 
 
 def _or(value: Any, default: Any) -> Any:
