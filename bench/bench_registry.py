@@ -1,7 +1,9 @@
 """Registry figures on 10,000- and 100,000-entry indexes: start-up, List (filtered query, page of 100) and
 durable Create, for the journaled store and the old whole-file rewrite side by side.
 
-    python -m bench registry          (MODELMGR_BENCH_REGISTRY_QUICK=1: 10,000 entries only)
+    python -m bench registry          (MODELMGR_BENCH_REGISTRY_QUICK=1: 10,000 entries only;
+                                       MODELMGR_BENCH_REGISTRY_BASELINE=0: without the old store, whose
+                                       200 whole rewrites of an 82 MB index take minutes)
 
 The registry runs as its own process (`python -m metadata_svc`) over a temp
 volume whose index is built directly (files are hard links to one small
@@ -218,7 +220,10 @@ async def run(root: Path) -> None:
             json.loads(built)
             parse.append((time.perf_counter() - t0) * 1000)
         parse_ms[size] = statistics.median(parse)
-        for store, env in (("journal", {}), ("old: whole rewrite", OLD_STORE)):
+        stores = [("journal", {}), ("old: whole rewrite", OLD_STORE)]
+        if os.environ.get("MODELMGR_BENCH_REGISTRY_BASELINE") == "0":
+            stores = stores[:1]
+        for store, env in stores:
             reset_volume(user_models, built)
             first = size == sizes[0] and store == "journal"
             figures = await measure(user_models, root / "models", size, store, env, crash=store == "journal",

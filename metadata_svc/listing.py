@@ -11,14 +11,17 @@ import base64
 import bisect
 import hashlib
 import hmac
+import itertools
 import json
+import operator
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from metadata_svc import limits
 from metadata_svc.catalog import Catalog
 from metadata_svc.errors import FieldTooLong, InvalidPageSize, InvalidPageToken
-from metadata_svc.models import ModelEntry, Page
+from metadata_svc.models import TYPES, ModelEntry, Page
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -33,63 +36,76 @@ MAX_FOLDER_CHARS = 4096
 VOLUME_ROOT_ID = "volume"
 
 
-def _place(entry: ModelEntry) -> tuple[str, str]:
-    return entry.root_id, entry.folder
-
-
 class ListOrder:
     """The entries in List's stable order, with parallel columns for fast filtering.
 
     Kept sorted by insertion (bisect) on every change instead of re-sorting
-    10,000 entries after each write; filtering is list comprehensions over
-    plain columns, several times faster than a Python predicate per entry.
+    100,000 entries per query. The order starts with the type, so a type is one
+    slice (two bisects); the other filters run over plain columns in C
+    (compress/map), about ten times faster than a Python test per entry.
     """
 
     def __init__(self, entries: Iterable[ModelEntry]) -> None:
-        ordered = sorted(entries, key=ModelEntry.sort_key)
-        self.entries = ordered
-        self.keys = [e.sort_key() for e in ordered]
-        self.types = [e.type for e in ordered]
-        self.bases = [e.base_model.lower() for e in ordered]
-        self.texts = [e.search_text() for e in ordered]
-        self.places = [_place(e) for e in ordered]
+        unordered = list(entries)
+        keys = [e.sort_key() for e in unordered]
+        order = sorted(range(len(unordered)), key=keys.__getitem__)
+        self.entries = [unordered[i] for i in order]
+        self.keys = [keys[i] for i in order]
+        self.bases = [e.base_model.lower() for e in self.entries]
+        self.texts = [e.search_text() for e in self.entries]
+        self.roots = [e.root_id for e in self.entries]
+        self.folders = [_below(e.folder) for e in self.entries]
+
+    @property
+    def types(self) -> list[str]:
+        """Each entry's type, in order (no column: a type is one slice of the order)."""
+        return [e.type for e in self.entries]
+
+    def _columns(self) -> tuple[list[Any], ...]:
+        return (self.keys, self.entries, self.bases, self.texts, self.roots, self.folders)
 
     def insert(self, entry: ModelEntry) -> None:
         key = entry.sort_key()
         i = bisect.bisect_left(self.keys, key)
-        self.keys.insert(i, key)
-        self.entries.insert(i, entry)
-        self.types.insert(i, entry.type)
-        self.bases.insert(i, entry.base_model.lower())
-        self.texts.insert(i, entry.search_text())
-        self.places.insert(i, _place(entry))
+        values = (key, entry, entry.base_model.lower(), entry.search_text(), entry.root_id, _below(entry.folder))
+        for column, value in zip(self._columns(), values, strict=True):
+            column.insert(i, value)
 
     def remove(self, entry: ModelEntry) -> None:
         i = bisect.bisect_left(self.keys, entry.sort_key())
         if i < len(self.entries) and self.entries[i] is entry:
-            for column in (self.keys, self.entries, self.types, self.bases, self.texts, self.places):
+            for column in self._columns():
                 del column[i]
 
     def matching(self, kind: str | None, base: str, terms: list[str], root_id: str = "",
-                 folder: str = "") -> list[int]:
+                 folder: str = "") -> Sequence[int]:
         """Positions (ascending) of the entries that pass every filter."""
-        hits: list[int] | range = range(len(self.entries))
-        if root_id or folder:
-            places = self.places
-            root = "" if root_id == VOLUME_ROOT_ID else root_id
-            below = folder + "/"
-            hits = [i for i in hits if (not root_id or places[i][0] == root)
-                    and (not folder or places[i][1] == folder or places[i][1].startswith(below))]
+        hits: Sequence[int] = range(len(self.entries))
         if kind:
-            types = self.types
-            hits = [i for i in hits if types[i] == kind]
+            # The order's first part is the type: its entries are the slice between (type,) and (type + 1,).
+            rank = TYPES.index(kind) if kind in TYPES else len(TYPES)
+            hits = range(bisect.bisect_left(self.keys, (rank,)), bisect.bisect_left(self.keys, (rank + 1,)))
+        if root_id:
+            hits = _keep(hits, self.roots, operator.eq, "" if root_id == VOLUME_ROOT_ID else root_id)
+        if folder:
+            # The folder itself or one below it: "<folder>/" starts "<entry's folder>/".
+            hits = _keep(hits, self.folders, str.startswith, _below(folder))
         if base:
-            bases = self.bases
-            hits = [i for i in hits if bases[i] == base]
-        texts = self.texts
+            hits = _keep(hits, self.bases, operator.eq, base)
         for term in terms:
-            hits = [i for i in hits if term in texts[i]]
-        return list(hits)
+            hits = _keep(hits, self.texts, operator.contains, term)
+        return hits
+
+
+def _below(folder: str) -> str:
+    return folder + "/"
+
+
+def _keep(hits: Sequence[int], column: list[Any], test: Callable[[Any, Any], bool], value: object) -> list[int]:
+    """The positions in `hits` whose `column` value passes `test(value_in_column, value)`, in C."""
+    values: Iterable[Any] = (column[hits.start:hits.stop] if isinstance(hits, range)
+                             else map(column.__getitem__, hits))
+    return list(itertools.compress(hits, map(test, values, itertools.repeat(value))))
 
 
 class Listing:
@@ -98,13 +114,12 @@ class Listing:
     def __init__(self, catalog: Catalog, wire_size: Callable[[ModelEntry], int]) -> None:
         self._catalog = catalog
         self._wire_size = wire_size
-        self._order: ListOrder | None = None  # built by the first List, then kept up to date
+        # Built at start (off the event loop: the registry is made in a thread), then kept up to date.
+        self._order = ListOrder(catalog.entries())
         self._token_key = secrets.token_bytes(32)
         catalog.listen(self._changed)
 
     def _changed(self, old: ModelEntry | None, new: ModelEntry | None) -> None:
-        if self._order is None:
-            return
         if old is not None:
             self._order.remove(old)
         if new is not None:
@@ -126,22 +141,15 @@ class Listing:
         fingerprint: list[object] = [kind or "", base, terms]
         if root_id or folder:  # tokens issued without these filters stay valid
             fingerprint += [root_id, folder]
-        if self._order is None:
-            self._order = ListOrder(self._catalog.entries())
         order = self._order
         start = 0
         if page_token:
             start = bisect.bisect_right(order.keys, self._decode_token(page_token, fingerprint))
-        if not (kind or base or terms or root_id or folder):
-            total = len(order.entries)
-            page = order.entries[start:start + size]
-            more = start + size < total
-        else:
-            hits = order.matching(kind, base, terms, root_id, folder)
-            total = len(hits)
-            first = bisect.bisect_left(hits, start)
-            page = [order.entries[i] for i in hits[first:first + size]]
-            more = first + size < total
+        hits = order.matching(kind, base, terms, root_id, folder)
+        total = len(hits)
+        first = bisect.bisect_left(hits, start)
+        page = [order.entries[i] for i in hits[first:first + size]]
+        more = first + size < total
         fitted = self._fit(page)
         more = more or len(fitted) < len(page)
         token = self._encode_token(fitted[-1].sort_key(), fingerprint) if more and fitted else ""
