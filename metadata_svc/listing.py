@@ -15,6 +15,7 @@ import itertools
 import json
 import operator
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -29,6 +30,7 @@ MAX_PAGE_SIZE = 1000
 # message limit (the largest bounded entry is under 1 MiB; see limits.py).
 PAGE_BYTE_BUDGET = 2 * 1024 * 1024
 MAX_ROOT_ID_CHARS = 64
+MATCHES_KEPT = 8  # filters whose matches are kept until the next change (at most ~800 KB each)
 MAX_FOLDER_CHARS = 4096
 
 
@@ -117,9 +119,13 @@ class Listing:
         # Built at start (off the event loop: the registry is made in a thread), then kept up to date.
         self._order = ListOrder(catalog.entries())
         self._token_key = secrets.token_bytes(32)
+        # The positions the last few filters matched, while nothing changed: paging through a query, or
+        # coming back to one, costs the page alone instead of a pass over every entry.
+        self._matched: OrderedDict[tuple[object, ...], Sequence[int]] = OrderedDict()
         catalog.listen(self._changed)
 
     def _changed(self, old: ModelEntry | None, new: ModelEntry | None) -> None:
+        self._matched.clear()
         if old is not None:
             self._order.remove(old)
         if new is not None:
@@ -145,7 +151,7 @@ class Listing:
         start = 0
         if page_token:
             start = bisect.bisect_right(order.keys, self._decode_token(page_token, fingerprint))
-        hits = order.matching(kind, base, terms, root_id, folder)
+        hits = self._matching(kind, base, terms, root_id, folder)
         total = len(hits)
         first = bisect.bisect_left(hits, start)
         page = [order.entries[i] for i in hits[first:first + size]]
@@ -154,6 +160,18 @@ class Listing:
         more = more or len(fitted) < len(page)
         token = self._encode_token(fitted[-1].sort_key(), fingerprint) if more and fitted else ""
         return Page(fitted, token, total)
+
+    def _matching(self, kind: str | None, base: str, terms: list[str], root_id: str, folder: str) -> Sequence[int]:
+        key = (kind, base, tuple(terms), root_id, folder)
+        hits = self._matched.get(key)
+        if hits is None:
+            hits = self._order.matching(kind, base, terms, root_id, folder)
+            self._matched[key] = hits
+            if len(self._matched) > MATCHES_KEPT:
+                self._matched.popitem(last=False)
+        else:
+            self._matched.move_to_end(key)
+        return hits
 
     def _fit(self, page: list[ModelEntry]) -> list[ModelEntry]:
         """The longest head of `page` within PAGE_BYTE_BUDGET (one entry at least, so paging moves on)."""
