@@ -117,14 +117,15 @@ def root_row(root: registry_pb2.LibraryRoot) -> list[str | int]:
 
 def card_html(m: model_pb2.Model, mature: str, nsfw_max: int, selected: str = "", extra_badges: str = "") -> str:
     """One card. `mature`: "blur", "hide" or "show" for previews rated R and above; previews above the
-    gateway's limit (`nsfw_max`) get no <img> at all (the route would refuse them anyway)."""
+    gateway's limit (`nsfw_max`) get no <img> at all (the route would refuse them anyway). Thumbnails load
+    at once, not lazily: a page is 48 small cached WebPs, and the first screen should not wait for a scroll."""
     name = m.display_name or m.filename
     level = highest_level(m.preview.nsfw_level)
     thumb = '<div class="mm-thumb mm-nothumb">no preview</div>'
     if m.preview.sha256 and level <= nsfw_max and not (mature == "hide" and level >= MATURE_LEVEL):
         blur = " mm-blur" if mature == "blur" and level >= MATURE_LEVEL else ""
         thumb = (f'<div class="mm-thumb{blur}"><img src="{html.escape(preview_url(m.filename, m.preview.sha256))}" '
-                 f'alt="" loading="lazy" decoding="async" width="{m.preview.width or 256}" '
+                 f'alt="" decoding="async" width="{m.preview.width or 256}" '
                  f'height="{m.preview.height or 256}"></div>')
     elif m.preview.sha256:
         thumb = '<div class="mm-thumb mm-nothumb">preview hidden (NSFW)</div>'

@@ -2,12 +2,17 @@
 open on CivitAI, copy trigger words, use in Generate); "Refresh from CivitAI" for one or all shown.
 
 Type, base model, root/folder and search are the registry's ListModels filters; tag and NSFW level are
-applied here, then the sort and one page of cards (2,000 models are a few ListModels pages; only a
-page of cards goes to the browser, each thumbnail a cached URL, never inline bytes).
+applied here, then the sort and one page of cards (only a page of cards goes to the browser, each
+thumbnail a cached URL, never inline bytes). The first page by name with only the registry's filters,
+what a page load shows, is one ListModels page of PAGE_SIZE per type: the gallery's name order is
+ListModels' own within a type. Other pages and orders sort every match (without base model, place or
+search: the listing kept between changes).
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
 import html
 import math
 from collections import Counter
@@ -46,14 +51,20 @@ def sort_key(sort: str) -> Any:
         return lambda m: -(m.added_at.seconds + m.added_at.nanos / 1e9)
     if sort == "size":
         return lambda m: -m.file_size_bytes
-    return lambda m: ((m.display_name or m.filename).casefold(), m.filename)
+    # ListModels' order within a type (a display name is never empty there): a first page can be merged
+    # from each type's first page.
+    return lambda m: ((m.display_name or m.filename).lower(), m.filename)
+
+
+def asked_page(page: float | None) -> int:
+    """The page asked for, from 1 (not yet clamped to what exists)."""
+    return max(1, int(page) if page is not None and math.isfinite(page) else 1)
 
 
 def page_of(count: int, page: float | None) -> tuple[int, int]:
     """(page number from 1, page count), the page clamped to what exists."""
     pages = max(1, math.ceil(count / PAGE_SIZE))
-    number = int(page) if page is not None and math.isfinite(page) else 1
-    return min(max(1, number), pages), pages
+    return min(asked_page(page), pages), pages
 
 
 def split_place(place: str) -> tuple[str, str]:
@@ -70,6 +81,8 @@ class GalleryHandlers:
         self.updates = updates or KnownUpdates()  # the last "Check for updates": badges, the filter
 
     async def _list(self, type_filter: str = ALL, base: str = "", place: str = "", query: str = "") -> list[Any]:
+        if not (base or place or (query or "").strip()):
+            return await self.services.listing.of_type(TYPE_FILTER.get(type_filter, 0))
         root_id, folder = split_place(place)
         request = registry_pb2.ListModelsRequest(
             page_size=LIST_PAGE_SIZE, type=TYPE_FILTER.get(type_filter, 0), base_model=base or "",
@@ -90,19 +103,50 @@ class GalleryHandlers:
             models = [m for m in models if highest_level(m.nsfw_level) <= NSFW_LEVELS[nsfw]]
         return sorted(models, key=sort_key(sort))
 
+    async def _first_page(self, type_filter: str, base: str, place: str, query: str) -> tuple[list[Any], int] | None:
+        """The first PAGE_SIZE by name and the count: one ListModels page per type asked for, at once; None
+        when a page came back short of PAGE_SIZE with more to come (the registry's byte budget)."""
+        root_id, folder = split_place(place)
+        wanted = TYPE_FILTER.get(type_filter, 0)
+        types = [wanted] if wanted else [t for t in TYPE_FILTER.values() if t]
+
+        async def first(model_type: int) -> Any:
+            return await self.services.unary("registry", "ListModels", registry_pb2.ListModelsRequest(
+                page_size=PAGE_SIZE, type=model_type, base_model=base, query=query or "", root_id=root_id,
+                folder=folder))
+
+        pages = await asyncio.gather(*(first(t) for t in types))
+        if any(p.next_page_token and len(p.models) < PAGE_SIZE for p in pages):
+            return None
+        total = sum(p.total_size for p in pages)
+        if not (base or place or (query or "").strip()):
+            self.services.listing.note_total(total)  # a model added or removed elsewhere
+        key = sort_key("name")
+        merged = heapq.merge(*(sorted(p.models, key=key) for p in pages), key=key)
+        return [m for _, m in zip(range(PAGE_SIZE), merged, strict=False)], total
+
     # ------------------------------------------------------------ cards
 
     @shows_errors(lambda message: (error_html(message), message, 1))
     async def cards(self, type_filter: str, base: str, place: str, tag: str, nsfw: str, sort: str, query: str,
                     page: float | None, mature: str, selected: str, updates_only: bool = False) -> tuple[str, str, int]:
         """One page of cards, the status line and the page number shown."""
-        models = await self.shown(type_filter, base, place, tag, nsfw, sort, query, bool(updates_only))
-        number, pages = page_of(len(models), page)
-        first = (number - 1) * PAGE_SIZE
+        base = "" if base in ("", ALL) else base
+        registry_filters_only = not updates_only and tag in ("", ALL, None) and nsfw not in NSFW_LEVELS
+        first = None
+        if registry_filters_only and sort not in SORTS[1:] and asked_page(page) == 1:
+            first = await self._first_page(type_filter, base, place, query)
+        if first is not None:
+            shown, count = first
+        else:
+            models = await self.shown(type_filter, base, place, tag, nsfw, sort, query, bool(updates_only))
+            number, _ = page_of(len(models), page)
+            shown, count = models[(number - 1) * PAGE_SIZE:number * PAGE_SIZE], len(models)
+        number, pages = page_of(count, page)
         limit = self.services.settings.preview_nsfw_max
-        html = gallery_html(models[first:first + PAGE_SIZE], mature if mature in MATURE_CHOICES else "blur",
-                            limit, selected or "", self.updates.badges())
-        status = (f"{len(models)} model(s) · page {number} of {pages}" if models else "0 model(s)")
+        html = gallery_html(shown, mature if mature in MATURE_CHOICES else "blur", limit, selected or "",
+                            self.updates.badges())
+        status = (f"{count} model(s) · page {number} of {pages}" if count else "0 model(s)")
         return html, status, number
 
     @shows_errors(lambda message: (gr.update(), gr.update(), gr.update(), error_html(message)))
@@ -126,6 +170,11 @@ class GalleryHandlers:
             places.extend((f"{paths.get(root_id, root_id)}/{f}", f"{root_id}/{f}") for f in sorted(folders[root_id]) if f)
         return (gr.update(choices=[ALL, *bases]), gr.update(choices=places), gr.update(choices=[ALL, *sorted(tags)]),
                 "")
+
+    async def reload_facets(self) -> tuple[Any, Any, Any, str]:
+        """The Refresh button: the choices from a fresh listing (models may have come from the CLI)."""
+        self.services.listing.invalidate()
+        return await self.facets()
 
     # ------------------------------------------------------------ a card's details
 

@@ -147,7 +147,7 @@ def gallery_section(h: GalleryHandlers) -> GallerySection:
     page.submit(h.cards, inputs, outputs)
     prev_btn.click(previous, inputs, outputs, show_progress="hidden")
     next_btn.click(following, inputs, outputs, show_progress="hidden")
-    refresh.click(h.facets, None, facet_outputs).then(h.cards, inputs, outputs)
+    refresh.click(h.reload_facets, None, facet_outputs).then(h.cards, inputs, outputs)
 
     editable = [d_name, d_triggers, d_weight, d_tags]
     detail_outputs = [filename, *editable, facts, links, copy_box, delete_file, label, kind, card_msg]
