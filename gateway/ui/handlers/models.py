@@ -1,9 +1,11 @@
-"""Installed models: the filtered table, a model's details (edit, delete) and uploading a model file."""
+"""Installed models: the filtered table (TABLE_PAGE_SIZE rows a page), a model's details (edit, delete)
+and uploading a model file."""
 
 from __future__ import annotations
 
 import asyncio
 import html
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from gateway.ui.rendering import error_html, model_facts, ok_html
 from gateway.ui.services import UiServices
 from modelmanager.v1 import model_pb2, registry_pb2
 
+TABLE_PAGE_SIZE = 100
 TABLE_HEADERS = ["filename", "name", "type", "base model", "trigger words", "weight", "size", "source"]
 UPLOAD_CHUNK = 1024 * 1024
 EDITABLE = ["display_name", "trigger_words", "recommended_weight", "tags"]
@@ -50,14 +53,32 @@ class ModelHandlers:
     def __init__(self, services: UiServices) -> None:
         self.services = services
 
-    @shows_errors(lambda message: ([], error_html(message)))
-    async def models_table(self, type_filter: str, query: str) -> tuple[list[list[Any]], str]:
-        rows = [table_row(m) for m in await self.services.list_models(type_filter, query)]
-        return rows, f"{len(rows)} model(s)"
+    @shows_errors(lambda message: ([], error_html(message), 1))
+    async def table_page(self, type_filter: str, query: str, page: float | None = 1) -> tuple[list[list[Any]], str, int]:
+        """One page of rows (2,000 rows at once were seconds of rendering), the status and the page number."""
+        models = await self.services.list_models(type_filter, query)
+        pages = max(1, math.ceil(len(models) / TABLE_PAGE_SIZE))
+        number = min(max(1, int(page) if page is not None and math.isfinite(page) else 1), pages)
+        first = (number - 1) * TABLE_PAGE_SIZE
+        rows = [table_row(m) for m in models[first:first + TABLE_PAGE_SIZE]]
+        return rows, f"{len(models)} model(s)" + (f" · page {number} of {pages}" if pages > 1 else ""), number
+
+    async def models_table(self, type_filter: str, query: str, page: float | None = 1) -> tuple[list[list[Any]], str]:
+        rows, status, _ = await self.table_page(type_filter, query, page)
+        return rows, status
 
     async def refresh_models(self, type_filter: str, query: str) -> tuple[Any, str]:
         rows, status = await self.models_table(type_filter, query)
         return gr.update(value=rows or None), status
+
+    async def show_table(self, type_filter: str, query: str, page: float | None = 1) -> tuple[Any, str, int]:
+        rows, status, number = await self.table_page(type_filter, query, page)
+        return gr.update(value=rows or None), status, number
+
+    async def reload_table(self, type_filter: str, query: str) -> tuple[Any, str, int]:
+        """The Refresh button: a fresh listing (models may have come from elsewhere, e.g. the CLI)."""
+        self.services.listing.invalidate()
+        return await self.show_table(type_filter, query, 1)
 
     # ------------------------------------------------------------ details / edit / delete
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 from gradio.events import Dependency
@@ -16,9 +17,10 @@ from gateway.ui.services import TYPE_FILTER
 class ModelsSection:
     type_filter: gr.Radio
     search: gr.Textbox
-    refresh: gr.Button
+    refreshed: Dependency  # the Refresh button's fresh listing
     table: gr.Dataframe
     status: gr.Markdown
+    page: gr.Number
     changes: list[Dependency]  # events after which the installed models may have changed
 
 
@@ -29,7 +31,11 @@ def models_section(h: ModelHandlers) -> ModelsSection:
         search = gr.Textbox(label="Search", placeholder="name, tag, trigger word…", scale=3,
                             elem_id="model-search")
         refresh = gr.Button("Refresh", scale=1, elem_id="models-refresh")
-    status = gr.Markdown()
+    with gr.Row():
+        prev_btn = gr.Button("◀ Previous", size="sm", scale=0, elem_id="models-prev")
+        page = gr.Number(value=1, precision=0, minimum=1, label="Page", scale=0, min_width=90, elem_id="models-page")
+        next_btn = gr.Button("Next ▶", size="sm", scale=0, elem_id="models-next")
+        status = gr.Markdown(elem_id="models-status")
     table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True, elem_id="models-table",
                          column_widths=["22%", "20%", "9%", "10%", "17%", "7%", "8%", "7%"])
 
@@ -57,10 +63,21 @@ def models_section(h: ModelHandlers) -> ModelsSection:
             cancel_btn = gr.Button("Keep it")
         detail_msg = gr.HTML(elem_id="detail-msg")
 
-    for trigger in (type_filter.change, search.submit, refresh.click):
-        trigger(h.refresh_models, [type_filter, search], [table, status])
-    search.input(h.refresh_models, [type_filter, search], [table, status], trigger_mode="always_last",
-                 show_progress="hidden")
+    shown = [table, status, page]
+    for trigger in (type_filter.change, search.submit):
+        trigger(h.show_table, [type_filter, search], shown)
+    refreshed = refresh.click(h.reload_table, [type_filter, search], shown)
+    search.input(h.show_table, [type_filter, search], shown, trigger_mode="always_last", show_progress="hidden")
+    page.submit(h.show_table, [type_filter, search, page], shown)
+
+    async def previous(type_filter: str, query: str, number: float | None) -> tuple[Any, str, int]:
+        return await h.show_table(type_filter, query, (number or 1) - 1)
+
+    async def following(type_filter: str, query: str, number: float | None) -> tuple[Any, str, int]:
+        return await h.show_table(type_filter, query, (number or 1) + 1)
+
+    prev_btn.click(previous, [type_filter, search, page], shown, show_progress="hidden")
+    next_btn.click(following, [type_filter, search, page], shown, show_progress="hidden")
     editable = [d_name, d_triggers, d_weight, d_tags]
     table.select(h.select_model, None, [selected_fn, *editable, facts, detail_msg])
     selected_fn.change(h.type_details, selected_fn, [d_vae, d_negative])
@@ -69,7 +86,7 @@ def models_section(h: ModelHandlers) -> ModelsSection:
     cancel_btn.click(lambda: gr.update(visible=False), None, confirm_row)
     deleted = confirm_btn.click(h.delete_model, selected_fn, detail_msg).then(
         lambda: (gr.update(visible=False), *NO_DETAILS), None, [confirm_row, selected_fn, *editable, facts])
-    return ModelsSection(type_filter, search, refresh, table, status, changes=[saved, deleted])
+    return ModelsSection(type_filter, search, refreshed, table, status, page, changes=[saved, deleted])
 
 
 def upload_section(h: ModelHandlers) -> Dependency:
