@@ -50,11 +50,32 @@ class Handlers:
 
     async def reload_all(self, type_filter: str, query: str) -> tuple[Any, ...]:
         """After anything that may change the installed models: the table, the checkpoint choices and
-        the LoRA lists of Generate and Upscale."""
+        the LoRA lists of Generate and Upscale, from a fresh listing."""
+        self.services.listing.invalidate()
         table, status = await self.models.refresh_models(type_filter, query)
         checkpoints, active = await self.checkpoints.refresh_checkpoints()
         loras = await self.generate.loras()
         return table, status, checkpoints, active, loras, loras
+
+    async def load_listing(self, type_filter: str, query: str, page: float | None) -> tuple[Any, ...]:
+        """On page load and after a change: the table's page, its status and page number, the checkpoint
+        choices and the active one (the LoRA lists wait for their tab: `open_loras`)."""
+        table, status, number = await self.models.show_table(type_filter, query, page)
+        checkpoints, active = await self.checkpoints.refresh_checkpoints()
+        return table, status, number, checkpoints, active
+
+    async def models_changed(self) -> None:
+        """The first step after an event that may have changed the installed models: the kept listing goes."""
+        self.services.listing.invalidate()
+
+    async def open_loras(self) -> tuple[list[dict[str, Any]], bool]:
+        """A LoRA panel's tab opened: its list (thousands of rows are seconds of rendering, in the page and
+        here, so not on page load) and that it is open."""
+        return await self.generate.loras(), True
+
+    async def shown_loras(self, opened: bool, current: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        """After a change: a panel's list again once its tab has been opened; unchanged (no new rows) before."""
+        return await self.generate.loras() if opened else (current or [])
 
 
 __all__ = ["BrowserHandlers", "CheckpointHandlers", "CivitaiHandlers", "GalleryHandlers", "GenerateHandlers", "Handlers", "LibraryHandlers", "MaintenanceHandlers",

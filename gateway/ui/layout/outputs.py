@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
+from gradio.events import Dependency
 
 from gateway.ui.handlers.outputs import OutputHandlers, first_page
 from gateway.ui.layout.generate import GenerateTab, UpscaleTab
@@ -60,16 +61,26 @@ def history_section(h: OutputHandlers, prefix: str) -> History:
     return History(page, pager, opened, reuse, send, message)
 
 
-def connect_histories(demo: gr.Blocks, h: OutputHandlers, histories: list[History], generate: GenerateTab,
-                      upscale: UpscaleTab, tabs: gr.Tabs) -> None:
-    """Reuse and send from either history; every history to its newest page on load and after each job."""
+@dataclass
+class HistoryMoves:
+    to_generate: list[Dependency]  # "Reuse parameters": the Generate tab shown, its form filled
+    to_upscale: list[Dependency]  # "Send to Upscale": the Upscale tab shown
+
+
+def connect_histories(loaded: Dependency, h: OutputHandlers, histories: list[History], generate: GenerateTab,
+                      upscale: UpscaleTab, tabs: gr.Tabs) -> HistoryMoves:
+    """Reuse and send from either history; every history to its newest page once the page has loaded
+    (`loaded`) and after each job."""
+    moves = HistoryMoves([], [])
     for history in histories:
-        history.reuse.click(h.reuse, [history.opened, generate.loras.applied],
-                            [*generate.form, history.message, tabs])
-        history.send.click(h.send_to_upscale, history.opened, [upscale.image, history.message, tabs])
-        demo.load(h.newest, None, history.page)
+        moves.to_generate.append(history.reuse.click(h.reuse, [history.opened, generate.loras.applied],
+                                                     [*generate.form, history.message, tabs]))
+        moves.to_upscale.append(history.send.click(h.send_to_upscale, history.opened,
+                                                   [upscale.image, history.message, tabs]))
+        loaded.then(h.newest, None, history.page)
         for job in (generate.job, upscale.job):
             job.then(h.newest, None, history.page)
+    return moves
 
 
-__all__ = ["History", "connect_histories", "history_section"]
+__all__ = ["History", "HistoryMoves", "connect_histories", "history_section"]
