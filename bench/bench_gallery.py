@@ -7,13 +7,15 @@ The registry's index is written directly before it starts (2,000 LoRAs, hard lin
 with its own WebP thumbnail in the preview store, as SetPreview leaves it); the registry and the gateway
 (with the UI and an API key) run as processes on 127.0.0.1, as in tests/gateway/test_browser_library.py.
 Figures: from navigation to every card image of the first page decoded (target <= 2 s), cold (browser
-cache cleared) and warm; and the second visit's thumbnail responses: 200 fetched vs cache hits/304.
+cache cleared) and warm; the second visit's thumbnail responses: 200 fetched vs cache hits/304; and the
+registry calls each visit made (from the registry's access log), thumbnails apart.
 Needs Debian's chromium (/usr/bin/chromium) and Playwright; skipped without them.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import secrets
 import shutil
@@ -102,13 +104,18 @@ def run(root: Path) -> None:
     url = f"http://{gateway}"
     env = {**os.environ, "MODELMGR_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO), "MODELMGR_API_KEY": key}
     py = sys.executable
-    procs = [subprocess.Popen(c, cwd=REPO, env=env) for c in (
+    # The registry's access log (one "rpc" line a call, on stderr) counts what each visit asked of it.
+    access_log = root / "registry.log"
+    log_out = access_log.open("wb")
+    envs = [{**env, "MODELMGR_LOG_LEVEL": "INFO"}, env, env]
+    outs = [log_out, None, None]
+    procs = [subprocess.Popen(c, cwd=REPO, env=e, stderr=o) for c, e, o in zip((
         [py, "-m", "metadata_svc", "--listen", registry, "--user-models-dir", str(user_models), "--models-dir",
          str(models), "--civitai", civitai],
         [py, "-m", "civitai_svc", "--listen", civitai, "--registry", registry, "--user-models-dir", str(user_models),
          "--base-url", fake.base_url],
         [py, "-m", "gateway", "--listen", gateway, "--registry", registry, "--civitai", civitai, "--inference", dead],
-    )]
+    ), envs, outs, strict=True)]
     try:
         for _ in range(2400):  # a guard against hanging
             try:
@@ -117,7 +124,8 @@ def run(root: Path) -> None:
             except httpx.HTTPError:
                 pass
             if any(p.poll() is not None for p in procs):
-                raise RuntimeError("a service did not start")
+                raise RuntimeError("a service did not start; the registry's log ends: "
+                                   + access_log.read_bytes()[-2000:].decode(errors="replace"))
             time.sleep(0.1)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -138,7 +146,7 @@ def run(root: Path) -> None:
               i => { const r = i.getBoundingClientRect(); return r.bottom > 0 && r.top < window.innerHeight; }).length""")
             page.close()
 
-            def visit(clear: bool) -> tuple[float, dict[str, int]]:
+            def visit(clear: bool) -> tuple[float, dict[str, int], dict[str, int]]:
                 tab = context.new_page()
                 tab.set_default_timeout(LONG_MS)
                 cdp = context.new_cdp_session(tab)
@@ -159,19 +167,20 @@ def run(root: Path) -> None:
                     statuses[e["requestId"]] = r["status"]
 
                 cdp.on("Network.responseReceived", received)
+                logged = access_log.stat().st_size
                 t0 = time.perf_counter()
                 tab.goto(url + "/")
                 tab.wait_for_function(FIRST_SCREEN_SHOWN, timeout=LONG_MS, polling=16)
                 elapsed = time.perf_counter() - t0
-                tab.wait_for_timeout(300)  # late CDP events of the last images
+                tab.wait_for_timeout(1000)  # late CDP events of the last images, the page's other loads
                 counts = {"asked": len(asked), "cache": sum(1 for r in asked if r in cached),
                           "304": sum(1 for r in asked if r not in cached and statuses.get(r) == 304),
                           "200": sum(1 for r in asked if r not in cached and statuses.get(r) == 200)}
                 tab.close()
-                return elapsed, counts
+                return elapsed, counts, registry_calls(access_log, logged)
 
-            cold, cold_counts = visit(clear=True)
-            warm, warm_counts = visit(clear=False)
+            cold, cold_counts, cold_calls = visit(clear=True)
+            warm, warm_counts, warm_calls = visit(clear=False)
             context.close()
             browser.close()
         verdict = "ok" if cold <= TARGET_S else "OVER TARGET"
@@ -180,11 +189,31 @@ def run(root: Path) -> None:
               f"thumbnails: {cold_counts['200']} x 200, {cold_counts['cache']} cache, {cold_counts['304']} x 304")
         print(f"second visit: {warm:.2f} s; thumbnails: {warm_counts['200']} x 200, {warm_counts['cache']} from the "
               f"cache, {warm_counts['304']} x 304 (of {warm_counts['asked']})")
+        for label, calls in (("cold", cold_calls), ("second", warm_calls)):
+            print(f"registry calls of the {label} visit (thumbnails apart): "
+                  + (", ".join(f"{m} x {n}" for m, n in sorted(calls.items())) or "none"))
     finally:
         for proc in reversed(procs):
             proc.terminate()
             proc.wait(60)
+        log_out.close()
         fake.close()
+
+
+def registry_calls(access_log: Path, since: int) -> dict[str, int]:
+    """The registry's calls logged after byte `since` of its access log, by method, GetPreview apart."""
+    calls: dict[str, int] = {}
+    with access_log.open("rb") as fh:
+        fh.seek(since)
+        for line in fh:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            method = str(event.get("method", "")).rsplit("/", 1)[-1] if event.get("event") == "rpc" else ""
+            if method and method != "GetPreview":
+                calls[method] = calls.get(method, 0) + 1
+    return calls
 
 
 def main() -> None:
