@@ -10,7 +10,7 @@ served meanwhile nor written by the next commit.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, ValuesView
+from collections.abc import Callable, Iterator, KeysView, ValuesView
 from pathlib import Path
 
 from metadata_svc.index_store import IndexState, IndexStore
@@ -53,6 +53,10 @@ class Catalog:
 
     def get(self, filename: str) -> ModelEntry | None:
         return self._models.get(filename)
+
+    def names(self) -> KeysView[str]:
+        """The filenames registered (a set-like view: `listed - catalog.names()` is the new ones, in C)."""
+        return self._models.keys()
 
     def entries(self) -> ValuesView[ModelEntry]:
         return self._models.values()

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -148,17 +149,16 @@ def _file_lines(raw: bytes, stored_active: object, models: Mapping[str, object])
     lines = raw[len(head):-4].split(b",\n")
     if len(lines) != len(models):
         return None
-    for line, key in zip(lines, models, strict=True):
-        if not (line.startswith(_key_prefix(key)) and line.endswith(b"}")):
-            return None
+    # Line i must be `"key i":{...}`. Names that need no escaping (the usual case: no quote, backslash or
+    # control character, so no newline either) are checked in a few C-level passes over all of them.
+    keys = "".join(models)
+    if '"' in keys or "\\" in keys or not keys.isprintable():
+        prefixes = [(json.dumps(key, ensure_ascii=False) + ":").encode("utf-8", "surrogatepass") for key in models]
+    else:
+        prefixes = ('"' + '":\n"'.join(models) + '":').encode().split(b"\n")
+    if not (all(map(bytes.startswith, lines, prefixes)) and all(map(bytes.endswith, lines, itertools.repeat(b"}")))):
+        return None
     return lines
-
-
-def _key_prefix(key: str) -> bytes:
-    """`"key":` as json.dumps(ensure_ascii=False) writes it (the fast way when nothing needs escaping)."""
-    if '"' not in key and "\\" not in key and key.isprintable():
-        return f'"{key}":'.encode("utf-8", "surrogatepass")
-    return (json.dumps(key, ensure_ascii=False) + ":").encode("utf-8", "surrogatepass")
 
 
 def _replay(path: Path, state: IndexState) -> None:

@@ -53,30 +53,35 @@ class ListOrder:
         order = sorted(range(len(unordered)), key=keys.__getitem__)
         self.entries = [unordered[i] for i in order]
         self.keys = [keys[i] for i in order]
-        self.bases = [e.base_model.lower() for e in self.entries]
-        self.texts = [e.search_text() for e in self.entries]
-        self.roots = [e.root_id for e in self.entries]
-        self.folders = [_below(e.folder) for e in self.entries]
+        self.texts = [e.search_text() for e in self.entries]  # the query, the filter most Lists use
+        # The rarer filters' columns are made by the first List that needs one (start-up need not).
+        self._lazy: dict[str, list[str]] = {}
 
     @property
     def types(self) -> list[str]:
         """Each entry's type, in order (no column: a type is one slice of the order)."""
         return [e.type for e in self.entries]
 
-    def _columns(self) -> tuple[list[Any], ...]:
-        return (self.keys, self.entries, self.bases, self.texts, self.roots, self.folders)
+    def _column(self, name: str) -> list[str]:
+        column = self._lazy.get(name)
+        if column is None:
+            column = self._lazy[name] = list(map(_LAZY_COLUMNS[name], self.entries))
+        return column
 
     def insert(self, entry: ModelEntry) -> None:
         key = entry.sort_key()
         i = bisect.bisect_left(self.keys, key)
-        values = (key, entry, entry.base_model.lower(), entry.search_text(), entry.root_id, _below(entry.folder))
-        for column, value in zip(self._columns(), values, strict=True):
-            column.insert(i, value)
+        self.keys.insert(i, key)
+        self.entries.insert(i, entry)
+        self.texts.insert(i, entry.search_text())
+        for name, column in self._lazy.items():
+            column.insert(i, _LAZY_COLUMNS[name](entry))
 
     def remove(self, entry: ModelEntry) -> None:
         i = bisect.bisect_left(self.keys, entry.sort_key())
         if i < len(self.entries) and self.entries[i] is entry:
-            for column in self._columns():
+            del self.keys[i], self.entries[i], self.texts[i]
+            for column in self._lazy.values():
                 del column[i]
 
     def matching(self, kind: str | None, base: str, terms: list[str], root_id: str = "",
@@ -88,12 +93,12 @@ class ListOrder:
             rank = TYPES.index(kind) if kind in TYPES else len(TYPES)
             hits = range(bisect.bisect_left(self.keys, (rank,)), bisect.bisect_left(self.keys, (rank + 1,)))
         if root_id:
-            hits = _keep(hits, self.roots, operator.eq, "" if root_id == VOLUME_ROOT_ID else root_id)
+            hits = _keep(hits, self._column("roots"), operator.eq, "" if root_id == VOLUME_ROOT_ID else root_id)
         if folder:
             # The folder itself or one below it: "<folder>/" starts "<entry's folder>/".
-            hits = _keep(hits, self.folders, str.startswith, _below(folder))
+            hits = _keep(hits, self._column("folders"), str.startswith, _below(folder))
         if base:
-            hits = _keep(hits, self.bases, operator.eq, base)
+            hits = _keep(hits, self._column("bases"), operator.eq, base)
         for term in terms:
             hits = _keep(hits, self.texts, operator.contains, term)
         return hits
@@ -101,6 +106,13 @@ class ListOrder:
 
 def _below(folder: str) -> str:
     return folder + "/"
+
+
+_LAZY_COLUMNS: dict[str, Callable[[ModelEntry], str]] = {
+    "bases": lambda e: e.base_model.lower(),
+    "roots": lambda e: e.root_id,
+    "folders": lambda e: _below(e.folder),
+}
 
 
 def _keep(hits: Sequence[int], column: list[Any], test: Callable[[Any, Any], bool], value: object) -> list[int]:

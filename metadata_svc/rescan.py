@@ -64,8 +64,8 @@ class Rescanner:
             with os.scandir(folder) as found:
                 names = {item.name: item for item in found}
             listed[kind] = None if os.path.islink(folder) else names
-            for name in sorted(name for name in names if name not in catalog and looks_like_model_file(name)
-                               and not catalog.is_reserved(name)):
+            for name in sorted(name for name in names.keys() - catalog.names()
+                               if looks_like_model_file(name) and not catalog.is_reserved(name)):
                 path = folder / name
                 if not _is_file(names[name]):
                     continue
