@@ -26,6 +26,7 @@ from gw_helpers import CountingListener, free_port, proxy_env, running_gateway, 
 from gw_stubs import EndlessInference, RecordingRegistry, inference_binding, registry_binding, serve
 from PIL import Image
 
+from gateway.ui.handlers.generate import DEFAULT_VAE, LANCZOS, REGION_HEADERS
 from modelmanager.v1 import civitai_pb2, civitai_pb2_grpc, inference_pb2
 from service_kit import ServiceBinding
 
@@ -107,7 +108,10 @@ async def call(http: httpx.AsyncClient, api: str, data: list[Any]) -> tuple[int,
 
 
 def upscale_args(path: str) -> list[Any]:
-    return [{"path": path, **FILE}, "p", "", {}, 2, 0.5, 4, 64, -1]
+    # image, prompt, negative, LoRAs, scale, strength, steps, tile, seed; then upscaler model, VAE, tile padding,
+    # mask blur, seams fix, its width, regions (issue 14), at their defaults.
+    return [{"path": path, **FILE}, "p", "", {}, 2, 0.5, 4, 64, -1,
+            LANCZOS, DEFAULT_VAE, 0, 0, "None", 64, {"headers": REGION_HEADERS, "data": [], "metadata": None}]
 
 
 async def test_an_event_cannot_name_a_server_file(ui: httpx.AsyncClient, services: Any,
