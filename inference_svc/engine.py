@@ -224,7 +224,7 @@ class InferenceEngine:
             injected_trigger_words=tuple(prepared.composed.injected_trigger_words),
             steps=params.steps, guidance_scale=params.guidance_scale, seed=params.seed, scheduler=params.scheduler,
             checkpoint=prepared.checkpoint.name, checkpoint_hash=autov2(checkpoint_sha256.result()),
-            loras=self._output_loras(prepared),
+            loras=self._output_loras(prepared), **self._output_models(prepared),
         )
         text = output_infotext("generate", parameters, image.width, image.height,
                                scheduler_in_use(acquired.entry, params.scheduler))
@@ -268,6 +268,7 @@ class InferenceEngine:
             checkpoint=prepared.checkpoint.name, checkpoint_hash=autov2(checkpoint_sha256.result()),
             loras=self._output_loras(prepared), scale_factor=params.scale_factor, strength=params.strength,
             tile_size=params.tile_size, tile_overlap=params.tile_overlap, controlnet=controlnet is not None,
+            upscaler=prepared.upscaler.filename if prepared.upscaler else "", **self._output_models(prepared),
         )
         text = output_infotext("upscale", parameters, result.width, result.height,
                                scheduler_in_use(acquired.entry, params.scheduler))
@@ -286,6 +287,12 @@ class InferenceEngine:
         """The job's VAE and embeddings on the pipeline for the block; the pipeline as it was after."""
         with self.vaes.swapped(entry, prepared.vae), self.embeddings.active(entry, list(prepared.embeddings)):
             yield
+
+    @staticmethod
+    def _output_models(prepared: Prepared) -> dict[str, Any]:
+        """The VAE and embeddings an output records (the infotext names the VAE, as A1111 does)."""
+        return {"vae": prepared.vae.filename if prepared.vae else "",
+                "embeddings": tuple(e.filename for e in prepared.embeddings)}
 
     def _output_loras(self, prepared: Prepared) -> tuple[OutputLora, ...]:
         # AutoV3 is not in the registry's answer: hashed here, once per file version (a LoRA is megabytes).

@@ -78,6 +78,8 @@ def output_infotext(kind: str, parameters: OutputParameters, width: int, height:
         ("Size", f"{width}x{height}"),
         ("Model hash", p.checkpoint_hash),
         ("Model", model_name(p.checkpoint)),
+        ("VAE", p.vae),  # A1111 writes the VAE's file name when one was chosen
         ("Denoising strength", number(p.strength) if kind == "upscale" else ""),
+        ("Upscaler", model_name(p.upscaler) if p.upscaler else ("Lanczos" if kind == "upscale" else "")),
         ("Lora hashes", lora_hashes([(lora.filename, lora.hash) for lora in p.loras])),
     ])

@@ -53,7 +53,11 @@ class OutputParameters:
     checkpoint: str
     checkpoint_hash: str  # AutoV2
     loras: tuple[OutputLora, ...] = ()
+    # The registry filenames of the VAE and the embeddings the job used; "" / () for the checkpoint's own VAE.
+    vae: str = ""
+    embeddings: tuple[str, ...] = ()
     # Upscale only.
+    upscaler: str = ""  # the upscaler model of stage one; "" for Lanczos
     scale_factor: float = 0.0
     strength: float = 0.0
     tile_size: int = 0
@@ -89,6 +93,7 @@ class SavedOutput:
         raw = dict(data["parameters"])
         raw["loras"] = tuple(OutputLora(**lora) for lora in raw.get("loras", ()))
         raw["injected_trigger_words"] = tuple(raw.get("injected_trigger_words", ()))
+        raw["embeddings"] = tuple(raw.get("embeddings", ()))
         return cls(
             id=str(data["id"]), kind=str(data["kind"]), created_at=datetime.fromisoformat(data["created_at"]),
             width=int(data["width"]), height=int(data["height"]), parameters=OutputParameters(**raw),

@@ -9,6 +9,7 @@ import pytest
 from google.protobuf import field_mask_pb2
 from inference_helpers import SIZE
 from model_types_stack import collect, expect_error, pixels, png_of, result_of, stages, start_stack
+from test_inference_outputs import parse_infotext, text_chunks
 
 from devtools.tiny_models import write_tiny_embedding, write_tiny_esrgan, write_tiny_vae
 from modelmanager.v1 import inference_pb2, model_pb2, registry_pb2
@@ -81,6 +82,8 @@ async def test_a_vae_choice_changes_the_decode_and_the_pipeline_gets_its_own_bac
     other = await stack.add(write_tiny_vae(tmp_path / "other-vae.safetensors", seed=5), VAE)
     decoded, result = await image_of(stack, generate(vae=other))
     assert result.vae == other and np.abs(decoded - own).mean() > 1.0
+    # The saved output and its infotext say which VAE decoded it, as A1111 writes it.
+    assert parse_infotext(text_chunks(result.png)["parameters"])["VAE"] == other
     again, _ = await image_of(stack, generate())
     assert np.array_equal(again, own)  # restored after the job
     # A VAE file holding the checkpoint's own VAE (first_stage_model. naming) decodes the same image.
