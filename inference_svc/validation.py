@@ -87,7 +87,10 @@ def upscale_params(request: inference_pb2.UpscaleRequest) -> UpscaleParams:
     if request.seams_fix not in SEAMS_FIX:
         raise OutOfRangeValue(f"unknown seams_fix {request.seams_fix}", metadata={"field": "seams_fix"})
     seams_width = _multiple_of_8("seams_fix_width", request.seams_fix_width or 64, 8, 512)
-    seams_strength = request.seams_fix_strength if request.HasField("seams_fix_strength") else 0.35
+    # The default strength, 0.35, denoises at least one step whatever `steps` is; a strength the client
+    # chose is checked as given.
+    seams_strength = (request.seams_fix_strength if request.HasField("seams_fix_strength")
+                      else max(0.35, 1.0 / steps))
     check_range("seams_fix_strength", seams_strength, 0.0, 1.0)
     if request.seams_fix and int(steps * seams_strength) < 1:
         check_range("seams_fix_strength", seams_strength, 1.0 / steps, 1.0)

@@ -107,6 +107,13 @@ async def test_the_seams_fix_pass_runs_through_the_wire_near_the_borders_only(st
             assert not changed[:40, :40].any()
 
 
+async def test_the_seams_fix_default_strength_works_at_few_steps(stack):
+    # The default strength must denoise at least one of the job's steps: at 2 steps 0.35 would be none (refused).
+    events = await collect(stack.inference.Upscale(request(seams_fix=inference_pb2.SEAMS_FIX_BAND_PASS,
+                                                           seams_fix_width=32)))
+    assert "seams_fix" in stages(events) and result_of(events).png
+
+
 async def test_tile_padding_and_mask_blur_change_the_tiles_and_their_defaults_change_nothing(stack):
     plain = await upscaled(stack, tile_overlap=16)
     assert np.array_equal(await upscaled(stack, tile_overlap=16, tile_padding=0, mask_blur=0), plain)
