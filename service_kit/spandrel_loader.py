@@ -48,13 +48,32 @@ def _install_torchvision_stand_in() -> None:
         sys.modules[name] = module
 
 
+_STAND_IN_NAMES = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional")
+_used_stand_in = False
+
+
 def uses_stand_in() -> bool:
-    return getattr(sys.modules.get("torchvision"), "__modelmanager__", "") == _STAND_IN
+    return _used_stand_in
+
+
+def _withdraw_torchvision_stand_in() -> None:
+    """spandrel holds what it took from the stand-in; nobody else may find it: diffusers and transformers
+    probe `importlib.util.find_spec("torchvision")`, which fails on a module without a spec, and would
+    then take torchvision for installed."""
+    global _used_stand_in
+    for name in _STAND_IN_NAMES:
+        module = sys.modules.get(name)
+        if getattr(module, "__modelmanager__", "") == _STAND_IN or (
+                name != "torchvision" and module is not None and module.__spec__ is None):
+            del sys.modules[name]
+            _used_stand_in = True
 
 
 _install_torchvision_stand_in()
 
 import spandrel  # noqa: E402  (after the stand-in, on purpose)
+
+_withdraw_torchvision_stand_in()
 
 ModelLoader = spandrel.ModelLoader
 ImageModelDescriptor = spandrel.ImageModelDescriptor
