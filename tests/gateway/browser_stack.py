@@ -62,7 +62,9 @@ class ServiceStack:
                     return
             except httpx.HTTPError:
                 pass
-            assert all(p.poll() is None for p in self.procs), "a service did not start"
+            if any(p.poll() is not None for p in self.procs):
+                self.stop()  # the others would outlive the test (and hold its output pipe open)
+                pytest.fail("a service did not start")
             time.sleep(0.1)
         self.stop()
         pytest.fail("the services did not start")
