@@ -60,8 +60,8 @@ def build_volume(root: Path, size: int) -> Path:
     from metadata_svc.index_store import render
     from metadata_svc.inspection import inspect_file
     from metadata_svc.models import ModelEntry, now_iso
-    from metadata_svc.volume import sha256_of
     from service_kit.config import DEFAULT_CHECKPOINT
+    from service_kit.files import sha256_of
 
     user_models = root / "user-models"
     loras, checkpoints = user_models / "loras", user_models / "checkpoints"

@@ -30,8 +30,8 @@ def seed_library(user_models: Path, fake: FakeCivitai, count: int, *, updated_ev
     from metadata_svc.index_store import render
     from metadata_svc.inspection import inspect_file
     from metadata_svc.models import ModelEntry, now_iso
-    from metadata_svc.volume import sha256_of
     from service_kit.config import DEFAULT_CHECKPOINT
+    from service_kit.files import sha256_of
 
     loras = user_models / "loras"
     loras.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from service_kit import get_logger
+from service_kit.files import sha256_of
 
 log = get_logger("inference_svc.model_hashes")
 
@@ -35,14 +36,6 @@ def autov2(sha256: str) -> str:
 
 def autov3(tensor_sha256: str) -> str:
     return tensor_sha256[:12]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tensor_data_sha256(path: Path) -> str:
@@ -78,7 +71,7 @@ class FileHashes:
     def start_sha256(self, path: Path) -> Future[str]:
         """The file's sha256, computed in the background (or at once from the cache); "" for a folder
         or a file that cannot be read (the infotext then has no Model hash)."""
-        return self._get("sha256", path, file_sha256, background=True)
+        return self._get("sha256", path, sha256_of, background=True)
 
     def lora_autov3(self, path: Path) -> str:
         """A LoRA file's AutoV3, or "" when the file cannot be read as safetensors. Computed in the

@@ -33,7 +33,7 @@ from pathlib import Path
 from inference_svc.errors import ModelFileUnverified, NodeCacheFull
 from modelmanager.v1 import registry_pb2, registry_pb2_grpc
 from service_kit import errors, get_logger
-from service_kit.files import ExclusiveLock, LockHeld, fsync_dir
+from service_kit.files import ExclusiveLock, LockHeld, fsync_dir, sha256_of
 from service_kit.peer import Peer, PeerUnavailable
 
 log = get_logger("inference_svc.node_cache")
@@ -180,7 +180,7 @@ class NodeCache:
         ident = (st.st_ino, st.st_size, st.st_mtime_ns)
         if self._verified.get(name) == ident:
             return True
-        if await asyncio.to_thread(_sha256_of, path) == sha:
+        if await asyncio.to_thread(sha256_of, path) == sha:
             self._verified[name] = ident
             return True
         log.warning("node_cache.corrupt_copy", file=name)
@@ -317,7 +317,3 @@ def _prefix_digest(path: Path, length: int) -> hashlib._Hash:
                 digest.update(block)
                 left -= len(block)
     return digest
-
-
-def _sha256_of(path: Path) -> str:
-    return _prefix_digest(path, path.stat().st_size).hexdigest()

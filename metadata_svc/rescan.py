@@ -23,8 +23,9 @@ from metadata_svc.models import (
     ScanResult,
     SkippedFile,
 )
-from metadata_svc.volume import Volume, sha256_of
+from metadata_svc.volume import Volume
 from service_kit import errors, get_logger
+from service_kit.files import sha256_of
 
 log = get_logger("metadata_svc.registry")  # the parts of the registry log as one
 

@@ -6,7 +6,6 @@ inside their root; everything else outside the volume is still refused (OUTSIDE_
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -16,19 +15,10 @@ from metadata_svc.library_roots import LibraryRoots
 from metadata_svc.models import FOLDER_OF_TYPE, TYPES, FileFacts, ModelEntry
 from service_kit import get_logger
 from service_kit.config import DEFAULT_CHECKPOINT_FILE
-from service_kit.files import real_path, resolves_inside
+from service_kit.files import real_path, resolves_inside, sha256_of
 
 log = get_logger("metadata_svc.registry")  # the parts of the registry log as one
 
-HASH_BLOCK = 8 * 1024 * 1024
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Volume:

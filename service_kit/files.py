@@ -9,6 +9,7 @@ survives a power cut.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -88,3 +89,16 @@ def resolves_inside(path: Path, root: Path) -> bool:
     except (OSError, ValueError):  # a symlink loop on some Pythons, a NUL byte
         return False
     return Path(real).is_relative_to(root)
+
+
+# Large reads: hashlib releases the GIL per block, so other threads run while a file is hashed.
+HASH_BLOCK = 8 * 1024 * 1024
+
+
+def sha256_of(path: Path) -> str:
+    """Lowercase hex SHA-256 of a file's bytes (read in HASH_BLOCK blocks)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
