@@ -24,9 +24,8 @@ import hashlib
 import http.cookiejar
 import re
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
@@ -285,17 +284,9 @@ def ui_image_url(url: str) -> str:
 def install_ui_image_route(app: FastAPI, settings: GatewaySettings) -> None:
     """The route for a signed-in UI session (as preview_route's: the browser has the login cookie, not
     the API key); call before mounting the UI at "/"."""
-    from gateway.ui.preview_route import LOGIN_REQUIRED, gradio_app_of, signed_in
+    from gateway.ui.preview_route import LOGIN_REQUIRED, ui_session_check
 
-    found: list[Any] = []
-
-    def ui_app() -> Any:
-        if not found and (gradio_app := gradio_app_of(app)) is not None:
-            found.append(gradio_app)
-        return found[0] if found else None
-
-    allowed: Callable[[Request], bool] = (
-        (lambda request: signed_in(ui_app(), request)) if settings.api_key else (lambda _request: True))
+    allowed = ui_session_check(app, settings)
 
     async def ui_civitai_image(request: Request, url: ImageUrl, if_none_match: IfNoneMatch = None) -> Response:
         if not allowed(request):

@@ -53,8 +53,11 @@ def signed_in(gradio_app: Any, request: Request) -> bool:
     return token is not None and token in gradio_app.tokens
 
 
-def install_preview_route(app: FastAPI, settings: GatewaySettings) -> None:
-    """Add the route; call before mounting the UI. Found lazily: Gradio's App exists only after the mount."""
+def ui_session_check(app: FastAPI, settings: GatewaySettings) -> Callable[[Request], bool]:
+    """Whether a request comes from a signed-in UI session (always, with no API key: the UI is open).
+    Gradio's App is looked up lazily: it exists only once the UI is mounted."""
+    if not settings.api_key:
+        return lambda _request: True
     found: list[Any] = []
 
     def ui_app() -> Any:
@@ -62,8 +65,12 @@ def install_preview_route(app: FastAPI, settings: GatewaySettings) -> None:
             found.append(gradio_app)
         return found[0] if found else None
 
-    allowed: Callable[[Request], bool] = (
-        (lambda request: signed_in(ui_app(), request)) if settings.api_key else (lambda _request: True))
+    return lambda request: signed_in(ui_app(), request)
+
+
+def install_preview_route(app: FastAPI, settings: GatewaySettings) -> None:
+    """Add the route; call before mounting the UI."""
+    allowed = ui_session_check(app, settings)
 
     async def ui_preview(
         filename: Filename,
@@ -78,4 +85,4 @@ def install_preview_route(app: FastAPI, settings: GatewaySettings) -> None:
                       response_class=Response)
 
 
-__all__ = ["PREVIEW_ROUTE", "install_preview_route", "preview_url", "signed_in"]
+__all__ = ["PREVIEW_ROUTE", "install_preview_route", "preview_url", "signed_in", "ui_session_check"]
