@@ -148,3 +148,25 @@ def gallery_html(models: list[model_pb2.Model], mature: str, nsfw_max: int, sele
     badges = badges or {}
     return ('<div class="mm-gallery">' + "".join(card_html(m, mature, nsfw_max, selected, badges.get(m.filename, ""))
                                                  for m in models) + "</div>")
+
+
+def card_click_js(field: str, data_attribute: str) -> str:
+    """`js_on_load` for a gr.HTML of cards: a click (or Enter / Space) on a card marks it selected and
+    sends `{field: card.dataset[data_attribute]}` as the event's data. The value comes from an escaped
+    data attribute, never from the script."""
+    return f"""
+element.addEventListener('click', (event) => {{
+  const card = event.target.closest('.mm-card');
+  if (!card || !element.contains(card)) return;
+  element.querySelectorAll('.mm-card.mm-selected').forEach(c => c.classList.remove('mm-selected'));
+  card.classList.add('mm-selected');
+  trigger('click', {{{field}: card.dataset.{data_attribute}}});
+}});
+element.addEventListener('keydown', (event) => {{
+  const card = event.target.closest('.mm-card');
+  if (card && (event.key === 'Enter' || event.key === ' ')) {{
+    event.preventDefault();
+    trigger('click', {{{field}: card.dataset.{data_attribute}}});
+  }}
+}});
+"""

@@ -11,24 +11,10 @@ from gradio.events import Dependency
 from gateway.ui.browser_rendering import UPDATE_HEADERS
 from gateway.ui.handlers.browser import BASE_MODELS, MATURE_CHOICES, PERIODS, SORTS, TYPES, BrowserHandlers
 from gateway.ui.handlers.updates import UpdateHandlers
+from gateway.ui.library_rendering import card_click_js
 
 # A click on a result card sends its model id (a data attribute; never part of the script).
-CARD_CLICK_JS = """
-element.addEventListener('click', (event) => {
-  const card = event.target.closest('.mm-card');
-  if (!card || !element.contains(card)) return;
-  element.querySelectorAll('.mm-card.mm-selected').forEach(c => c.classList.remove('mm-selected'));
-  card.classList.add('mm-selected');
-  trigger('click', {model_id: card.dataset.modelId});
-});
-element.addEventListener('keydown', (event) => {
-  const card = event.target.closest('.mm-card');
-  if (card && (event.key === 'Enter' || event.key === ' ')) {
-    event.preventDefault();
-    trigger('click', {model_id: card.dataset.modelId});
-  }
-});
-"""
+CARD_CLICK_JS = card_click_js("model_id", "modelId")
 
 
 @dataclass

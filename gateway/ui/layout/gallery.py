@@ -9,25 +9,11 @@ import gradio as gr
 from gradio.events import Dependency
 
 from gateway.ui.handlers.gallery import MATURE_CHOICES, NO_CARD, NSFW_FILTERS, SORTS, GalleryHandlers
+from gateway.ui.library_rendering import card_click_js
 from gateway.ui.services import TYPE_FILTER
 
 # A click on a card sends its key (a data attribute, escaped; never part of the script) as the event's data.
-CARD_CLICK_JS = """
-element.addEventListener('click', (event) => {
-  const card = event.target.closest('.mm-card');
-  if (!card || !element.contains(card)) return;
-  element.querySelectorAll('.mm-card.mm-selected').forEach(c => c.classList.remove('mm-selected'));
-  card.classList.add('mm-selected');
-  trigger('click', {filename: card.dataset.filename});
-});
-element.addEventListener('keydown', (event) => {
-  const card = event.target.closest('.mm-card');
-  if (card && (event.key === 'Enter' || event.key === ' ')) {
-    event.preventDefault();
-    trigger('click', {filename: card.dataset.filename});
-  }
-});
-"""
+CARD_CLICK_JS = card_click_js("filename", "filename")
 
 # "Use in Generate": show the Generate tab and, for a LoRA, tick its checkbox there (the page's own
 # control, so Generate's selection and prompt preview follow as if the user had clicked it).
