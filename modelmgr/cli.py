@@ -44,9 +44,9 @@ from modelmgr.output import (
     roots_table,
     state_name,
 )
-from modelmgr.progress import ImportProgress, download_bar, import_bars, load_bar, steps_bar
+from modelmgr.progress import ImportProgress, download_bar, import_bars, load_bar
 from modelmgr.services import Services
-from modelmgr.upscale import parse_lora
+from modelmgr.upscale import image_job, parse_lora
 from service_kit import configure_logging
 from service_kit.config import (
     DEFAULT_CHECKPOINT,
@@ -241,24 +241,9 @@ async def cmd_generate(s: Services, args: argparse.Namespace) -> int:
         req.guidance_scale = args.guidance
     if args.seed is not None:
         req.seed = args.seed
-    result: Any = None
-    with steps_bar(console) as progress:
-        task = progress.add_task("queued", total=None)
-        async for msg in s.inference.stream(s.inference_stub.Generate(req)):
-            kind = msg.WhichOneof("event")
-            if kind == "queued":
-                progress.update(task, description=f"queued (position {msg.queued.position})")
-            elif kind == "progress":
-                p = msg.progress
-                progress.update(task, description=p.stage, completed=p.step, total=p.total_steps or None)
-            elif kind == "result":
-                result = msg.result
+    result = await image_job(s, s.inference_stub.Generate(req), args.output)
     if result is None:
-        err_console.print("[red]✗[/] the stream ended without an image")
         return 1
-    await asyncio.to_thread(args.output.write_bytes, result.png)
-    console.print(f"[green]✓[/] {args.output} ({result.width}×{result.height}, seed {result.seed}, "
-                  f"{result.timings.total_seconds:.1f} s)")
     console.print(f"  final prompt: {result.final_prompt}")
     if result.vae or result.embeddings:
         vae = result.vae or "the checkpoint's own"

@@ -88,10 +88,22 @@ async def cmd_upscale(s: Services, args: argparse.Namespace) -> int:
     except OSError as err:
         err_console.print(f"[red]✗[/] cannot read {escape(str(args.image))}: {escape(err.strerror or str(err))}")
         return 1
+    result = await image_job(s, s.inference_stub.Upscale(request(args, image)), args.output)
+    if result is None:
+        return 1
+    console.print(f"  upscaler: {escape(result.upscaler or 'Lanczos')}"
+                  + (f" · VAE: {escape(result.vae)}" if result.vae else "")
+                  + (f" · embeddings: {escape(', '.join(result.embeddings))}" if result.embeddings else ""))
+    return 0
+
+
+async def image_job(s: Services, call: Any, output: Path) -> Any:
+    """Follow a Generate or Upscale stream with a steps bar, write the image to `output` and print its
+    line; the ImageResult, or None (said on stderr) when the stream ended without one."""
     result: Any = None
     with steps_bar(console) as progress:
         task = progress.add_task("queued", total=None)
-        async for msg in s.inference.stream(s.inference_stub.Upscale(request(args, image))):
+        async for msg in s.inference.stream(call):
             kind = msg.WhichOneof("event")
             if kind == "queued":
                 progress.update(task, description=f"queued (position {msg.queued.position})")
@@ -103,11 +115,8 @@ async def cmd_upscale(s: Services, args: argparse.Namespace) -> int:
                 result = msg.result
     if result is None:
         err_console.print("[red]✗[/] the stream ended without an image")
-        return 1
-    await asyncio.to_thread(args.output.write_bytes, result.png)
-    console.print(f"[green]✓[/] {escape(str(args.output))} ({result.width}×{result.height}, seed {result.seed}, "
+        return None
+    await asyncio.to_thread(output.write_bytes, result.png)
+    console.print(f"[green]✓[/] {escape(str(output))} ({result.width}×{result.height}, seed {result.seed}, "
                   f"{result.timings.total_seconds:.1f} s)")
-    console.print(f"  upscaler: {escape(result.upscaler or 'Lanczos')}"
-                  + (f" · VAE: {escape(result.vae)}" if result.vae else "")
-                  + (f" · embeddings: {escape(', '.join(result.embeddings))}" if result.embeddings else ""))
-    return 0
+    return result
