@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from gw_helpers import dead_address, free_port
-from playwright.sync_api import BrowserContext, Page
+from playwright.sync_api import BrowserContext, Locator, Page
 from test_browser import CHROMIUM, CHROMIUM_ARGS, LONG, REPO, expect, sync_playwright
 
 KEY = "key-" + secrets.token_hex(8)
@@ -108,3 +108,14 @@ def signed_in(url: str) -> Iterator[SignedIn]:
             browser.close()
     outside = [u for u in session.requested if not u.startswith((url, "data:", "blob:"))]
     assert session.requested and outside == [], outside
+
+
+def gallery_cards(page: Page) -> Locator:
+    """The Model Manager gallery's cards."""
+    return page.locator("#gallery-cards .mm-card")
+
+
+def pick(page: Page, elem_id: str, option: str) -> None:
+    """Choose `option` in the dropdown `elem_id`."""
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()

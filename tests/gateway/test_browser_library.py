@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_stack import KEY, TOAST_RECORDER, ServiceStack, signed_in  # noqa: F401 (others import them here)
+from browser_stack import ServiceStack, pick, signed_in
+from browser_stack import gallery_cards as cards
 
 # test_browser skips (or, in CI, fails) when Chromium or Playwright is missing, before Playwright is imported.
 from test_browser import (
     LONG,
-    Page,
     expect,
     natural_size,
     shot,
@@ -68,15 +68,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LibraryStack]:
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("screenshots")
-
-
-def cards(page: Page):
-    return page.locator("#gallery-cards .mm-card")
-
-
-def pick(page: Page, elem_id: str, option: str) -> None:
-    page.locator(f"#{elem_id} input").click()
-    page.get_by_role("option", name=option, exact=True).click()
 
 
 def test_import_then_gallery_in_the_browser(stack: LibraryStack, shots: Path) -> None:

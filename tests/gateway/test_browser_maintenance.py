@@ -20,7 +20,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser_stack import KEY, ServiceStack, signed_in
+from browser_stack import KEY, ServiceStack, pick, signed_in
+from browser_stack import gallery_cards as cards
 
 # test_browser skips (or, in CI, fails) when Chromium or Playwright is missing, before Playwright is imported.
 from test_browser import LONG, Page, expect, shot, text_input
@@ -73,15 +74,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HealthStack]:
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("screenshots")
-
-
-def cards(page: Page):
-    return page.locator("#gallery-cards .mm-card")
-
-
-def pick(page: Page, elem_id: str, option: str) -> None:
-    page.locator(f"#{elem_id} input").click()
-    page.get_by_role("option", name=option, exact=True).click()
 
 
 def import_root(page: Page, root: Path, registered: int) -> None:
