@@ -27,7 +27,8 @@ STREAM_TIMEOUT = 24 * 3600.0  # a watch or a generate may run long; the client's
 
 
 def get_clients(request: Request) -> ServiceClients:
-    return request.app.state.clients
+    clients: ServiceClients = request.app.state.clients  # app.state is untyped
+    return clients
 
 
 Clients = Annotated[ServiceClients, Depends(get_clients)]
@@ -459,7 +460,7 @@ async def no_such_route(request: Request, path: str) -> None:
         method for route in [*library_router.routes, *router.routes]
         if isinstance(route, APIRoute) and route.endpoint is not no_such_route
         and route.path_regex.match(request.url.path)
-        for method in route.methods
+        for method in route.methods or ()
     })
     if allowed:
         raise HTTPException(405, f"{request.method} is not allowed on {request.url.path}; it takes "

@@ -32,7 +32,8 @@ SERVICES = ("registry", "civitai", "inference")
 def to_dict(msg: Message) -> dict[str, Any]:
     """Proto → JSON-able dict with the proto's field names and every field present
     (json_format's output, computed faster: see gateway.protojson)."""
-    return message_to_dict(msg)
+    result: dict[str, Any] = message_to_dict(msg)  # a Message always gives an object
+    return result
 
 
 def proto_json(msg: Message, status_code: int = 200) -> JSONResponse:
@@ -43,7 +44,7 @@ def proto_json(msg: Message, status_code: int = 200) -> JSONResponse:
 def parse(data: dict[str, Any], msg: T) -> T:
     """JSON dict → proto; unknown fields and bad values are a 400 naming the problem."""
     try:
-        json_format.ParseDict(data, msg, ignore_unknown_fields=False)  # type: ignore[arg-type]
+        json_format.ParseDict(data, msg, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
         raise ApiError.local(400, f"invalid request body: {exc}", "INVALID_REQUEST") from exc
     return msg

@@ -24,7 +24,7 @@ checked against the limit before anything is sent).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
@@ -34,6 +34,9 @@ from gateway.clients import ServiceClients
 from gateway.errors import ApiError, error_info
 from modelmanager.v1 import model_pb2, registry_pb2
 from service_kit import get_logger
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 log = get_logger("gateway.upload")
 
@@ -119,7 +122,7 @@ class _Upload:
         self.filename = ""
 
     # Parser callbacks (synchronous): only record what happened.
-    def callbacks(self) -> dict[str, Any]:
+    def callbacks(self) -> MultipartCallbacks:
         def header_field(data: bytes, start: int, end: int) -> None:
             self._hname += data[start:end]
 

@@ -7,7 +7,7 @@ import json
 import re
 import warnings
 
-from PIL import Image, PngImagePlugin
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from inference_svc.errors import InvalidImage, InvalidSize, OutOfRangeValue
 from service_kit import get_logger
@@ -33,7 +33,7 @@ def decode_image(data: bytes) -> Image.Image:
             if image.width * image.height > MAX_INPUT_PIXELS:
                 raise ValueError(f"{image.width}x{image.height} is larger than {MAX_INPUT_PIXELS} pixels")
             image.load()
-    except Image.UnidentifiedImageError as exc:
+    except UnidentifiedImageError as exc:
         # Pillow's message names the buffer object ("<_io.BytesIO object at 0x…>"): say what is wrong instead,
         # and keep Pillow's words for the log.
         log.info("image.undecodable", size=len(data), head=data[:16].hex(), error=str(exc))

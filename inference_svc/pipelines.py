@@ -77,10 +77,10 @@ def scheduler_in_use(entry: CachedCheckpoint, name: str) -> str:
     return ""
 
 
-def step_callback(on_step: StepFn, cancelled: Callable[[], bool], total: int) -> Callable[..., dict]:
+def step_callback(on_step: StepFn, cancelled: Callable[[], bool], total: int) -> Callable[..., dict[str, Any]]:
     """diffusers' callback_on_step_end: report the step, stop the job at once if its client left."""
 
-    def callback(pipe: Any, step: int, timestep: Any, callback_kwargs: dict) -> dict:
+    def callback(pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
         if cancelled():
             # Raising (rather than pipe._interrupt) also skips the VAE decode.
             raise JobCancelled("job cancelled by its client")

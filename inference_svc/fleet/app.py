@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 from ray.serve.handle import DeploymentHandle
 
@@ -24,6 +25,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         cluster.shutdown(stop_ray=not settings.ray_address)
 
 
-async def _serve(settings: FleetSettings, workers: DeploymentHandle) -> None:
+async def _serve(settings: FleetSettings, workers: DeploymentHandle[Any]) -> None:
     server = await create_front(settings, workers)
     await run_until_signal(server)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, cast
 
 import ray
 from ray import serve
+from ray.serve.deployment import Deployment
 from ray.serve.handle import DeploymentHandle
 
 from inference_svc.fleet.config import FleetSettings
@@ -49,21 +51,23 @@ def connect(settings: FleetSettings) -> None:
     if ray.is_initialized():
         return
     if settings.ray_address:
-        ray.init(address=settings.ray_address, logging_level="WARNING", log_to_driver=True)
+        ray.init(address=settings.ray_address, logging_level=logging.WARNING, log_to_driver=True)
     else:
         cpus = max(1, int(settings.worker_cpus * max(settings.workers, settings.max_workers) + 0.999))
-        ray.init(num_cpus=cpus, num_gpus=None, include_dashboard=False, logging_level="WARNING",
+        ray.init(num_cpus=cpus, num_gpus=None, include_dashboard=False, logging_level=logging.WARNING,
                  _node_ip_address="127.0.0.1")
     # The front is our gRPC server: no Serve HTTP or gRPC proxies.
     serve.start(proxy_location="Disabled")
 
 
-def deploy(settings: FleetSettings) -> DeploymentHandle:
+def deploy(settings: FleetSettings) -> DeploymentHandle[Any]:
     """Deploy (or update) the workers and return their handle; returns once they are running."""
     connect(settings)
-    app = serve.deployment(InferenceWorker).options(**deployment_options(settings)).bind(
+    # Ray annotates serve.deployment as the decorator factory only; given a class it returns the Deployment.
+    worker = cast(Deployment, serve.deployment(InferenceWorker))
+    app = worker.options(**deployment_options(settings)).bind(
         settings.worker_settings(), settings.checkpoints_per_worker, settings.model_files())
-    handle: DeploymentHandle = serve.run(app, name=settings.app_name, route_prefix=None, blocking=False)
+    handle: DeploymentHandle[Any] = serve.run(app, name=settings.app_name, route_prefix=None, blocking=False)
     log.info("fleet.deployed", app=settings.app_name, workers=settings.workers, max_workers=settings.max_workers,
              address=settings.ray_address or "local")
     return handle

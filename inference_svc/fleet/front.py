@@ -15,16 +15,16 @@ Initial metadata `modelmgr-worker` names the worker that ran the job; trailing m
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from ray import exceptions as ray_errors
 from ray.serve import exceptions as serve_errors
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from inference_svc.errors import DOMAIN, NoWorkers, QueueFull, WorkerLost
 from inference_svc.fleet import cluster
@@ -67,7 +67,7 @@ class _OutputsOnly:
 
 
 class FleetServicer(InferenceServicer):
-    def __init__(self, workers: DeploymentHandle, registry: RegistryClient, outputs: OutputStore, *,
+    def __init__(self, workers: DeploymentHandle[Any], registry: RegistryClient, outputs: OutputStore, *,
                  routing: str = "checkpoint"):
         self.engine = _OutputsOnly(outputs)  # type: ignore[assignment]
         self.workers = workers
@@ -118,7 +118,7 @@ class FleetServicer(InferenceServicer):
                                               registry_pb2.GetActiveCheckpointRequest())
         return str(reply.checkpoint)
 
-    async def _relay(self, method: str, request: Message, checkpoint: str, response: Callable[..., Response],
+    async def _relay(self, method: str, request: Message, checkpoint: str, response: type[Response],
                      context: grpc.aio.ServicerContext) -> AsyncIterator[Response]:
         key = await self._routing_key(checkpoint)
         options: dict[str, Any] = {"method_name": "stream", "stream": True}
@@ -130,7 +130,8 @@ class FleetServicer(InferenceServicer):
         for _ in range(TRIES):
             worker: dict[str, str] = {}
             said_anything = False
-            stream = handle.remote(method, payload)
+            # options(stream=True): the call answers a generator.
+            stream = cast(DeploymentResponseGenerator[Any], handle.remote(method, payload))
             finished = False
             try:
                 async for kind, body in stream:
@@ -173,7 +174,7 @@ def _short(exc: BaseException | None) -> str:
     return str(exc).strip().splitlines()[0][:200] if exc is not None and str(exc).strip() else type(exc).__name__
 
 
-async def create_front(settings: FleetSettings, workers: DeploymentHandle | None = None) -> GrpcServer:
+async def create_front(settings: FleetSettings, workers: DeploymentHandle[Any] | None = None) -> GrpcServer:
     """The front's server, not started; deploys the workers first unless given their handle."""
     if workers is None:
         workers = cluster.deploy(settings)

@@ -25,6 +25,7 @@ def build_blocks(h: Handlers) -> gr.Blocks:
     settings = h.services.settings
     # analytics_enabled=False: no version check or telemetry leaves the machine. delete_cache: uploads
     # and outputs older than an hour are removed every ten minutes (and all of them at shutdown).
+    demo: gr.Blocks  # what Blocks.__enter__ (unannotated) returns: the Blocks itself
     with gr.Blocks(title="Model Manager", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
         gr.Markdown("# Model Manager\nSDXL LoRAs and checkpoints: install from CivitAI, manage, generate. "
                     "API docs at [/docs](/docs).")

@@ -4,6 +4,7 @@ details (edit, delete, open on CivitAI, copy trigger words, use in Generate), re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 from gradio.events import Dependency
@@ -103,25 +104,27 @@ def gallery_section(h: GalleryHandlers) -> GallerySection:
         card_msg = gr.HTML(elem_id="card-msg")
 
     filters = [type_filter, base, place, tag, nsfw, sort, search]
-    inputs = [*filters, page, mature, filename, updates_only]  # cards(...)'s order
-    outputs = [cards, status, page]
+    inputs: list[gr.components.Component] = [*filters, page, mature, filename, updates_only]  # cards(...)'s order
+    outputs: list[gr.components.Component] = [cards, status, page]
     facet_outputs = [base, place, tag, facet_msg]
 
-    def first_page(*values: object) -> tuple:
+    # Gradio hands the inputs' values in cards(...)'s order, each of its component's type.
+    def first_page(*values: Any) -> tuple[Any, ...]:
         return (*values[:len(filters)], 1, *values[len(filters) + 1:])
 
-    async def from_first(*values: object) -> tuple:
+    async def from_first(*values: Any) -> tuple[str, str, int]:
         return await h.cards(*first_page(*values))
 
-    async def step(delta: int, *values: object) -> tuple:
+    async def step(delta: int, *values: Any) -> tuple[str, str, int]:
         current = values[len(filters)]
         number = (current if isinstance(current, int | float) else 1) + delta
-        return await h.cards(*values[:len(filters)], number, *values[len(filters) + 1:])
+        args = (*values[:len(filters)], number, *values[len(filters) + 1:])
+        return await h.cards(*args)
 
-    async def previous(*values: object) -> tuple:
+    async def previous(*values: Any) -> tuple[str, str, int]:
         return await step(-1, *values)
 
-    async def following(*values: object) -> tuple:
+    async def following(*values: Any) -> tuple[str, str, int]:
         return await step(1, *values)
 
     for component in (type_filter, base, place, tag, nsfw, sort):
