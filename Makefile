@@ -32,7 +32,7 @@ proto: install
 lint: install
 	$(VENV)/bin/buf lint
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy service_kit metadata_svc civitai_svc modelmgr
+	$(VENV)/bin/mypy service_kit metadata_svc civitai_svc modelmgr inference_svc gateway
 
 # Debian's chromium for the browser tests (Playwright cannot download its own browsers here).
 browser:
