@@ -218,14 +218,7 @@ class InferenceEngine:
         with self._models_for(acquired.entry, prepared):
             image = generate(acquired.entry, replace(params, prompt=prepared.composed.prompt), on_step, ctx.cancelled)
         inference_seconds = time.perf_counter() - inference_started
-        parameters = OutputParameters(
-            prompt=params.prompt, negative_prompt=params.negative_prompt,
-            final_prompt=prepared.composed.prompt,
-            injected_trigger_words=tuple(prepared.composed.injected_trigger_words),
-            steps=params.steps, guidance_scale=params.guidance_scale, seed=params.seed, scheduler=params.scheduler,
-            checkpoint=prepared.checkpoint.name, checkpoint_hash=autov2(checkpoint_sha256.result()),
-            loras=self._output_loras(prepared), **self._output_models(prepared),
-        )
+        parameters = self._parameters(prepared, params, checkpoint_sha256.result())
         text = output_infotext("generate", parameters, image.width, image.height,
                                scheduler_in_use(acquired.entry, params.scheduler))
         return self._output(ctx, "generate", image, parameters, text, acquired, lora_seconds, inference_seconds,
@@ -260,16 +253,10 @@ class InferenceEngine:
                              ctx.cancelled, controlnet=controlnet, enlarged=enlarged, regions=regions,
                              after_regions=restore_global)
         inference_seconds = time.perf_counter() - inference_started
-        parameters = OutputParameters(
-            prompt=params.prompt, negative_prompt=params.negative_prompt,
-            final_prompt=prepared.composed.prompt,
-            injected_trigger_words=tuple(prepared.composed.injected_trigger_words),
-            steps=params.steps, guidance_scale=params.guidance_scale, seed=params.seed, scheduler=params.scheduler,
-            checkpoint=prepared.checkpoint.name, checkpoint_hash=autov2(checkpoint_sha256.result()),
-            loras=self._output_loras(prepared), scale_factor=params.scale_factor, strength=params.strength,
-            tile_size=params.tile_size, tile_overlap=params.tile_overlap, controlnet=controlnet is not None,
-            upscaler=prepared.upscaler.filename if prepared.upscaler else "", **self._output_models(prepared),
-        )
+        parameters = self._parameters(
+            prepared, params, checkpoint_sha256.result(), scale_factor=params.scale_factor,
+            strength=params.strength, tile_size=params.tile_size, tile_overlap=params.tile_overlap,
+            controlnet=controlnet is not None, upscaler=prepared.upscaler.filename if prepared.upscaler else "")
         text = output_infotext("upscale", parameters, result.width, result.height,
                                scheduler_in_use(acquired.entry, params.scheduler))
         return self._output(ctx, "upscale", result, parameters, text, acquired, lora_seconds, inference_seconds,
@@ -288,11 +275,17 @@ class InferenceEngine:
         with self.vaes.swapped(entry, prepared.vae), self.embeddings.active(entry, list(prepared.embeddings)):
             yield
 
-    @staticmethod
-    def _output_models(prepared: Prepared) -> dict[str, Any]:
-        """The VAE and embeddings an output records (the infotext names the VAE, as A1111 does)."""
-        return {"vae": prepared.vae.filename if prepared.vae else "",
-                "embeddings": tuple(e.filename for e in prepared.embeddings)}
+    def _parameters(self, prepared: Prepared, params: GenerateParams | UpscaleParams, checkpoint_sha256: str,
+                    **upscale_only: Any) -> OutputParameters:
+        """What an output records: the request, the prompt the model got, the models used (the infotext
+        names the checkpoint, LoRAs and VAE by hash or name, as A1111 does)."""
+        return OutputParameters(
+            prompt=params.prompt, negative_prompt=params.negative_prompt, final_prompt=prepared.composed.prompt,
+            injected_trigger_words=tuple(prepared.composed.injected_trigger_words),
+            steps=params.steps, guidance_scale=params.guidance_scale, seed=params.seed, scheduler=params.scheduler,
+            checkpoint=prepared.checkpoint.name, checkpoint_hash=autov2(checkpoint_sha256),
+            loras=self._output_loras(prepared), vae=prepared.vae.filename if prepared.vae else "",
+            embeddings=tuple(e.filename for e in prepared.embeddings), **upscale_only)
 
     def _output_loras(self, prepared: Prepared) -> tuple[OutputLora, ...]:
         # AutoV3 is not in the registry's answer: hashed here, once per file version (a LoRA is megabytes).
