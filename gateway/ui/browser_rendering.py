@@ -12,10 +12,10 @@ from __future__ import annotations
 import html
 
 from gateway.image_proxy import ui_image_url
-from gateway.text import human_size, type_name
 from gateway.ui.library_rendering import MATURE_LEVEL
 from gateway.ui.rendering import md_code, md_link, md_text, ok_html
 from modelmanager.v1 import civitai_pb2
+from service_kit.display import human_size, type_name
 
 BROWSER_CSS = """
 .mm-badge.mm-installed {background:#dcfce7;color:#166534}

@@ -11,10 +11,10 @@ import html
 from collections import defaultdict
 
 from gateway.api_library import highest_level
-from gateway.text import human_size, type_name
 from gateway.ui.preview_route import preview_url
 from gateway.ui.rendering import error_html, progress_html
 from modelmanager.v1 import model_pb2, registry_pb2
+from service_kit.display import human_size, type_name
 
 LIBRARY_CSS = """
 .mm-gallery {display:grid;grid-template-columns:repeat(auto-fill,minmax(180px,1fr));gap:10px}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import html
 
-from gateway.text import human_size, type_name
 from modelmanager.v1 import model_pb2, registry_pb2
+from service_kit.display import human_size, type_name
 
 
 def where(m: model_pb2.Model) -> str:

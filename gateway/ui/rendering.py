@@ -9,8 +9,8 @@ from __future__ import annotations
 import html
 import re
 
-from gateway.text import human_size, type_name
 from modelmanager.v1 import civitai_pb2, inference_pb2, model_pb2, registry_pb2
+from service_kit.display import human_size, type_name
 
 CSS = """
 .mm-progress {background:#e5e7eb;border-radius:6px;height:14px;overflow:hidden;margin:4px 0}
@@ -55,16 +55,6 @@ def progress_html(fraction: float | None, text: str) -> str:
 
 
 # ---------------------------------------------------------------- CivitAI
-
-
-def civitai_preview_image(info: civitai_pb2.CivitaiModelInfo) -> str:
-    """The first preview image: the browser loads it from CivitAI's image host itself (nothing proxied here)."""
-    url = next((i.url for i in info.images if i.type in ("", "image")), None)
-    if not url:
-        return "(no preview image)"
-    return (f'<img src="{html.escape(url)}" alt="preview image" referrerpolicy="no-referrer" '
-            'style="max-height:220px;max-width:100%;border-radius:6px" '
-            "onerror=\"this.replaceWith('(preview image unavailable)')\">")
 
 
 def civitai_info_markdown(info: civitai_pb2.CivitaiModelInfo) -> str:

@@ -26,7 +26,7 @@ from browser_stack import gallery_cards as cards
 # test_browser skips (or, in CI, fails) when Chromium or Playwright is missing, before Playwright is imported.
 from test_browser import LONG, Page, expect, shot, text_input
 
-from gateway.text import human_size
+from service_kit.display import human_size
 
 pytestmark = pytest.mark.browser
 expect.set_options(timeout=LONG)

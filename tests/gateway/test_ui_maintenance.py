@@ -16,11 +16,11 @@ import metadata_svc.app as metadata_app
 import metadata_svc.config as metadata_config
 from devtools.model_files import write_safetensors
 from gateway.clients import ServiceClients
-from gateway.text import human_size
 from gateway.ui.guard import UploadedFiles
 from gateway.ui.handlers import Handlers
 from gateway.ui.services import UiServices
 from modelmanager.v1 import registry_pb2
+from service_kit.display import human_size
 
 NO_FILTER = ("All", "All", "", "All", "any", "name", "")
 EVIL = "<img src=x onerror=alert(1)>.safetensors"

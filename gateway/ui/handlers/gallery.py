@@ -21,7 +21,6 @@ from typing import Any
 import gradio as gr
 
 from gateway.api_library import highest_level
-from gateway.text import type_name
 from gateway.ui.error_display import NeedsInput, shows_errors
 from gateway.ui.handlers.library import LibraryHandlers
 from gateway.ui.handlers.models import ModelHandlers
@@ -30,6 +29,7 @@ from gateway.ui.library_rendering import NSFW_LEVELS, gallery_html
 from gateway.ui.rendering import error_html, md_link, md_text, model_facts, ok_html
 from gateway.ui.services import LIST_PAGE_SIZE, TYPE_FILTER, UiServices
 from modelmanager.v1 import model_pb2, registry_pb2
+from service_kit.display import type_name
 from service_kit.peer import paged
 
 PAGE_SIZE = 48

@@ -12,11 +12,11 @@ from typing import Any
 
 import gradio as gr
 
-from gateway.text import human_size, type_name
 from gateway.ui.error_display import NeedsInput, shows_errors
 from gateway.ui.rendering import error_html, model_facts, ok_html
 from gateway.ui.services import UiServices
 from modelmanager.v1 import model_pb2, registry_pb2
+from service_kit.display import human_size, type_name
 
 TABLE_PAGE_SIZE = 100
 TABLE_HEADERS = ["filename", "name", "type", "base model", "trigger words", "weight", "size", "source"]
